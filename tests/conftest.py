@@ -1,0 +1,38 @@
+"""Shared test fixtures.
+
+The public AutoTTS replay stores live beside the repository at ``../shared/autotts-replay`` (CI has
+them). Tests that use them must run, never skip: a missing directory is an error.
+"""
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from tts_gym.store import ReplayStore
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_REPLAY_DIR = Path(os.environ.get("TTS_GYM_DATA", REPO_ROOT.parent / "shared" / "autotts-replay"))
+SHARED_REFERENCE_DIR = SHARED_REPLAY_DIR.parent / "reference"
+MODELS = ("Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B")
+BENCHMARKS = ("aime24", "aime25", "hmmt25")
+
+
+@lru_cache(maxsize=None)
+def shared_store(model: str, benchmark: str) -> ReplayStore:
+    """One shared AutoTTS store, loaded once per test session."""
+    path = SHARED_REPLAY_DIR / model / f"{benchmark}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"shared replay store missing: {path} (CI provides ../shared)")
+    with open(path) as fh:
+        return ReplayStore.from_records(model, benchmark, json.load(fh))
+
+
+@pytest.fixture(scope="session")
+def shared_replay_dir() -> Path:
+    if not SHARED_REPLAY_DIR.is_dir():
+        raise FileNotFoundError(f"{SHARED_REPLAY_DIR} not found: the shared replay data is required")
+    return SHARED_REPLAY_DIR
