@@ -1,0 +1,385 @@
+"""Compiled replay kernels: pure numba functions over explicit, batch-first state arrays.
+
+In the gymnax style, everything an episode needs is passed in explicitly:
+
+* :class:`ReplayData` -- the store tensors (read-only; several stores are concatenated along the
+  question axis by :func:`pack_stores`);
+* :class:`EnvParams` -- scalar configuration (``max_branches``, fused reveals, probe cost, budget);
+* :class:`EnvState` -- per-episode state, every array batch-first (``E`` episodes; one env is a
+  batch of one).
+
+The kernels (:func:`reset_episode`, :func:`step_episode`, :func:`action_mask_episode` and their
+batched wrappers) hold no Python objects and allocate nothing per step, so the same functions drive
+the single env, the natively batched vector env and the compiled baseline policies
+(:mod:`tts_gym.policies.compiled`), which call :func:`step_episode` from inside numba.
+
+Cost accounting follows ``specs/replay-semantics.md`` section 2 exactly:
+
+* ``BRANCH`` = the reference's ``probe_new``: charges ``pf`` and (fused mode) reveals probe 1;
+* ``CONTINUE(i)`` = ``probe_more(i)``: charges ``pf`` and reveals the next probe while probes remain;
+  once the ``K_b`` probes are consumed, one more ``CONTINUE`` is the *finishing step*, which charges
+  ``max(0, T_b - K_b * pf)`` and reveals the final answer; finished positions are masked afterwards
+  (so the reference's re-charging quirk is forbidden rather than reproduced);
+* ``SAMPLE`` = ``get_new_branch_final_answer``: charges exactly ``T_b`` and reveals only the final;
+* a fully probed branch costs ``max(T_b, K_b * pf)``, a sampled one ``T_b``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+
+from tts_gym.actions import ABSTAIN, ANSWER, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
+
+# ---- position flags (bit field in EnvState.flags) ------------------------------------------------
+OPENED = np.int8(1)     # position has been opened (BRANCH or SAMPLE)
+FINISHED = np.int8(2)   # final answer revealed / trajectory complete
+PRUNED = np.int8(4)     # PRUNE(i) taken: no further actions, out of the default vote
+SAMPLED = np.int8(8)    # opened by SAMPLE (full read)
+
+# ---- result codes of step_episode (0 = applied) -------------------------------------------------
+OK = 0
+ERR_DONE = 1             # episode already ended
+ERR_NO_BRANCH_LEFT = 2   # BRANCH/SAMPLE with every allowed position opened
+ERR_NOT_OPENED = 3       # position not opened yet
+ERR_FINISHED = 4         # CONTINUE on a finished position
+ERR_PRUNED = 5           # action on a pruned position
+ERR_NOTHING_TO_PROBE = 6 # PROBE with the current depth already revealed (always so in fused mode)
+ERR_NO_ANSWER = 7        # ANSWER_WITH(i) with nothing revealed at position i
+ERR_BAD_ACTION = 8       # action id outside the action space
+ERR_BUDGET = 9           # token budget exhausted: only answering actions remain
+
+ERROR_MESSAGES = {
+    ERR_DONE: "the episode has already ended; call reset()",
+    ERR_NO_BRANCH_LEFT: "every allowed branch position is already opened (cursor == max branches)",
+    ERR_NOT_OPENED: "that branch position has not been opened yet",
+    ERR_FINISHED: "that branch is finished: its final answer is already revealed",
+    ERR_PRUNED: "that branch was pruned",
+    ERR_NOTHING_TO_PROBE: "nothing to probe: the answer at the branch's current depth is already revealed",
+    ERR_NO_ANSWER: "that branch has revealed no answer yet",
+    ERR_BAD_ACTION: "the action id is outside the action space",
+    ERR_BUDGET: "the token budget is exhausted; only ANSWER, ANSWER_WITH(i) and ABSTAIN remain",
+}
+
+
+class ReplayData(NamedTuple):
+    """Store tensors (see :class:`tts_gym.store.ReplayStore`), several stores stacked along Q."""
+    probe_ids: np.ndarray       # int32 [Q, N, K]
+    num_probes: np.ndarray      # int32 [Q, N]
+    branch_tokens: np.ndarray   # int64 [Q, N]
+    final_ids: np.ndarray       # int32 [Q, N]
+    num_branches: np.ndarray    # int32 [Q]
+    probe_interval: np.ndarray  # int32 [Q]
+    gold_ids: np.ndarray        # int32 [Q]  (scoring only; never observed)
+    num_answers: np.ndarray     # int32 [Q]  size of each question's answer table
+
+
+class EnvParams(NamedTuple):
+    max_branches: int   # M: positions per episode (<= the store's N)
+    fused: bool         # CONTINUE/BRANCH also reveal the new answer (the reference's behaviour)
+    probe_cost: int     # kappa: tokens charged per reveal (0 in the reference)
+    token_budget: int   # cost-incurring actions are masked once cost >= budget (<= 0: no budget)
+
+
+class EnvState(NamedTuple):
+    """Per-episode state; leading axis = episode in the batch. Positions are opening order."""
+    question: np.ndarray      # int32 [E]    question index into ReplayData
+    order: np.ndarray         # int32 [E, M] stored branch index of each position (a permutation prefix)
+    cursor: np.ndarray        # int32 [E]    positions opened so far
+    cost: np.ndarray          # int64 [E]    tokens charged so far
+    steps: np.ndarray         # int32 [E]    actions applied so far (also the reveal/finish clock)
+    done: np.ndarray          # bool  [E]    an answering action ended the episode
+    answer: np.ndarray        # int32 [E]    committed answer id (-1: none / abstained)
+    flags: np.ndarray         # int8  [E, M] OPENED | FINISHED | PRUNED | SAMPLED
+    depth: np.ndarray         # int32 [E, M] intervals advanced (K_b + 1 once finished)
+    ledger: np.ndarray        # int64 [E, M] tokens charged to the position
+    latest: np.ndarray        # int32 [E, M] latest revealed answer id (-1: none)
+    revealed_depth: np.ndarray  # int32 [E, M] depth at which `latest` was revealed
+    stable: np.ndarray        # int32 [E, M] consecutive reveals that repeated the same answer (1 = new)
+    reveal_time: np.ndarray   # int32 [E, M] `steps` value of the last reveal (-1: never)
+    finish_time: np.ndarray   # int32 [E, M] `steps` value when the position finished (-1: never)
+
+
+def make_state(num_envs: int, max_branches: int) -> EnvState:
+    """Allocate an all-empty state for ``num_envs`` episodes of ``max_branches`` positions."""
+    E, M = int(num_envs), int(max_branches)
+    return EnvState(
+        question=np.zeros(E, np.int32), order=np.zeros((E, M), np.int32),
+        cursor=np.zeros(E, np.int32), cost=np.zeros(E, np.int64), steps=np.zeros(E, np.int32),
+        done=np.zeros(E, np.bool_), answer=np.full(E, -1, np.int32),
+        flags=np.zeros((E, M), np.int8), depth=np.zeros((E, M), np.int32),
+        ledger=np.zeros((E, M), np.int64), latest=np.full((E, M), -1, np.int32),
+        revealed_depth=np.zeros((E, M), np.int32), stable=np.zeros((E, M), np.int32),
+        reveal_time=np.full((E, M), -1, np.int32), finish_time=np.full((E, M), -1, np.int32))
+
+
+def pack_stores(stores) -> ReplayData:
+    """Stack one or more :class:`~tts_gym.store.ReplayStore` along the question axis (padding N, K)."""
+    stores = list(stores)
+    Q = sum(s.num_questions for s in stores)
+    N = max(s.max_branches for s in stores)
+    K = max(s.max_probes for s in stores)
+    probe_ids = np.full((Q, N, K), -1, np.int32)
+    num_probes = np.zeros((Q, N), np.int32)
+    branch_tokens = np.zeros((Q, N), np.int64)
+    final_ids = np.full((Q, N), -1, np.int32)
+    q0 = 0
+    for s in stores:
+        q1 = q0 + s.num_questions
+        n, k = s.max_branches, s.max_probes
+        probe_ids[q0:q1, :n, :k] = s.probe_ids
+        num_probes[q0:q1, :n] = s.num_probes
+        branch_tokens[q0:q1, :n] = s.branch_tokens
+        final_ids[q0:q1, :n] = s.final_ids
+        q0 = q1
+    cat = lambda name, dt: np.ascontiguousarray(  # noqa: E731
+        np.concatenate([np.asarray(getattr(s, name)) for s in stores]), dtype=dt)
+    num_answers = np.array([len(t) for s in stores for t in s.answer_tables], np.int32)
+    return ReplayData(probe_ids=probe_ids, num_probes=num_probes, branch_tokens=branch_tokens,
+                      final_ids=final_ids, num_branches=cat("num_branches", np.int32),
+                      probe_interval=cat("probe_interval", np.int32),
+                      gold_ids=cat("gold_ids", np.int32), num_answers=num_answers)
+
+
+# ---------------------------------------------------------------------------------------------
+# single-episode kernels (called from the batched wrappers and from compiled policies)
+# ---------------------------------------------------------------------------------------------
+
+@nb.njit(cache=True, nogil=True)
+def reset_episode(state, e, question, perm):
+    """Start episode ``e`` on ``question`` with branch order ``perm`` (stored index per position)."""
+    M = state.order.shape[1]
+    state.question[e] = question
+    for p in range(M):
+        state.order[e, p] = perm[p] if p < perm.shape[0] else 0
+        state.flags[e, p] = 0
+        state.depth[e, p] = 0
+        state.ledger[e, p] = 0
+        state.latest[e, p] = -1
+        state.revealed_depth[e, p] = 0
+        state.stable[e, p] = 0
+        state.reveal_time[e, p] = -1
+        state.finish_time[e, p] = -1
+    state.cursor[e] = 0
+    state.cost[e] = 0
+    state.steps[e] = 0
+    state.done[e] = False
+    state.answer[e] = -1
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def position_limit(state, data, params, e):
+    """Positions an episode may open: ``min(max_branches, N_q)``."""
+    n = data.num_branches[state.question[e]]
+    return params.max_branches if params.max_branches < n else n
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _answer_at_depth(data, q, b, d):
+    """Answer id visible at depth ``d >= 1`` of stored branch ``b``: probe ``d`` or, past them, the final."""
+    if d <= data.num_probes[q, b]:
+        return data.probe_ids[q, b, d - 1]
+    return data.final_ids[q, b]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _reveal(state, data, params, e, p, answer):
+    t = state.steps[e]
+    if answer == state.latest[e, p]:
+        state.stable[e, p] += 1
+    else:
+        state.stable[e, p] = 1
+    state.latest[e, p] = answer
+    state.revealed_depth[e, p] = state.depth[e, p]
+    state.reveal_time[e, p] = t
+    if params.probe_cost != 0:
+        state.cost[e] += params.probe_cost
+        state.ledger[e, p] += params.probe_cost
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _advance(state, data, params, e, p):
+    """The reference's private ``step(b)``: one interval, or the finishing step. Returns the charge."""
+    q = state.question[e]
+    b = state.order[e, p]
+    k = data.num_probes[q, b]
+    pf = data.probe_interval[q]
+    d = state.depth[e, p]
+    if d < k:
+        charge = np.int64(pf)
+        state.depth[e, p] = d + 1
+    else:
+        # finishing step: the remainder of the trajectory beyond the K_b probed intervals
+        charge = data.branch_tokens[q, b] - np.int64(k) * pf
+        if charge < 0:
+            charge = np.int64(0)
+        state.depth[e, p] = k + 1
+        state.flags[e, p] |= FINISHED
+        state.finish_time[e, p] = state.steps[e]
+    state.cost[e] += charge
+    state.ledger[e, p] += charge
+    if params.fused:
+        _reveal(state, data, params, e, p, _answer_at_depth(data, q, b, state.depth[e, p]))
+    return charge
+
+
+@nb.njit(cache=True, nogil=True)
+def check_action(state, data, params, e, action):
+    """Result code that :func:`step_episode` would return for ``action`` (0 = admissible)."""
+    M = params.max_branches
+    if action < 0 or action >= NUM_GLOBAL_ACTIONS + 4 * M:
+        return ERR_BAD_ACTION
+    if state.done[e]:
+        return ERR_DONE
+    over_budget = params.token_budget > 0 and state.cost[e] >= params.token_budget
+    if action == BRANCH or action == SAMPLE:
+        if over_budget:
+            return ERR_BUDGET
+        if state.cursor[e] >= position_limit(state, data, params, e):
+            return ERR_NO_BRANCH_LEFT
+        return OK
+    if action == ANSWER or action == ABSTAIN:
+        return OK
+    kind = (action - NUM_GLOBAL_ACTIONS) // M
+    p = (action - NUM_GLOBAL_ACTIONS) % M
+    if p >= state.cursor[e]:
+        return ERR_NOT_OPENED
+    f = state.flags[e, p]
+    if kind == 3:  # ANSWER_WITH
+        return OK if state.latest[e, p] >= 0 else ERR_NO_ANSWER
+    if f & PRUNED:
+        return ERR_PRUNED
+    if kind == 0:  # CONTINUE
+        if f & FINISHED:
+            return ERR_FINISHED
+        return ERR_BUDGET if over_budget else OK
+    if kind == 1:  # PROBE
+        if params.fused or state.revealed_depth[e, p] >= state.depth[e, p]:
+            return ERR_NOTHING_TO_PROBE
+        return ERR_BUDGET if (over_budget and params.probe_cost > 0) else OK
+    # PRUNE: live positions only
+    if f & FINISHED:
+        return ERR_FINISHED
+    return OK
+
+
+@nb.njit(cache=True, nogil=True)
+def default_answer(state, e):
+    """Default aggregator of ``ANSWER``: plurality of the latest revealed answers of opened, unpruned
+    positions, scanned in opening order; ties go to the answer whose first occurrence is earliest
+    (the reference's ``Counter.most_common`` rule). -1 when nothing is revealed."""
+    best, best_count, best_first = -1, 0, 0
+    n = state.cursor[e]
+    for p in range(n):
+        a = state.latest[e, p]
+        if a < 0 or (state.flags[e, p] & PRUNED):
+            continue
+        # count this answer only at its first occurrence (O(n^2) worst case, n <= M, no allocation)
+        seen = False
+        for r in range(p):
+            if state.latest[e, r] == a and not (state.flags[e, r] & PRUNED):
+                seen = True
+                break
+        if seen:
+            continue
+        c = 0
+        for r in range(p, n):
+            if state.latest[e, r] == a and not (state.flags[e, r] & PRUNED):
+                c += 1
+        if c > best_count:
+            best, best_count, best_first = a, c, p
+    return best
+
+
+@nb.njit(cache=True, nogil=True)
+def step_episode(state, data, params, e, action):
+    """Apply ``action`` to episode ``e``. Returns ``(code, charge)``; ``code != 0`` leaves the state
+    unchanged (see ``ERROR_MESSAGES``). Terminal actions set ``done`` and ``answer``."""
+    code = check_action(state, data, params, e, action)
+    if code != OK:
+        return code, np.int64(0)
+    M = params.max_branches
+    charge = np.int64(0)
+    if action == BRANCH:
+        p = state.cursor[e]
+        state.cursor[e] = p + 1
+        state.flags[e, p] = OPENED
+        charge = _advance(state, data, params, e, p)
+    elif action == SAMPLE:
+        p = state.cursor[e]
+        state.cursor[e] = p + 1
+        q = state.question[e]
+        b = state.order[e, p]
+        charge = data.branch_tokens[q, b]
+        state.cost[e] += charge
+        state.ledger[e, p] += charge
+        state.flags[e, p] = OPENED | FINISHED | SAMPLED
+        state.depth[e, p] = data.num_probes[q, b] + 1
+        state.finish_time[e, p] = state.steps[e]
+        _reveal(state, data, params, e, p, data.final_ids[q, b])
+    elif action == ANSWER:
+        state.answer[e] = default_answer(state, e)
+        state.done[e] = True
+    elif action == ABSTAIN:
+        state.answer[e] = -1
+        state.done[e] = True
+    else:
+        kind = (action - NUM_GLOBAL_ACTIONS) // M
+        p = (action - NUM_GLOBAL_ACTIONS) % M
+        if kind == 0:
+            charge = _advance(state, data, params, e, p)
+        elif kind == 1:
+            q = state.question[e]
+            before = state.cost[e]
+            _reveal(state, data, params, e, p,
+                    _answer_at_depth(data, q, state.order[e, p], state.depth[e, p]))
+            charge = state.cost[e] - before
+        elif kind == 2:
+            state.flags[e, p] |= PRUNED
+        else:
+            state.answer[e] = state.latest[e, p]
+            state.done[e] = True
+    state.steps[e] += 1
+    return OK, charge
+
+
+@nb.njit(cache=True, nogil=True)
+def action_mask_episode(state, data, params, e, out):
+    """Write episode ``e``'s admissible-action mask into ``out`` (bool, length ``4 + 4M``)."""
+    for a in range(out.shape[0]):
+        out[a] = check_action(state, data, params, e, a) == OK
+
+
+@nb.njit(cache=True, nogil=True)
+def is_correct(state, data, e):
+    """Whether episode ``e`` committed the gold answer (scoring only; never part of an observation)."""
+    g = data.gold_ids[state.question[e]]
+    return state.done[e] and g >= 0 and state.answer[e] == g
+
+
+# ---------------------------------------------------------------------------------------------
+# batched wrappers
+# ---------------------------------------------------------------------------------------------
+
+@nb.njit(cache=True, nogil=True)
+def reset_batch(state, questions, perms, env_ids):
+    """Reset the episodes ``env_ids`` to ``questions[j]`` with orders ``perms[j]``."""
+    for j in range(env_ids.shape[0]):
+        reset_episode(state, env_ids[j], questions[j], perms[j])
+
+
+@nb.njit(cache=True, nogil=True)
+def step_batch(state, data, params, actions, codes, charges):
+    """Step every episode of the batch with ``actions[e]`` (writes ``codes`` and ``charges``)."""
+    for e in range(actions.shape[0]):
+        c, ch = step_episode(state, data, params, e, actions[e])
+        codes[e] = c
+        charges[e] = ch
+
+
+@nb.njit(cache=True, nogil=True)
+def action_mask_batch(state, data, params, out):
+    """Masks of every episode into ``out[E, 4 + 4M]``."""
+    for e in range(out.shape[0]):
+        action_mask_episode(state, data, params, e, out[e])

@@ -1,0 +1,124 @@
+"""Read-only accessor of one episode's raw replay state, for code controllers.
+
+RL agents see the fixed-shape, relabeling-invariant observation; controllers written as code
+(baselines, LLM-written controllers, the AutoTTS adapter) read the raw state instead: revealed answer
+ids per position, depths, flags, the episode's cost. :class:`EpisodeView` exposes exactly that and
+nothing about the gold answer.
+
+Answer ids are per-question intern ids: two positions hold the same answer iff their ids are equal.
+:meth:`EpisodeView.answer_string` maps an id back to the exact revealed string.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tts_gym.kernels import FINISHED, OPENED, PRUNED, SAMPLED, EnvParams, EnvState, ReplayData
+
+
+class EpisodeView:
+    """Live, read-only view of episode ``e`` of a kernel state (no copies; values change as it steps).
+
+    Attributes mirror :class:`tts_gym.kernels.EnvState` for one episode; arrays are length
+    ``max_branches`` and meaningful for positions ``< cursor``.
+    """
+
+    __slots__ = ("_state", "_data", "_params", "_e", "_tables")
+
+    def __init__(self, state: EnvState, data: ReplayData, params: EnvParams, e: int,
+                 answer_tables):
+        self._state, self._data, self._params, self._e = state, data, params, int(e)
+        self._tables = answer_tables  # indexed by the packed question index (all stores concatenated)
+
+    # --- scalars ---------------------------------------------------------------------------------
+    @property
+    def max_branches(self) -> int:
+        return int(self._params.max_branches)
+
+    @property
+    def branch_limit(self) -> int:
+        """Positions this episode may open: ``min(max_branches, N_q)``."""
+        return int(min(self._params.max_branches, self._data.num_branches[self._state.question[self._e]]))
+
+    @property
+    def num_branches(self) -> int:
+        """Branches stored for this question (``N_q``)."""
+        return int(self._data.num_branches[self._state.question[self._e]])
+
+    @property
+    def probe_interval(self) -> int:
+        return int(self._data.probe_interval[self._state.question[self._e]])
+
+    @property
+    def cursor(self) -> int:
+        return int(self._state.cursor[self._e])
+
+    @property
+    def cost(self) -> int:
+        return int(self._state.cost[self._e])
+
+    @property
+    def steps(self) -> int:
+        return int(self._state.steps[self._e])
+
+    @property
+    def done(self) -> bool:
+        return bool(self._state.done[self._e])
+
+    # --- per-position arrays (read-only views) ----------------------------------------------------
+    def _ro(self, arr) -> np.ndarray:
+        v = arr[self._e]
+        v = v.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def latest(self) -> np.ndarray:
+        """Latest revealed answer id per position (-1: none)."""
+        return self._ro(self._state.latest)
+
+    @property
+    def depth(self) -> np.ndarray:
+        """Intervals advanced per position (``K_b + 1`` once finished)."""
+        return self._ro(self._state.depth)
+
+    @property
+    def flags(self) -> np.ndarray:
+        return self._ro(self._state.flags)
+
+    @property
+    def ledger(self) -> np.ndarray:
+        return self._ro(self._state.ledger)
+
+    @property
+    def stable(self) -> np.ndarray:
+        return self._ro(self._state.stable)
+
+    @property
+    def reveal_time(self) -> np.ndarray:
+        return self._ro(self._state.reveal_time)
+
+    @property
+    def finish_time(self) -> np.ndarray:
+        return self._ro(self._state.finish_time)
+
+    def is_opened(self, i: int) -> bool:
+        return bool(self._state.flags[self._e, i] & OPENED)
+
+    def is_finished(self, i: int) -> bool:
+        return bool(self._state.flags[self._e, i] & FINISHED)
+
+    def is_pruned(self, i: int) -> bool:
+        return bool(self._state.flags[self._e, i] & PRUNED)
+
+    def is_sampled(self, i: int) -> bool:
+        return bool(self._state.flags[self._e, i] & SAMPLED)
+
+    def answer_string(self, answer_id: int) -> str | None:
+        """The exact string of a revealed answer id (``None`` for -1)."""
+        if answer_id < 0:
+            return None
+        return self._tables[int(self._state.question[self._e])][int(answer_id)]
+
+    def __repr__(self) -> str:
+        return (f"EpisodeView(cursor={self.cursor}, cost={self.cost}, steps={self.steps}, "
+                f"done={self.done})")
