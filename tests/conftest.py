@@ -36,3 +36,13 @@ def shared_replay_dir() -> Path:
     if not SHARED_REPLAY_DIR.is_dir():
         raise FileNotFoundError(f"{SHARED_REPLAY_DIR} not found: the shared replay data is required")
     return SHARED_REPLAY_DIR
+
+
+@pytest.fixture(scope="session")
+def shared_h5(shared_replay_dir, tmp_path_factory) -> Path:
+    """All 12 shared stores imported (with validation) into one HDF5 file, once per session."""
+    from tts_gym.io import import_autotts, save_stores
+
+    path = tmp_path_factory.mktemp("shared_h5") / "autotts.h5"
+    save_stores(path, import_autotts(shared_replay_dir))
+    return path

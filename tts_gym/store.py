@@ -85,6 +85,84 @@ class ReplayStore:
         return (f"ReplayStore({self.name!r}, questions={self.num_questions}, "
                 f"branches={self.max_branches}, max_probes={self.max_probes})")
 
+    # -- checks --------------------------------------------------------------------------------
+    def validate(self) -> "ReplayStore":
+        """Check the internal consistency of the tensors; raise ``ValueError`` naming the first fault.
+
+        Checks dtypes and shapes, padding (``PAD_ID`` exactly past ``num_probes`` / ``num_branches``),
+        answer ids inside each question's table, positive token counts and probe intervals, and that
+        ``gold_ids`` agrees with ``gold_answers``. Vectorised: cheap even for large synthetic stores.
+        Returns ``self`` so that it can be chained.
+        """
+        def fail(msg: str) -> None:
+            raise ValueError(f"store {self.name}: {msg}")
+
+        if not isinstance(self.model, str) or not isinstance(self.benchmark, str):
+            fail("model and benchmark must be strings")
+        expect = {"probe_ids": (np.int32, 3), "num_probes": (np.int32, 2), "branch_tokens": (np.int64, 2),
+                  "final_ids": (np.int32, 2), "num_branches": (np.int32, 1),
+                  "probe_interval": (np.int32, 1), "gold_ids": (np.int32, 1)}
+        for name, (dtype, ndim) in expect.items():
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != ndim:
+                fail(f"{name} must be a {ndim}-d {np.dtype(dtype).name} array, got "
+                     f"{getattr(arr, 'dtype', type(arr).__name__)} with shape {getattr(arr, 'shape', '?')}")
+        Q, N, K = self.probe_ids.shape
+        for name in ("num_probes", "branch_tokens", "final_ids"):
+            if getattr(self, name).shape != (Q, N):
+                fail(f"{name} has shape {getattr(self, name).shape}, expected {(Q, N)}")
+        for name in ("num_branches", "probe_interval", "gold_ids"):
+            if getattr(self, name).shape != (Q,):
+                fail(f"{name} has shape {getattr(self, name).shape}, expected {(Q,)}")
+        for name in ("answer_tables", "gold_answers", "questions"):
+            if len(getattr(self, name)) != Q:
+                fail(f"{name} has {len(getattr(self, name))} entries, expected {Q}")
+        if np.any((self.num_branches < 0) | (self.num_branches > N)):
+            fail(f"num_branches outside 0..{N}")
+        if np.any(self.probe_interval <= 0):
+            fail(f"non-positive probe_interval at question {int(np.argmax(self.probe_interval <= 0))}")
+        real = np.arange(N)[None, :] < self.num_branches[:, None]
+        if np.any(self.num_probes < 0) or np.any(self.num_probes > K) or np.any(self.num_probes[~real] != 0):
+            fail(f"num_probes outside 0..{K} (or non-zero for a padding branch)")
+        if np.any(self.branch_tokens[real] <= 0) or np.any(self.branch_tokens[~real] != 0):
+            fail("branch_tokens must be > 0 for real branches and 0 for padding")
+        sizes = np.array([len(t) for t in self.answer_tables], dtype=np.int64)
+        in_probe = np.arange(K)[None, None, :] < self.num_probes[:, :, None]
+        ids = self.probe_ids
+        if np.any(ids[~in_probe] != PAD_ID) or np.any(self.final_ids[~real] != PAD_ID):
+            fail(f"padding must be PAD_ID={PAD_ID}")
+        bad = in_probe & ((ids < 0) | (ids >= sizes[:, None, None]))
+        if bad.any():
+            q, b, k = (int(v[0]) for v in np.nonzero(bad))
+            fail(f"probe id {int(ids[q, b, k])} out of range at question {q}, branch {b}, probe {k}")
+        bad = real & ((self.final_ids < 0) | (self.final_ids >= sizes[:, None]))
+        if bad.any():
+            q, b = (int(v[0]) for v in np.nonzero(bad))
+            fail(f"final id {int(self.final_ids[q, b])} out of range at question {q}, branch {b}")
+        for q in range(Q):
+            gid = int(self.gold_ids[q])
+            tab = self.answer_tables[q]
+            if gid == GOLD_ABSENT:
+                if self.gold_answers[q] in tab:
+                    fail(f"question {q}: gold answer is in the table but gold_ids says absent")
+            elif not 0 <= gid < len(tab) or tab[gid] != self.gold_answers[q]:
+                fail(f"question {q}: gold_ids[{q}]={gid} does not point at the gold answer")
+        return self
+
+    def equals(self, other: "ReplayStore") -> bool:
+        """Exact equality of every field (array dtypes and contents, strings, attrs)."""
+        if not isinstance(other, ReplayStore):
+            return False
+        for name in ("probe_ids", "num_probes", "branch_tokens", "final_ids", "num_branches",
+                     "probe_interval", "gold_ids"):
+            a, b = getattr(self, name), getattr(other, name)
+            if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b):
+                return False
+        return (self.model == other.model and self.benchmark == other.benchmark
+                and tuple(map(tuple, self.answer_tables)) == tuple(map(tuple, other.answer_tables))
+                and tuple(self.gold_answers) == tuple(other.gold_answers)
+                and tuple(self.questions) == tuple(other.questions) and self.attrs == other.attrs)
+
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_records(cls, model: str, benchmark: str, records: list[dict[str, Any]],

@@ -8,6 +8,9 @@ import sys
 # Each entry is a module under tts_gym.cli exposing ``register(subparsers)``.
 COMMAND_MODULES = [
     "data",
+    "collect",
+    "evaluate_cmds",
+    "discover",
 ]
 
 

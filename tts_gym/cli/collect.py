@@ -1,0 +1,170 @@
+"""``tts-gym collect``: sample a replay store from an OpenAI-compatible completions server.
+
+Example (vLLM serving Qwen3-1.7B on port 8000)::
+
+    tts-gym collect --base-url http://localhost:8000 --model Qwen/Qwen3-1.7B \\
+        --questions aime25.jsonl --branches 128 --interval 500 -o qwen3-1.7b.h5
+
+Interrupted runs resume from the per-question checkpoints in ``OUT.h5.ckpt/`` when rerun with the
+same options. See :mod:`tts_gym.collect.collector` for how trajectories are cut and probed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+HELP = "sample reasoning trajectories from an OpenAI-compatible server into a replay store"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from tts_gym.collect.collector import (CHAT_TEMPLATES, DEFAULT_INSTRUCTION, DEFAULT_PROBE_SUFFIX,
+                                           DEFAULT_PROBE_SUFFIX_AFTER_THINK, DEFAULT_TEMPLATE, FINAL_MODES)
+
+    g = p.add_argument_group("server")
+    g.add_argument("--base-url", required=True, help="server root, e.g. http://localhost:8000 (or .../v1)")
+    g.add_argument("--model", required=True, help="model name as the server knows it")
+    g.add_argument("--api-key", default=None,
+                   help="bearer token (default: $TTS_GYM_API_KEY or $OPENAI_API_KEY if set)")
+    g.add_argument("--extra-body", default=None, metavar="JSON",
+                   help='extra request fields, e.g. \'{"skip_special_tokens": false}\'')
+    g.add_argument("--concurrency", type=int, default=64, help="max requests in flight (default 64)")
+    g.add_argument("--questions-in-flight", type=int, default=2,
+                   help="questions sampled at once; finished ones are checkpointed (default 2)")
+    g.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds (default 600)")
+    g.add_argument("--max-retries", type=int, default=8,
+                   help="retries on 5xx/429/timeouts/connection errors, exponential backoff (default 8)")
+    g.add_argument("--backoff", type=float, default=0.5, help="first backoff delay in seconds (default 0.5)")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--questions", required=True, metavar="FILE.jsonl",
+                   help='one JSON object per line: {"question": ..., "gold_answer": ..., "id": optional}')
+    g.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    g.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="HDF5 store file to write")
+    g.add_argument("--store-model", default=None,
+                   help="model name of the store (default: last path component of --model)")
+    g.add_argument("--benchmark", default=None, help="benchmark name of the store (default: questions file stem)")
+    g.add_argument("--append", action="store_true", help="keep the other stores already in OUT.h5")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
+    g.add_argument("--checkpoint-dir", default=None, help="default: OUT.h5.ckpt next to the output")
+    g.add_argument("--restart", action="store_true", help="discard existing checkpoints")
+    g.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoints after success")
+    g.add_argument("--answer-merging", choices=("none", "math-verify"), default="none",
+                   help="merge math-equivalent answers per question (needs tts_gym[answers]); default none")
+
+    g = p.add_argument_group("sampling")
+    g.add_argument("--branches", type=int, default=128, help="trajectories per question (default 128)")
+    g.add_argument("--interval", type=int, default=500, help="probe interval Δ in tokens (default 500)")
+    g.add_argument("--max-tokens", type=int, default=32768, help="token cap per trajectory (default 32768)")
+    g.add_argument("--temperature", type=float, default=0.6)
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--seed", type=int, default=0, help="base of the per-request seeds (default 0)")
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+
+    g = p.add_argument_group("prompt")
+    g.add_argument("--template", default=DEFAULT_TEMPLATE,
+                   help=f"chat template: {', '.join(CHAT_TEMPLATES)}, or a file containing {{question}} "
+                        f"(and optionally {{system}}); default {DEFAULT_TEMPLATE}")
+    g.add_argument("--system", default="", help="system message (default none)")
+    g.add_argument("--instruction", default=DEFAULT_INSTRUCTION,
+                   help="text appended to every question (default: reason step by step, answer in \\boxed{})")
+
+    g = p.add_argument_group("probing")
+    g.add_argument("--probe-suffix", default=DEFAULT_PROBE_SUFFIX,
+                   help="answer-forcing suffix while the model is still thinking (must end with \\boxed{)")
+    g.add_argument("--probe-suffix-after-think", default=DEFAULT_PROBE_SUFFIX_AFTER_THINK,
+                   help="suffix once the text holds --think-end")
+    g.add_argument("--think-end", default="</think>", help="tag that closes the thinking section")
+    g.add_argument("--probe-max-tokens", type=int, default=16, help="tokens decoded per probe (default 16)")
+    g.add_argument("--probe-temperature", type=float, default=0.0, help="default 0 (greedy)")
+    g.add_argument("--probe-unclosed", choices=("keep", "err"), default="keep",
+                   help="a probe whose box is not closed within the decoded tokens: keep the text or ERR")
+    g.add_argument("--final-answer", choices=FINAL_MODES, default="extract-or-force",
+                   help="how the final answer is obtained (default extract-or-force)")
+
+    g = p.add_argument_group("output")
+    g.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tts_gym.collect.collector import (CollectConfig, CollectError, collect, default_checkpoint_dir,
+                                           format_summary, load_questions)
+
+    out = Path(args.output)
+    if out.exists() and not (args.overwrite or args.append):
+        print(f"tts-gym collect: {out} exists: pass --overwrite to replace it or --append to add to it",
+              file=sys.stderr)
+        return 2
+    try:
+        extra = json.loads(args.extra_body) if args.extra_body else {}
+        if not isinstance(extra, dict):
+            raise ValueError("--extra-body must be a JSON object")
+        cfg = CollectConfig.with_template(
+            args.model, args.template, branches=args.branches, interval=args.interval,
+            max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+            system=args.system, instruction=args.instruction, stop=tuple(args.stop),
+            probe_suffix=args.probe_suffix, probe_suffix_after_think=args.probe_suffix_after_think,
+            think_end=args.think_end, probe_max_tokens=args.probe_max_tokens,
+            probe_temperature=args.probe_temperature, probe_unclosed=args.probe_unclosed,
+            final_answer=args.final_answer, extra_body=extra)
+        questions = load_questions(args.questions, args.limit)
+    except (CollectError, ValueError) as exc:
+        print(f"tts-gym collect: {exc}", file=sys.stderr)
+        return 2
+    if args.answer_merging == "math-verify":
+        from tts_gym.answers import math_verify_available
+        if not math_verify_available():
+            print("tts-gym collect: --answer-merging math-verify needs math-verify: "
+                  "pip install 'tts_gym[answers]'", file=sys.stderr)
+            return 2
+    api_key = args.api_key or os.environ.get("TTS_GYM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    ckpt = args.checkpoint_dir or default_checkpoint_dir(out)
+    print(f"collect: {len(questions)} questions x {cfg.branches} branches, interval {cfg.interval}, "
+          f"max {cfg.max_tokens} tokens, concurrency {args.concurrency}; checkpoints in {ckpt}",
+          file=sys.stderr)
+    try:
+        result = collect(
+            cfg, questions, base_url=args.base_url, output=out, store_model=args.store_model,
+            benchmark=args.benchmark or Path(args.questions).stem, checkpoint_dir=ckpt,
+            concurrency=args.concurrency, questions_in_flight=args.questions_in_flight, progress=args.progress,
+            restart=args.restart, keep_checkpoints=args.keep_checkpoints, append=args.append,
+            answer_merging=args.answer_merging,
+            client_kwargs={"timeout": args.timeout, "max_retries": args.max_retries,
+                           "backoff_base": args.backoff, "api_key": api_key})
+    except CollectError as exc:
+        print(f"tts-gym collect: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # CompletionError, StoreFormatError, ...: the checkpoints stay
+        print(f"tts-gym collect: {type(exc).__name__}: {exc}\n(finished questions are checkpointed in "
+              f"{ckpt}; rerun the same command to resume)", file=sys.stderr)
+        return 1
+    for line in format_summary(result):
+        print(line)
+    print(f"wrote {out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("collect", help=HELP, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m tts_gym.cli.collect``), same as ``tts-gym collect``."""
+    parser = argparse.ArgumentParser(prog="tts-gym collect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted (finished questions are checkpointed; rerun to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""``tts-gym data``: import, fetch, synthesise and describe replay stores.
+
+    tts-gym data import SRC [SRC ...] -o OUT.h5 [--append]   AutoTTS JSON (file or <model>/<benchmark>.json dir)
+    tts-gym data fetch [-o OUT.h5]                           download the public AutoTTS stores
+    tts-gym data synth -o OUT.h5 --questions N --branches N --seed S
+    tts-gym data info FILE [--json]                          summary table per store
+
+Input errors (malformed stores, missing files, no network) print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _errors_exit_2(func):
+    """Turn expected input errors into one line on stderr and exit status 2 (no traceback)."""
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        from tts_gym.io.autotts import StoreFormatError
+        from tts_gym.io.hdf5 import StoreNotFoundError
+        try:
+            return func(args)
+        except (StoreFormatError, StoreNotFoundError, OSError, ValueError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"tts-gym data {args.data_command}: error: {msg}", file=sys.stderr)
+            return EXIT_USAGE
+    return wrapper
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+@_errors_exit_2
+def cmd_import(args: argparse.Namespace) -> int:
+    from tts_gym.io.autotts import import_autotts
+    from tts_gym.io.hdf5 import save_stores
+    t0 = time.perf_counter()
+    stores = import_autotts(args.src, model=args.model, benchmark=args.benchmark)
+    save_stores(args.output, stores, append=args.append, compression=args.compression)
+    _say(args, f"imported {len(stores)} store(s) into {args.output} in {time.perf_counter() - t0:.2f}s: "
+               + ", ".join(f"{m}/{b}" for m, b in stores))
+    return 0
+
+
+@_errors_exit_2
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from tts_gym.io.fetch import fetch_autotts
+    out = fetch_autotts(args.output, cache_dir=args.cache_dir, base_url=args.base_url, timeout=args.timeout,
+                        progress=not args.no_progress and not args.quiet, verify_checksums=not args.no_verify,
+                        force=args.force)
+    _say(args, f"wrote {out}")
+    return 0
+
+
+@_errors_exit_2
+def cmd_synth(args: argparse.Namespace) -> int:
+    from tts_gym.io.hdf5 import save_stores
+    from tts_gym.synthetic import synthesize
+    t0 = time.perf_counter()
+    store = synthesize(args.questions, args.branches, seed=args.seed, model=args.model,
+                       benchmark=args.benchmark, probe_interval=args.probe_interval)
+    t1 = time.perf_counter()
+    save_stores(args.output, [store], append=args.append, compression=args.compression)
+    _say(args, f"wrote {store.name} ({args.questions} questions x {args.branches} branches) to {args.output} "
+               f"(generated in {t1 - t0:.2f}s, written in {time.perf_counter() - t1:.2f}s)")
+    return 0
+
+
+def _load_any(path: str):
+    """Stores of an HDF5 file, or of AutoTTS JSON (file or directory)."""
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() not in (".json",):
+        from tts_gym.io.hdf5 import load_stores
+        return load_stores(p)
+    from tts_gym.io.autotts import import_autotts
+    return import_autotts(p)
+
+
+@_errors_exit_2
+def cmd_info(args: argparse.Namespace) -> int:
+    from tts_gym.datasets import summarize_store
+    stores = _load_any(args.file)
+    if args.model or args.benchmark:
+        stores = {k: v for k, v in stores.items()
+                  if (args.model is None or k[0] == args.model) and (args.benchmark is None or k[1] == args.benchmark)}
+    rows = [summarize_store(s) for s in stores.values()]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(title=f"{args.file}: {len(rows)} store(s)")
+    for col, justify in (("store", "left"), ("questions", "right"), ("branches", "right"),
+                         ("K min/mean/max", "right"), ("tokens min/mean/max", "right"),
+                         ("majority@N", "right"), ("pass@N", "right"), ("distinct finals", "right"),
+                         ("distinct answers", "right")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        per_q = r["branches"] / r["questions"]
+        branches = f"{r['max_branches']}" if per_q == r["max_branches"] else f"{per_q:.1f} (max {r['max_branches']})"
+        table.add_row(f"{r['model']}/{r['benchmark']}", f"{r['questions']:,}", branches,
+                      f"{r['k_min']} / {r['k_mean']:.1f} / {r['k_max']}",
+                      f"{r['tokens_min']:,} / {r['tokens_mean']:,.0f} / {r['tokens_max']:,}",
+                      f"{100 * r['majority_acc']:.1f} %", f"{100 * r['pass_acc']:.1f} %",
+                      f"{r['distinct_finals']:.1f}", f"{r['distinct_answers']:.1f}")
+    console.print(table)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="import, fetch, synthesise and describe replay stores",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="data_command", required=True)
+
+    def add_output(sp, required=True):
+        sp.add_argument("-o", "--output", required=required, metavar="OUT.h5", help="HDF5 file to write")
+        sp.add_argument("--append", action="store_true",
+                        help="keep the stores already in OUT.h5 (same model/benchmark are replaced)")
+        sp.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip")
+        sp.add_argument("-q", "--quiet", action="store_true")
+
+    sp = sub.add_parser("import", help="import AutoTTS JSON stores into HDF5")
+    sp.add_argument("src", nargs="+", help="a <benchmark>.json file or a directory laid out <model>/<benchmark>.json")
+    sp.add_argument("--model", help="model name (default: the JSON file's directory name)")
+    sp.add_argument("--benchmark", help="benchmark name (default: the JSON file's name)")
+    add_output(sp)
+    sp.set_defaults(func=cmd_import)
+
+    sp = sub.add_parser("fetch", help="download the public AutoTTS stores and convert them to HDF5")
+    sp.add_argument("-o", "--output", metavar="OUT.h5", help="HDF5 file to write (default: <cache>/autotts.h5)")
+    sp.add_argument("--cache-dir", help="download cache (default: $TTS_GYM_CACHE or ~/.cache/tts_gym)")
+    sp.add_argument("--base-url", help="where the <model>/<benchmark>.json files are (default: AutoTTS on GitHub)")
+    sp.add_argument("--timeout", type=float, default=5.0, help="connection/read timeout in seconds (default 5)")
+    sp.add_argument("--force", action="store_true", help="download even when the cache is valid")
+    sp.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check (validation still runs)")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.set_defaults(func=cmd_fetch)
+
+    sp = sub.add_parser("synth", help="write a seeded synthetic store")
+    sp.add_argument("--questions", type=int, default=30)
+    sp.add_argument("--branches", type=int, default=128)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--model", default="synthetic")
+    sp.add_argument("--benchmark", help="default: seed<SEED>")
+    sp.add_argument("--probe-interval", type=int, default=500)
+    add_output(sp)
+    sp.set_defaults(func=cmd_synth)
+
+    sp = sub.add_parser("info", help="summary table per store")
+    sp.add_argument("file", help="an HDF5 store file, an AutoTTS JSON file or a directory of them")
+    sp.add_argument("--model")
+    sp.add_argument("--benchmark")
+    sp.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    sp.set_defaults(func=cmd_info)

@@ -1,0 +1,31 @@
+"""LLM-driven discovery of test-time-scaling controllers, with a sandbox for untrusted code.
+
+* :mod:`~tts_gym.discovery.sandbox` / :mod:`~tts_gym.discovery.sandbox_worker` -- evaluate a
+  controller file in an isolated child process (no gold answers, no API key, resource limits,
+  kernel and audit-hook confinement); costs and correctness are re-computed in the parent from the
+  child's action logs;
+* :mod:`~tts_gym.discovery.proposer` -- prompt building and the Anthropic Messages API client;
+* :mod:`~tts_gym.discovery.history` -- per-round folders, atomic writes, resume;
+* :mod:`~tts_gym.discovery.loop` -- the propose / evaluate / feed-back loop (``tts-gym discover``);
+* :mod:`~tts_gym.discovery.prices` -- dollars per million tokens of the Claude models.
+
+Controller files (``class Controller`` with ``__init__(beta)`` and ``solve(question)``, the AutoTTS
+style) load as policies with :func:`load_controller_policy`.
+"""
+from __future__ import annotations
+
+__all__ = ["load_controller_policy", "evaluate_controller", "SearchSet", "SandboxLimits",
+           "DiscoveryConfig", "run_discovery", "CONTROLLER_INTERFACE"]
+
+
+def __getattr__(name):  # lazy: importing the package must not pull numba or the SDK
+    if name in ("load_controller_policy", "evaluate_controller", "SearchSet", "SandboxLimits"):
+        from tts_gym.discovery import sandbox
+        return getattr(sandbox, name)
+    if name in ("DiscoveryConfig", "run_discovery"):
+        from tts_gym.discovery import loop
+        return getattr(loop, name)
+    if name == "CONTROLLER_INTERFACE":
+        from tts_gym.discovery.proposer import CONTROLLER_INTERFACE
+        return CONTROLLER_INTERFACE
+    raise AttributeError(f"module 'tts_gym.discovery' has no attribute {name!r}")

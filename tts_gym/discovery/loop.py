@@ -1,0 +1,397 @@
+"""The discovery loop: propose a controller, evaluate it in the sandbox, feed the results back.
+
+:func:`run_discovery` (driven by ``tts-gym discover`` and ``agents/discover.py``):
+
+1. loads the search stores (default: AIME24 of the four Qwen3 models, through
+   :func:`tts_gym.datasets.resolve_store`; ``TTS_GYM_DATA`` or ``--data``) and, once, the built-in
+   baselines' curves on them (compiled kernels, :func:`tts_gym.protocol.evaluate_compiled`);
+2. evaluates the seed controllers, if any (no API cost);
+3. per round: builds the prompt from the history (:func:`tts_gym.discovery.proposer.build_prompt`),
+   sends ``K`` requests, **saves each raw response before doing anything else**, extracts the
+   code, evaluates it in the sandbox over the beta sweep (one child per beta and store, in
+   parallel), writes scores and trace summaries, and finally marks the round finished;
+4. selects the best candidate (highest mean search accuracy at ``select_beta``; fewer tokens break
+   ties) and reports it at ``final_seeds`` seeds on the search stores and, for the first time in
+   the run, on the held-out stores, next to the baselines.
+
+Held-out stores are loaded only in step 4: they never reach the proposer or a search-time sandbox.
+Everything is written under the run directory (:mod:`tts_gym.discovery.history`); ``resume=True``
+continues after a crash without redoing finished rounds or repeating a paid request.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tts_gym.discovery.history import RunDir, read_json, write_atomic, write_json
+from tts_gym.discovery.prices import Price, cost_usd, price_for
+from tts_gym.discovery.proposer import (
+    Proposer, ProposerConfig, build_prompt, extract_code, response_text, response_usage,
+)
+from tts_gym.discovery.sandbox import (
+    DEFAULT_BETAS, ControllerEvaluation, SandboxLimits, SearchSet, evaluate_controller,
+)
+
+__all__ = ["DiscoveryConfig", "run_discovery", "load_stores", "baseline_curves", "select_best",
+           "DEFAULT_MODELS", "RESUME_KEYS"]
+
+DEFAULT_MODELS = ("Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B")
+
+RESUME_KEYS = ("model", "candidates_per_round", "betas", "seeds", "select_beta", "models",
+               "search_benchmarks", "data")
+"""Settings that identify a run; ``--resume`` refuses to continue with different values."""
+
+
+@dataclass
+class DiscoveryConfig:
+    rounds: int = 10
+    model: str = "claude-opus-4-5"
+    candidates_per_round: int = 1
+    betas: tuple = DEFAULT_BETAS
+    seeds: int = 20
+    final_seeds: int = 100
+    select_beta: float = 0.5
+    models: tuple = DEFAULT_MODELS
+    search_benchmarks: tuple = ("aime24",)
+    heldout_benchmarks: tuple = ("aime25", "hmmt25")
+    data: str | None = None
+    max_tokens: int = 16000
+    temperature: float | None = None
+    base_url: str | None = None
+    max_retries: int = 2
+    jobs: int = 0                      # 0: os.cpu_count()
+    job_timeout_s: float | None = None  # None: 60 s + 0.5 s per episode of the job
+    episode_timeout_s: float = 20.0
+    memory_mb: int = 2048
+    trace_episodes: int = 3
+    max_prompt_chars: int = 120_000
+    max_usd: float | None = None
+    seed_controllers: tuple = ()
+    baselines: bool = True
+    heldout: bool = True
+    price_input: float | None = None
+    price_output: float | None = None
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(sorted(float(b) for b in self.betas))
+        self.models = tuple(self.models)
+        self.search_benchmarks = tuple(self.search_benchmarks)
+        self.heldout_benchmarks = tuple(self.heldout_benchmarks)
+        self.seed_controllers = tuple(str(p) for p in self.seed_controllers)
+        if self.select_beta not in self.betas:
+            raise ValueError(f"select_beta={self.select_beta} must be one of the betas {self.betas}")
+        if self.candidates_per_round < 1 or self.rounds < 0 or self.seeds < 1:
+            raise ValueError("candidates_per_round and seeds must be >= 1, rounds >= 0")
+        overlap = set(self.search_benchmarks) & set(self.heldout_benchmarks)
+        if overlap:
+            raise ValueError(f"benchmarks {sorted(overlap)} are both search and held-out")
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    def limits(self, episodes_per_job: int) -> SandboxLimits:
+        timeout = self.job_timeout_s or (60.0 + 0.5 * episodes_per_job)
+        return SandboxLimits(timeout_s=float(timeout), episode_timeout_s=float(self.episode_timeout_s),
+                             memory_mb=int(self.memory_mb))
+
+    def prices(self) -> dict | None:
+        if self.price_input is None and self.price_output is None:
+            return None
+        base = price_for(self.model) or Price(0.0, 0.0)
+        return {self.model: Price(self.price_input if self.price_input is not None else base.input_per_mtok,
+                                  self.price_output if self.price_output is not None else base.output_per_mtok)}
+
+
+Progress = Callable[..., None]
+
+
+def _noop(event: str, **info: Any) -> None:
+    pass
+
+
+def load_stores(models: Sequence[str], benchmarks: Sequence[str], data: str | None = None) -> list:
+    """The replay stores ``models x benchmarks`` (benchmark-major), via :mod:`tts_gym.datasets`."""
+    from tts_gym.datasets import resolve_store
+    return [resolve_store(data, m, b) for b in benchmarks for m in models]
+
+
+BASELINE_CONFIGS = (
+    ("SC@16", "sc", {"max_samples": 16}),
+    ("SC@64", "sc", {"max_samples": 64}),
+    ("ASC@64 (0.95)", "asc", {"max_samples": 64, "threshold": 0.95}),
+    ("ESC@64 (w=8)", "esc", {"max_samples": 64, "window_size": 8}),
+    ("Parallel-Probe@16", "parallel_probe", {"num_chains": 16}),
+)
+
+
+def baseline_curves(stores: Sequence, seeds: Sequence[int], betas: Sequence[float]) -> list[dict]:
+    """Built-in baselines on ``stores`` (mean over the stores): CMC at each beta, SC, ASC, ESC,
+    Parallel-Probe; compiled kernels (:func:`tts_gym.protocol.evaluate_compiled`)."""
+    from tts_gym.protocol import evaluate_compiled, evaluate_grid_compiled
+    out = []
+
+    def row(label, policy, params, results):
+        per = {r.store: {"accuracy": r.sumC * 100.0 / r.episodes, "tokens": r.avg_tokens}
+               for r in results}
+        out.append({"label": label, "policy": policy, "params": params,
+                    "accuracy": sum(v["accuracy"] for v in per.values()) / len(per),
+                    "tokens": sum(v["tokens"] for v in per.values()) / len(per), "stores": per})
+
+    grid = evaluate_grid_compiled(list(stores), "cmc", [{"beta": float(b)} for b in betas], seeds)
+    for b, res in zip(betas, grid):
+        row(f"CMC beta={float(b):g}", "cmc", {"beta": float(b)}, res)
+    for label, policy, params in BASELINE_CONFIGS:
+        row(label, policy, params, evaluate_compiled(list(stores), policy, params, seeds))
+    return out
+
+
+def _score_at(scores: dict | None, beta: float):
+    if not scores or not scores.get("ok"):
+        return None
+    for p in scores.get("per_beta", []):
+        if abs(p["beta"] - beta) < 1e-12:
+            return p
+    return None
+
+
+def select_best(records: Sequence[dict], beta: float) -> dict | None:
+    """Highest mean search accuracy at ``beta`` (fewer tokens, then the earlier candidate, break ties)."""
+    best, key = None, None
+    for rec in records:
+        p = _score_at(rec.get("scores"), beta)
+        if p is None:
+            continue
+        k = (p["accuracy"], -p["tokens"])
+        if key is None or k > key:
+            best, key = rec, k
+    return best
+
+
+class _Evaluator:
+    """Sandboxed evaluation on a fixed store set, one job per (beta, store) on a shared pool."""
+
+    def __init__(self, stores, seeds, cfg: DiscoveryConfig, pool: ThreadPoolExecutor) -> None:
+        self.search = SearchSet(stores, list(range(seeds)))
+        self.per_store = [SearchSet([s], list(range(seeds))) for s in stores]
+        self.cfg, self.pool = cfg, pool
+        self.limits = cfg.limits(seeds * max(s.num_questions for s in stores))
+
+    def evaluate(self, code: str, progress: Progress = _noop, label: str = "") -> ControllerEvaluation:
+        return evaluate_controller(code, self.search, self.cfg.betas, self.limits, self.pool,
+                                   parts=self.per_store,
+                                   on_job=lambda: progress("job_done", label=label))
+
+
+def _write_scores(d: Path, ev: ControllerEvaluation, search: SearchSet, cfg: DiscoveryConfig) -> dict:
+    traces = ""
+    if ev.ok and cfg.trace_episodes > 0:
+        traces = ev.trace_summaries(search, cfg.select_beta, n=cfg.trace_episodes)
+    write_atomic(d / "traces.md", traces)
+    js = ev.to_json()
+    write_json(d / "scores.json", js)
+    return js
+
+
+def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: bool = False,
+                  proposer: Proposer | None = None, progress: Progress = _noop) -> dict:
+    """Run (or resume) a discovery run in ``out_dir``; returns the final summary dict."""
+    t0 = time.monotonic()
+    run = RunDir(out_dir, cfg.candidates_per_round)
+    if run.exists():
+        if not resume:
+            raise FileExistsError(f"{out_dir} already holds a discovery run; pass --resume to continue it")
+        saved = read_json(run.config_path)
+        diff = [k for k in RESUME_KEYS if _norm(saved.get(k)) != _norm(cfg.to_json().get(k))]
+        if diff:
+            raise ValueError("cannot resume with different settings: " + ", ".join(
+                f"{k} (run: {saved.get(k)!r}, now: {cfg.to_json().get(k)!r})" for k in diff))
+        elapsed_before = float(saved.get("_elapsed_s", 0.0))
+    else:
+        elapsed_before = 0.0
+    write_json(run.config_path, dict(cfg.to_json(), _elapsed_s=elapsed_before))
+
+    jobs = cfg.jobs or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sandbox")
+    try:
+        progress("load", what="search stores")
+        stores = load_stores(cfg.models, cfg.search_benchmarks, cfg.data)
+        evaluator = _Evaluator(stores, cfg.seeds, cfg, pool)
+        search = evaluator.search
+        jobs_per_candidate = len(cfg.betas) * len(stores)
+        baselines = read_json(run.baselines_path)
+        if baselines is None:
+            baselines = []
+            if cfg.baselines:
+                progress("baselines")
+                baselines = baseline_curves(stores, list(range(cfg.seeds)), cfg.betas)
+            write_json(run.baselines_path, baselines)
+
+        # seed controllers
+        seed_names = []
+        for path in cfg.seed_controllers:
+            name = Path(path).stem
+            seed_names.append(name)
+            d = run.seed_dir(name)
+            if (d / "scores.json").exists():
+                continue
+            code = Path(path).read_text()
+            write_atomic(d / "controller.py", code)
+            progress("seed_start", name=name, jobs=jobs_per_candidate)
+            ev = evaluator.evaluate(code, progress, name)
+            _write_scores(d, ev, search, cfg)
+            progress("seed_done", name=name, scores=ev.to_json())
+
+        search_info = {"stores": search.names, "seeds": cfg.seeds, "betas": list(cfg.betas)}
+        prices = cfg.prices()
+        for r in range(cfg.rounds):
+            if run.round_done(r):
+                progress("round_skipped", round=r)
+                continue
+            spent = run.usage_totals()["usd"]
+            if cfg.max_usd is not None and spent >= cfg.max_usd:
+                progress("budget_exhausted", spent=spent, round=r)
+                break
+            _run_round(r, run, cfg, search, evaluator, baselines, search_info, seed_names,
+                       proposer, prices, progress, jobs_per_candidate)
+
+        records = run.history(cfg.rounds)
+        summary = _final(run, cfg, records, seed_names, evaluator, baselines, pool, progress)
+    finally:
+        pool.shutdown(wait=True)
+    elapsed = elapsed_before + (time.monotonic() - t0)
+    saved = read_json(run.config_path) or {}
+    saved["_elapsed_s"] = elapsed
+    write_json(run.config_path, saved)
+    summary["elapsed_s"] = elapsed
+    summary["usage"] = run.usage_totals()
+    return summary
+
+
+def _norm(v):
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _run_round(r, run: RunDir, cfg, search, evaluator, baselines, search_info, seed_names,
+               proposer, prices, progress, jobs_per_candidate) -> None:
+    rd = run.round_dir(r)
+    t_round = time.monotonic()
+    request = read_json(rd / "request.json")
+    if request is None:
+        history = run.history(r, seed_names)
+        system, user = build_prompt(history, search=search_info, baselines=baselines,
+                                    select_beta=cfg.select_beta, max_chars=cfg.max_prompt_chars)
+        if proposer is None:
+            raise RuntimeError("no proposer configured")
+        request = proposer.request_params(system, user)
+        write_atomic(rd / "prompt.md", f"<!-- system -->\n{system}\n\n<!-- user -->\n{user}\n")
+        write_json(rd / "request.json", request)
+    progress("round_start", round=r, candidates=cfg.candidates_per_round,
+             jobs=cfg.candidates_per_round * jobs_per_candidate)
+    lock = threading.Lock()
+
+    def candidate(k: int) -> dict:
+        d = run.cand_dir(r, k)
+        resp = read_json(d / "response.json")
+        if resp is None:
+            if proposer is None:
+                raise RuntimeError("no proposer configured")
+            progress("request", round=r, candidate=k)
+            t = time.monotonic()
+            resp = proposer.request(request)
+            write_json(d / "response.json", resp)          # first thing after the paid call
+            with lock:
+                progress("response", round=r, candidate=k, seconds=time.monotonic() - t)
+        usage = read_json(d / "usage.json")
+        if usage is None:
+            u = response_usage(resp)
+            model = resp.get("model") or request.get("model")
+            usd = cost_usd(request["model"], u["input_tokens"], u["output_tokens"],
+                           u["cache_creation_input_tokens"], u["cache_read_input_tokens"], prices)
+            usage = dict(u, model=model, requested_model=request["model"], usd=usd,
+                         stop_reason=resp.get("stop_reason"))
+            write_json(d / "usage.json", usage)
+        scores = read_json(d / "scores.json")
+        if scores is None:
+            code, err = extract_code(response_text(resp), resp.get("stop_reason"))
+            if code is None:
+                ev = ControllerEvaluation(False, list(cfg.betas), search.names, "no_code", err)
+                scores = _write_scores(d, ev, search, cfg)
+                progress("skip_jobs", n=jobs_per_candidate)
+            else:
+                write_atomic(d / "controller.py", code)
+                ev = evaluator.evaluate(code, progress, f"round {r}.{k}")
+                scores = _write_scores(d, ev, search, cfg)
+        else:
+            progress("skip_jobs", n=jobs_per_candidate)
+        progress("candidate_done", round=r, candidate=k, scores=scores, usage=usage)
+        return {"candidate": k, "ok": bool(scores.get("ok")), "error_kind": scores.get("error_kind"),
+                "at_select_beta": _score_at(scores, cfg.select_beta), "usage": usage}
+
+    with ThreadPoolExecutor(max_workers=cfg.candidates_per_round, thread_name_prefix="candidate") as ex:
+        results = list(ex.map(candidate, range(cfg.candidates_per_round)))
+    tot_usd = [c["usage"].get("usd") for c in results]
+    summary = {
+        "round": r, "candidates": results,
+        "input_tokens": sum(c["usage"]["input_tokens"] for c in results),
+        "output_tokens": sum(c["usage"]["output_tokens"] for c in results),
+        "usd": None if any(u is None for u in tot_usd) else sum(tot_usd),
+        "seconds": time.monotonic() - t_round,
+    }
+    write_json(rd / "round.json", summary)
+    progress("round_done", round=r, summary=summary)
+
+
+def _final(run: RunDir, cfg: DiscoveryConfig, records, seed_names, evaluator, baselines, pool,
+           progress) -> dict:
+    best = select_best(records, cfg.select_beta)
+    seeds_recs = run.history(0, seed_names)
+    summary: dict[str, Any] = {
+        "out": str(run.root), "rounds": run.finished_rounds(), "candidates": len(records),
+        "failed": sum(1 for c in records if not (c.get("scores") or {}).get("ok")),
+        "select_beta": cfg.select_beta, "baselines": baselines,
+        "seeds": [{"label": c["label"], "at_select_beta": _score_at(c.get("scores"), cfg.select_beta)}
+                  for c in seeds_recs],
+        "best": None, "final": None}
+    if best is None:
+        return summary
+    summary["best"] = {"label": best["label"], "dir": best["dir"], "scores": best["scores"]}
+    write_atomic(run.root / "best_controller.py", best["code"])
+    key = {"best": best["dir"], "final_seeds": cfg.final_seeds, "heldout": cfg.heldout,
+           "heldout_benchmarks": list(cfg.heldout_benchmarks)}
+    final = read_json(run.final_path)
+    if final is not None and final.get("key") == key:
+        summary["final"] = final
+        return summary
+    final = {"key": key, "label": best["label"]}
+    progress("final_start", label=best["label"])
+    stores = evaluator.search.stores
+    groups = [("search", stores)]
+    if cfg.heldout:
+        for bench in cfg.heldout_benchmarks:
+            progress("load", what=f"held-out {bench}")
+            groups.append((bench, load_stores(cfg.models, [bench], cfg.data)))
+    for name, group in groups:
+        ev_final = _Evaluator(group, cfg.final_seeds, cfg, pool)
+        progress("final_eval", group=name, jobs=len(cfg.betas) * len(group))
+        ev = ev_final.evaluate(best["code"], progress, f"final {name}")
+        final[name] = ev.to_json()
+        if cfg.baselines:
+            final[f"{name}_baselines"] = baseline_curves(group, list(range(cfg.final_seeds)), cfg.betas)
+    write_json(run.final_path, final)
+    summary["final"] = final
+    progress("final_done")
+    return summary

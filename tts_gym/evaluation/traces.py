@@ -1,0 +1,338 @@
+"""Per-episode execution traces recorded by the compiled path, with no Python per step.
+
+A trace is one row per action a policy applied (or attempted) in an episode, written into a
+preallocated buffer ``[episodes, max_steps, fields]`` from inside the numba step loop. Each row holds
+the action and what the policy saw right after it: the acted position, its depth and revealed answer,
+the width (positions opened), live and finished counts, the cost so far, and the vote state (the
+plurality of the latest revealed answers of opened, unpruned positions -- the env's ``ANSWER``
+aggregator -- with its top-two counts). Answer ids are per-question intern ids
+(:meth:`tts_gym.store.ReplayStore.answer`); the gold answer is never recorded.
+
+How it is recorded (the hook). The compiled baselines (:mod:`tts_gym.policies.compiled`) act only
+through :func:`tts_gym.kernels.step_episode` on an :class:`~tts_gym.kernels.EnvState`. Here they are
+*re-targeted*: their Python sources are re-jitted with ``step_episode`` / ``reset_episode`` bound to
+recording wrappers and the state replaced by :class:`TraceState`, a named tuple with every
+``EnvState`` field plus the trace buffers. The policy logic is exactly B's code; only the two kernel
+entry points differ, and the wrappers call the original kernels. Traced runs are serial (one slot),
+so the ``t``-th episode reset writes trace row ``t`` -- the order of B's drivers
+(``t = config * E + episode``). The re-targeted functions are cached by numba like any other, under
+their own names (``traced__<name>``), so only the first traced run of a policy pays the compile (the cache names carry a digest of
+the recorder's and the kernels' sources, so an edit to either compiles afresh).
+
+Use :func:`record_traces` (or ``tts_gym.evaluate(..., traces=True)``) on the episodes you want to
+inspect; traces are for a few hundred episodes, not for full sweeps.
+"""
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+from tts_gym import kernels as K
+from tts_gym.actions import describe
+from tts_gym.voting import vote_push
+
+# ---- trace fields ------------------------------------------------------------------------------
+FIELDS = ("action", "code", "position", "charge", "cost", "width", "live", "finished",
+          "depth", "answer", "pos_finished", "vote", "vote_top1", "vote_top2", "vote_size")
+F_ACTION, F_CODE, F_POSITION, F_CHARGE, F_COST, F_WIDTH, F_LIVE, F_FINISHED, F_DEPTH, F_ANSWER, \
+    F_POS_FINISHED, F_VOTE, F_VOTE_TOP1, F_VOTE_TOP2, F_VOTE_SIZE = range(len(FIELDS))
+NUM_FIELDS = len(FIELDS)
+FIELD_DOCS = {
+    "action": "action id (tts_gym.actions layout; see describe())",
+    "code": "result code of step_episode (0 = applied; otherwise the state is unchanged)",
+    "position": "position acted on (BRANCH/SAMPLE: the newly opened one); -1 for ANSWER/ABSTAIN",
+    "charge": "tokens charged by this action",
+    "cost": "tokens charged so far in the episode (after the action)",
+    "width": "positions opened so far (cursor)",
+    "live": "opened positions neither finished nor pruned",
+    "finished": "opened positions whose final answer is revealed",
+    "depth": "depth of the acted position after the action (intervals advanced)",
+    "answer": "latest revealed answer id of the acted position (-1: none); committed id on a commit",
+    "pos_finished": "1 if the acted position is finished",
+    "vote": "plurality of the latest answers of opened, unpruned positions (-1: none)",
+    "vote_top1": "its count",
+    "vote_top2": "the runner-up's count",
+    "vote_size": "number of voting positions",
+}
+
+
+class TraceState(NamedTuple):
+    """:class:`tts_gym.kernels.EnvState` plus trace buffers (field names and order of EnvState first)."""
+    question: np.ndarray
+    order: np.ndarray
+    cursor: np.ndarray
+    cost: np.ndarray
+    steps: np.ndarray
+    done: np.ndarray
+    answer: np.ndarray
+    flags: np.ndarray
+    depth: np.ndarray
+    ledger: np.ndarray
+    latest: np.ndarray
+    revealed_depth: np.ndarray
+    stable: np.ndarray
+    reveal_time: np.ndarray
+    finish_time: np.ndarray
+    trace: np.ndarray        # int64 [T, S, F]
+    trace_len: np.ndarray    # int64 [T]  actions attempted in episode row t (may exceed S: truncated)
+    trace_row: np.ndarray    # int64 [W]  row of the episode the slot is playing
+    vote_counts: np.ndarray  # int32 [W, A] scratch
+    vote_first: np.ndarray   # int32 [W, A] scratch
+
+
+assert TraceState._fields[:len(K.EnvState._fields)] == K.EnvState._fields
+
+
+def make_trace_state(rows: int, max_steps: int, max_branches: int, max_answers: int) -> TraceState:
+    base = K.make_state(1, max_branches)
+    return TraceState(*base, trace=np.zeros((rows, max_steps, NUM_FIELDS), np.int64),
+                      trace_len=np.zeros(rows, np.int64), trace_row=np.full(1, -1, np.int64),
+                      vote_counts=np.zeros((1, max_answers), np.int32),
+                      vote_first=np.zeros((1, max_answers), np.int32))
+
+
+# ---- the recording wrappers ------------------------------------------------------------------------
+
+@nb.njit(cache=True, nogil=True)
+def traced_reset_episode(state, e, question, perm):
+    K.reset_episode(state, e, question, perm)
+    row = state.trace_row[e] + 1
+    state.trace_row[e] = row
+    if row < state.trace_len.shape[0]:
+        state.trace_len[row] = 0
+
+
+@nb.njit(cache=True, nogil=True)
+def _record_step(state, e, action, code, charge, M):
+    row = state.trace_row[e]
+    if row < 0 or row >= state.trace_len.shape[0]:
+        return
+    i = state.trace_len[row]
+    state.trace_len[row] = i + 1
+    if i >= state.trace.shape[1]:
+        return  # truncated (trace_len keeps counting)
+    out = state.trace[row, i]
+    n = state.cursor[e]
+    if action == 0 or action == 1:  # BRANCH / SAMPLE: the newly opened position (if applied)
+        p = n - 1 if code == 0 else n
+    elif action == 2 or action == 3:
+        p = -1
+    else:
+        p = (action - 4) % M
+    live = 0
+    fin = 0
+    counts = state.vote_counts[e]
+    first = state.vote_first[e]
+    w, t1, t2, size = -1, 0, 0, 0
+    for j in range(n):
+        f = state.flags[e, j]
+        if f & K.FINISHED:
+            fin += 1
+        elif not (f & K.PRUNED):
+            live += 1
+        a = state.latest[e, j]
+        if a >= 0 and not (f & K.PRUNED):
+            w, t1, t2 = vote_push(counts, first, a, size, w, t1, t2)
+            size += 1
+    for j in range(n):
+        a = state.latest[e, j]
+        if a >= 0:
+            counts[a] = 0
+    out[F_ACTION] = action
+    out[F_CODE] = code
+    out[F_POSITION] = p
+    out[F_CHARGE] = charge
+    out[F_COST] = state.cost[e]
+    out[F_WIDTH] = n
+    out[F_LIVE] = live
+    out[F_FINISHED] = fin
+    if 0 <= p < M:
+        out[F_DEPTH] = state.depth[e, p]
+        out[F_ANSWER] = state.latest[e, p]
+        out[F_POS_FINISHED] = 1 if (state.flags[e, p] & K.FINISHED) else 0
+    else:
+        out[F_DEPTH] = 0
+        out[F_ANSWER] = state.answer[e] if state.done[e] else -1
+        out[F_POS_FINISHED] = 0
+    out[F_VOTE] = w
+    out[F_VOTE_TOP1] = t1
+    out[F_VOTE_TOP2] = t2
+    out[F_VOTE_SIZE] = size
+
+
+@nb.njit(cache=True, nogil=True)
+def traced_step_episode(state, data, params, e, action):
+    """:func:`tts_gym.kernels.step_episode` that also appends a trace row."""
+    code, charge = K.step_episode(state, data, params, e, action)
+    _record_step(state, e, action, code, charge, params.max_branches)
+    return code, charge
+
+
+# ---- re-targeting of the compiled policies ------------------------------------------------------
+
+_TRACED: dict[str, CPUDispatcher] = {}
+
+
+def _source_tag() -> str:
+    """Digest of the sources the traced functions are built from. numba's cache does not notice
+    changes in *called* modules, so it is part of the cached names: editing the recorder or the
+    kernels gives fresh cache entries instead of stale machine code."""
+    import hashlib
+    import inspect
+    from tts_gym import voting
+    h = hashlib.sha1()
+    for mod in (K, voting, __import__(__name__, fromlist=["_"])):
+        h.update(inspect.getsource(mod).encode())
+    return h.hexdigest()[:8]
+
+
+def _retarget(module, replacements: dict) -> dict:
+    """Re-jit every numba function of ``module`` that (transitively) calls a name in ``replacements``,
+    with those names bound to the replacements. Returns ``{name: new dispatcher}``."""
+    funcs = {n: f for n, f in vars(module).items()
+             if isinstance(f, CPUDispatcher) and getattr(f.py_func, "__module__", None) == module.__name__}
+    todo = set(replacements)
+    changed = True
+    while changed:
+        changed = False
+        for n, f in funcs.items():
+            if n not in todo and todo & set(f.py_func.__code__.co_names):
+                todo.add(n)
+                changed = True
+    g = dict(vars(module))
+    g.update(replacements)
+    out = {}
+    tag = _source_tag()
+    for n in sorted(todo - set(replacements)):
+        pf = funcs[n].py_func
+        fn = types.FunctionType(pf.__code__, g, pf.__name__, pf.__defaults__, pf.__closure__)
+        fn.__qualname__ = f"traced_{tag}__{pf.__qualname__}"
+        fn.__module__ = module.__name__
+        opts = {k: v for k, v in funcs[n].targetoptions.items() if k in ("nogil", "boundscheck")}
+        out[n] = nb.njit(cache=True, **opts)(fn)   # serial (no parallel=True): one slot
+        g[n] = out[n]
+    return out
+
+
+def traced_rollout(kernel: str) -> CPUDispatcher:
+    """The trace-recording, serial version of ``tts_gym.policies.compiled.rollout_<kernel>``."""
+    if not _TRACED:
+        from tts_gym.policies import compiled as C
+        _TRACED.update(_retarget(C, {"step_episode": traced_step_episode,
+                                     "reset_episode": traced_reset_episode}))
+    name = f"rollout_{kernel}"
+    if name not in _TRACED:
+        raise ValueError(f"no traced rollout for kernel {kernel!r}")
+    return _TRACED[name]
+
+
+# ---- Python side -----------------------------------------------------------------------------------
+
+@dataclass
+class Traces:
+    """Recorded traces of ``G`` configurations x ``E`` episodes.
+
+    ``buffer[g, j, s, f]`` is field ``f`` (:data:`FIELDS`) of step ``s`` of episode ``j`` under
+    configuration ``g``; ``length[g, j]`` the number of actions attempted (rows beyond ``max_steps``
+    are dropped: ``truncated``). ``questions`` / ``gold_ids`` identify the episodes for scoring
+    (the gold is only used by the oracle helpers, never recorded by the policy).
+    """
+    buffer: np.ndarray        # int64 [G, E, S, F]
+    length: np.ndarray        # int64 [G, E]
+    questions: np.ndarray     # int32 [E]
+    gold_ids: np.ndarray      # int32 [E] gold id of each episode's question
+    max_branches: int
+    labels: tuple = ()
+    shape: tuple = ()         # episode axes, e.g. (R, J) of the protocol
+
+    fields = FIELDS
+
+    @property
+    def truncated(self) -> np.ndarray:
+        return self.length > self.buffer.shape[2]
+
+    def field(self, name: str) -> np.ndarray:
+        """``[G, E, S]`` view of one field (entries past ``length`` are zero)."""
+        return self.buffer[..., FIELDS.index(name)]
+
+    def steps(self, g: int, j: int) -> list[dict]:
+        """Episode ``(g, j)`` as a list of dicts (with the action's name)."""
+        n = int(min(self.length[g, j], self.buffer.shape[2]))
+        rows = []
+        for s in range(n):
+            r = {f: int(v) for f, v in zip(FIELDS, self.buffer[g, j, s])}
+            r["name"] = describe(r["action"], self.max_branches)
+            rows.append(r)
+        return rows
+
+    def final_cost(self) -> np.ndarray:
+        """Episode cost, ``[G, E]`` (reshaped to ``[G, *shape]`` when ``shape`` is set)."""
+        n = np.minimum(self.length, self.buffer.shape[2])
+        idx = np.maximum(n - 1, 0)
+        cost = np.take_along_axis(self.buffer[..., F_COST], idx[..., None], axis=2)[..., 0]
+        cost = np.where(n > 0, cost, 0)
+        return self._shaped(cost)
+
+    def first_correct_vote_cost(self) -> np.ndarray:
+        """Cheapest cost so far at which the vote names the gold (-1: never), ``[G, E]``."""
+        S = self.buffer.shape[2]
+        valid = np.arange(S)[None, None, :] < np.minimum(self.length, S)[..., None]
+        gold = self.gold_ids[None, :, None]
+        hit = valid & (self.buffer[..., F_VOTE] == gold) & (gold >= 0) & (self.buffer[..., F_CODE] == 0)
+        any_hit = hit.any(axis=2)
+        first = hit.argmax(axis=2)
+        cost = np.take_along_axis(self.buffer[..., F_COST], first[..., None], axis=2)[..., 0]
+        return self._shaped(np.where(any_hit, cost, -1))
+
+    def _shaped(self, a: np.ndarray) -> np.ndarray:
+        if self.shape and int(np.prod(self.shape)) == a.shape[1]:
+            return a.reshape((a.shape[0],) + tuple(self.shape))
+        return a
+
+    def render(self, g: int, j: int, answer_string=None, limit: int | None = 50) -> str:
+        """Plain-text rendering of one episode's trace (``answer_string(id) -> str`` optional)."""
+        out = [f"{'step':>4} {'action':<16} {'charge':>7} {'cost':>9} {'width':>5} {'live':>4} "
+               f"{'depth':>5} {'answer':<12} {'vote':<12} {'t1':>3} {'t2':>3}"]
+        name = (lambda a: str(a)) if answer_string is None else (lambda a: str(answer_string(a)))
+        for s, r in enumerate(self.steps(g, j)):
+            if limit is not None and s >= limit:
+                out.append(f"... {int(self.length[g, j]) - s} more")
+                break
+            act = r["name"] + ("" if r["code"] == 0 else f" !{r['code']}")
+            ans = name(r["answer"]) if r["answer"] >= 0 else "-"
+            vote = name(r["vote"]) if r["vote"] >= 0 else "-"
+            out.append(f"{s:>4} {act:<16} {r['charge']:>7} {r['cost']:>9} {r['width']:>5} {r['live']:>4} "
+                       f"{r['depth']:>5} {ans[:12]:<12} {vote[:12]:<12} {r['vote_top1']:>3} {r['vote_top2']:>3}")
+        return "\n".join(out)
+
+
+def record_traces(data: K.ReplayData, kernel: str, policy_params: np.ndarray, questions, perms, *,
+                  max_branches: int, max_steps: int = 4096, conf_variant: str = "exact",
+                  labels=(), shape=()) -> tuple[Traces, dict]:
+    """Run ``G`` configurations (rows of ``policy_params``, kernel layout) on ``E`` episodes with
+    traces. Returns ``(traces, outcomes)``; ``outcomes`` has the same arrays as
+    :func:`tts_gym.policies.compiled.run_compiled` (and equals them)."""
+    from tts_gym.policies.compiled import reference_env_params
+    from tts_gym.voting import conf_table
+
+    questions = np.ascontiguousarray(questions, np.int32)
+    perms = np.ascontiguousarray(np.asarray(perms)[:, :max_branches], np.int32)
+    policy_params = np.ascontiguousarray(policy_params, np.float64)
+    G, E = policy_params.shape[0], questions.shape[0]
+    A = int(max(1, data.num_answers.max()))
+    st = make_trace_state(G * E, int(max_steps), int(max_branches), A)
+    out = {"answer": np.full((G, E), -1, np.int32), "cost": np.zeros((G, E), np.int64),
+           "correct": np.zeros((G, E), np.bool_), "steps": np.zeros((G, E), np.int32)}
+    if G * E:
+        traced_rollout(kernel)(data, reference_env_params(max_branches), st, conf_table(conf_variant),
+                               questions, perms, policy_params, out["answer"], out["cost"],
+                               out["correct"], out["steps"])
+    tr = Traces(st.trace.reshape(G, E, int(max_steps), NUM_FIELDS), st.trace_len.reshape(G, E),
+                questions, np.asarray(data.gold_ids)[questions], int(max_branches), tuple(labels),
+                tuple(shape))
+    return tr, out

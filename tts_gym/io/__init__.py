@@ -1,0 +1,15 @@
+"""Replay-store input/output: AutoTTS JSON import, the HDF5 container, and the public-data fetcher.
+
+``h5py`` is imported only when an HDF5 file is actually read or written.
+"""
+from __future__ import annotations
+
+from tts_gym.io.autotts import StoreFormatError, import_autotts, read_autotts_json, validate_records
+from tts_gym.io.hdf5 import (SCHEMA_VERSION, StoreNotFoundError, list_stores, load_stores, open_store,
+                             save_stores)
+
+__all__ = [
+    "StoreFormatError", "StoreNotFoundError", "SCHEMA_VERSION",
+    "import_autotts", "read_autotts_json", "validate_records",
+    "open_store", "list_stores", "load_stores", "save_stores",
+]

@@ -1,0 +1,391 @@
+"""One policy interface for every controller: baselines, LLM-written controllers and SB3 agents.
+
+A :class:`Policy` plays one episode at a time through env actions (:mod:`tts_gym.actions`):
+
+* ``reset(view)`` is called once per episode, after ``env.reset``, with the episode's live
+  :class:`~tts_gym.view.EpisodeView` (the raw replay state: revealed answer ids, depths, flags,
+  cost -- never the gold answer);
+* ``act(observation, view) -> int`` is called before every ``env.step`` and returns one action id;
+  when it is called again, the previous action has already been applied, so ``view`` shows its
+  effect (the revealed answer, the new cost, ...);
+* ``name`` and ``params`` identify the policy (``params`` is a plain dict, JSON-serialisable);
+* ``predict(observation, state=None, episode_start=None, deterministic=True, action_masks=None)``
+  is the stable-baselines3 ``PolicyPredictor`` signature, so SB3's and sb3-contrib's
+  ``evaluate_policy`` and our evaluators accept the same objects. It is only available to
+  *observation-only* policies (``requires_view = False``): code controllers read the raw state
+  through the view, which a batch of SB3 observations does not carry.
+
+Code controllers are stateful (histories, counters, EMAs, finish-order pools). The natural way to
+write one is :class:`ScriptedPolicy`: the controller is a Python generator that ``yield``\\ s env
+actions and reads the view between yields, and ``return``\\ s its answer id (or ``None``); the
+reference pseudo-code ports almost line by line, with the reference operations available as
+sub-generators that keep the reference's "safe wrapper" semantics (``None`` when unavailable)::
+
+    class FirstFinal(ScriptedPolicy):
+        name = "first_final"
+
+        def script(self, view):
+            a = yield from self.full_read(view)      # SAMPLE; a = revealed final answer id
+            return a                                 # -> ANSWER_WITH(a position holding a)
+
+Wrapping a trained SB3 model is one line: ``policy = SB3Policy(model)``.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Generator
+
+import numpy as np
+
+from tts_gym import actions as A
+from tts_gym import kernels as K
+
+__all__ = [
+    "Policy", "ScriptedPolicy", "SB3Policy", "RandomMaskedPolicy", "action_mask",
+    "answer_action", "PolicyError", "as_policy",
+]
+
+
+class PolicyError(RuntimeError):
+    """A policy was driven incorrectly (``act`` before ``reset``, a script that ended without an
+    answer, an answer id that no opened position holds, ...)."""
+
+
+def action_mask(view) -> np.ndarray:
+    """Admissible-action mask (bool, ``4 + 4M``) of the episode behind ``view``; exactly the env's
+    ``action_masks()`` (both call :func:`tts_gym.kernels.action_mask_episode`)."""
+    out = np.zeros(A.num_actions(view.max_branches), dtype=np.bool_)
+    K.action_mask_episode(view._state, view._data, view._params, view._e, out)
+    return out
+
+
+def answer_action(view, answer_id) -> int:
+    """The action committing ``answer_id``: ``ANSWER_WITH(p)`` for the lowest opened position ``p``
+    whose latest revealed answer is ``answer_id`` (answer ids are per-question intern ids, so any
+    such position commits the same string), or ``ABSTAIN`` for ``None`` / ``-1``.
+
+    Raises :class:`PolicyError` when no opened position currently shows ``answer_id`` (the env can
+    only commit a currently visible answer)."""
+    if answer_id is None or int(answer_id) < 0:
+        return A.ABSTAIN
+    latest = view.latest
+    hits = np.flatnonzero(latest[:view.cursor] == int(answer_id))
+    if hits.size == 0:
+        raise PolicyError(f"answer id {int(answer_id)} is not the latest revealed answer of any "
+                          f"opened position; the env cannot commit it")
+    return A.answer_with_action(int(hits[0]), view.max_branches)
+
+
+class Policy:
+    """Base class of every policy (see the module docstring for the protocol).
+
+    Subclasses implement :meth:`act` (and :meth:`reset` when they keep per-episode state).
+    ``requires_view = False`` marks observation-only policies, which must then accept
+    ``view=None`` in :meth:`act` and get a working :meth:`predict`.
+    """
+
+    name: str = "policy"
+    requires_view: bool = True
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict = dict(params)
+
+    # -- episode protocol ------------------------------------------------------------------------
+    def reset(self, view) -> None:  # noqa: D401 - stateless by default
+        """Start a new episode (``view`` is the fresh episode's :class:`EpisodeView`)."""
+
+    def act(self, observation, view) -> int:
+        raise NotImplementedError
+
+    # -- SB3 PolicyPredictor ---------------------------------------------------------------------
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
+                action_masks=None):
+        """SB3-compatible ``predict``: a batch of observations -> ``(actions, state)``.
+
+        Observation-only policies only. ``observation`` is one observation or a batch as SB3's
+        VecEnv returns it (array with a leading batch axis, or a dict of such arrays);
+        ``action_masks`` (``[n, A]`` or ``[A]``, as sb3-contrib passes them) is handed row by row
+        to :meth:`predict_one`. ``episode_start[j]`` true calls ``reset(None)`` first (meaningful
+        for single-stream policies only).
+        """
+        if self.requires_view:
+            raise TypeError(
+                f"policy {self.name!r} reads the raw episode state through an EpisodeView and "
+                f"cannot act from observations alone; run it with tts_gym.rollout.run_episodes "
+                f"(or evaluate_reference_python) instead of predict()")
+        masks = None
+        if action_masks is not None:
+            masks = np.asarray(action_masks, dtype=bool)
+        obs_b, n, single = _batchify(observation, masks)
+        if masks is not None and masks.ndim == 1:
+            masks = masks[None]
+        out = np.empty(n, dtype=np.int64)
+        for j in range(n):
+            if episode_start is not None and bool(np.asarray(episode_start).reshape(-1)[j]):
+                self.reset(None)
+            o = _row(obs_b, j)
+            out[j] = self.predict_one(o, None if masks is None else masks[j], deterministic)
+        return (out[0] if single else out), state
+
+    def predict_one(self, observation, mask, deterministic: bool) -> int:
+        """One action from one observation and its mask (``None``: unknown); the hook that
+        observation-only policies override. Default: ``act(observation, None)``."""
+        return int(self.act(observation, None))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+def _batchify(observation, masks=None):
+    """``(batch, n, was_single)``. The batch size comes from ``masks`` when given (``[n, A]`` or a
+    single ``[A]``), else from the observation: an array of rank <= 1 is one observation, a higher
+    rank is a batch; a dict observation without masks is taken as a batch (SB3's VecEnv layout)."""
+    if masks is not None:
+        single = masks.ndim == 1
+        n = 1 if single else int(masks.shape[0])
+        if isinstance(observation, dict):
+            batch = {k: (np.asarray(v)[None] if single else np.asarray(v))
+                     for k, v in observation.items()}
+        else:
+            arr = np.asarray(observation)
+            batch = arr[None] if single else arr
+        return batch, n, single
+    if isinstance(observation, dict):
+        first = np.asarray(next(iter(observation.values())))
+        return observation, (int(first.shape[0]) if first.ndim >= 1 else 1), False
+    arr = np.asarray(observation)
+    if arr.ndim <= 1:
+        return arr[None], 1, True
+    return arr, int(arr.shape[0]), False
+
+
+def _row(batch, j):
+    if isinstance(batch, dict):
+        return {k: np.asarray(v)[j] for k, v in batch.items()}
+    return batch[j]
+
+
+# ------------------------------------------------------------------------------------------------
+# generator-style controllers
+# ------------------------------------------------------------------------------------------------
+
+class ScriptedPolicy(Policy):
+    """A controller written as a generator: :meth:`script` ``yield``\\ s action ids and reads
+    ``view`` between yields; it ends with ``return answer_id`` (``None``: abstain), which becomes
+    ``ANSWER_WITH(a position holding it)`` / ``ABSTAIN``. It may also yield a terminal action
+    itself (``ANSWER``, ``ABSTAIN``, ``ANSWER_WITH(i)``) and stop.
+
+    ``obs = yield action`` receives the next observation if a script wants it. All per-episode
+    state lives in the generator's locals, so nothing leaks between episodes.
+
+    The reference operations, as sub-generators with the reference's safe-wrapper semantics
+    (``None`` when the operation is unavailable; nothing is stepped then)::
+
+        r = yield from self.open(view)        # probe_new -> (answer_id, position, finished) | None
+        r = yield from self.advance(view, i)  # probe_more(i) -> (answer_id, finished) | None
+        a = yield from self.full_read(view)   # get_new_branch_final_answer -> answer_id | None
+        yield from self.prune(view, i)        # zero-cost PRUNE(i) bookkeeping (if admissible)
+
+    Differences to the reference, by design of the env's masks: ``advance`` returns ``None`` for an
+    unopened, finished or pruned position (the reference would advance the unopened position
+    ``cursor``, address negative indices from the end, and re-charge a finished branch's remainder;
+    none of the five algorithms does any of that).
+    """
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._gen: Generator | None = None
+        self._view = None
+        self._M = 0
+
+    def script(self, view) -> Generator[int, Any, Any]:
+        raise NotImplementedError
+
+    def reset(self, view) -> None:
+        if self._gen is not None:
+            self._gen.close()
+        self._view = view
+        self._M = view.max_branches
+        self._gen = self.script(view)
+        self._started = False
+
+    def act(self, observation, view) -> int:
+        gen = self._gen
+        if gen is None:
+            raise PolicyError(f"{self.name}: act() called before reset() or after the episode ended")
+        try:
+            if self._started:
+                a = gen.send(observation)
+            else:
+                self._started = True
+                a = next(gen)
+        except StopIteration as stop:
+            self._gen = None
+            return answer_action(self._view, stop.value)
+        a = int(a)
+        if a in (A.ANSWER, A.ABSTAIN) or a >= A.NUM_GLOBAL_ACTIONS + 3 * self._M:
+            self._gen = None
+            gen.close()
+        return a
+
+    # -- reference operations ----------------------------------------------------------------------
+    def open(self, view):
+        """``probe_new``: BRANCH; ``(answer_id, position, finished)`` or ``None`` when no position
+        is left."""
+        p = view.cursor
+        if p >= view.branch_limit:
+            return None
+        yield A.BRANCH
+        return int(view.latest[p]), p, view.is_finished(p)
+
+    def advance(self, view, i: int):
+        """``probe_more(i)``: CONTINUE(i); ``(answer_id, finished)`` or ``None`` when position ``i``
+        is not an opened, live, unfinished position."""
+        if not (0 <= i < view.cursor) or view.is_finished(i) or view.is_pruned(i):
+            return None
+        yield A.NUM_GLOBAL_ACTIONS + i
+        return int(view.latest[i]), view.is_finished(i)
+
+    def full_read(self, view):
+        """``get_new_branch_final_answer``: SAMPLE; the final answer id or ``None``."""
+        p = view.cursor
+        if p >= view.branch_limit:
+            return None
+        yield A.SAMPLE
+        return int(view.latest[p])
+
+    def prune(self, view, i: int):
+        """Zero-cost ``PRUNE(i)`` (skipped when not admissible, e.g. finished positions)."""
+        if 0 <= i < view.cursor and not view.is_finished(i) and not view.is_pruned(i):
+            yield A.NUM_GLOBAL_ACTIONS + 2 * self._M + i
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# observation policies
+# ------------------------------------------------------------------------------------------------
+
+class RandomMaskedPolicy(Policy):
+    """Uniformly random admissible action (a sanity baseline; seeded, reproducible).
+
+    ``act(obs, view)`` reads the mask from the view; ``predict`` uses ``action_masks`` (required,
+    as sb3-contrib's ``evaluate_policy`` passes them) or an ``"action_mask"`` entry of a dict
+    observation. ``answer_prob`` (optional) caps the chance of a terminal action per step so that
+    random episodes are not all one step long; ``None`` keeps the uniform choice.
+    """
+
+    name = "random"
+    requires_view = False
+
+    def __init__(self, seed: int | None = 0, answer_prob: float | None = None) -> None:
+        super().__init__(seed=seed, answer_prob=answer_prob)
+        self.rng = np.random.default_rng(seed)
+
+    def _choose(self, mask: np.ndarray) -> int:
+        mask = np.asarray(mask, dtype=bool)
+        valid = np.flatnonzero(mask)
+        if valid.size == 0:
+            raise PolicyError("no admissible action (is the episode over?)")
+        ap = self.params["answer_prob"]
+        if ap is not None:
+            M = (mask.shape[0] - A.NUM_GLOBAL_ACTIONS) // 4
+            terminal = (valid == A.ANSWER) | (valid == A.ABSTAIN) | (valid >= A.NUM_GLOBAL_ACTIONS + 3 * M)
+            if terminal.any() and (~terminal).any():
+                pool = valid[terminal] if self.rng.random() < ap else valid[~terminal]
+                return int(self.rng.choice(pool))
+        return int(self.rng.choice(valid))
+
+    def act(self, observation, view) -> int:
+        if view is not None:
+            return self._choose(action_mask(view))
+        return self.predict_one(observation, None, True)
+
+    def predict_one(self, observation, mask, deterministic: bool) -> int:
+        if mask is None and isinstance(observation, dict):
+            for key in ("action_mask", "action_masks", "mask"):
+                if key in observation:
+                    mask = observation[key]
+                    break
+        if mask is None:
+            raise PolicyError("RandomMaskedPolicy.predict needs action_masks (or an 'action_mask' "
+                              "observation entry)")
+        return self._choose(mask)
+
+
+def _supports_masks(model) -> bool:
+    try:
+        return "action_masks" in inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class SB3Policy(Policy):
+    """A stable-baselines3 / sb3-contrib model as a :class:`Policy`: ``SB3Policy(model)``.
+
+    Calls ``model.predict(obs, deterministic=...)``, passing ``action_masks`` (the view's mask in
+    :meth:`act`, the caller's in :meth:`predict`) when the model accepts them (``MaskablePPO``).
+    Recurrent models get their hidden state carried across steps and reset per episode.
+    """
+
+    requires_view = False
+
+    def __init__(self, model, deterministic: bool = True, name: str | None = None,
+                 use_masks: bool | None = None) -> None:
+        super().__init__(algo=type(model).__name__, deterministic=bool(deterministic))
+        self.model = model
+        self.name = name or f"sb3_{type(model).__name__.lower()}"
+        self.deterministic = bool(deterministic)
+        self.use_masks = _supports_masks(model) if use_masks is None else bool(use_masks)
+        self._state = None
+        self._start = True
+
+    def reset(self, view) -> None:
+        self._state = None
+        self._start = True
+
+    def act(self, observation, view) -> int:
+        mask = action_mask(view) if (self.use_masks and view is not None) else None
+        return self.predict_one(observation, mask, self.deterministic)
+
+    def predict_one(self, observation, mask, deterministic: bool) -> int:
+        kw = {}
+        if self.use_masks and mask is not None:
+            kw["action_masks"] = np.asarray(mask, dtype=bool)
+        episode_start = np.array([self._start])
+        action, self._state = self.model.predict(observation, state=self._state,
+                                                 episode_start=episode_start,
+                                                 deterministic=deterministic, **kw)
+        self._start = False
+        return int(np.asarray(action).reshape(-1)[0])
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
+                action_masks=None):
+        """Pass-through to the model (batched, as SB3 expects)."""
+        kw = {}
+        if self.use_masks and action_masks is not None:
+            kw["action_masks"] = action_masks
+        return self.model.predict(observation, state=state, episode_start=episode_start,
+                                  deterministic=deterministic, **kw)
+
+
+def as_policy(obj, *, keep_controllers: bool = False):
+    """Coerce ``obj`` into something the evaluators can play.
+
+    * a :class:`Policy` (or any object with ``reset`` and ``act``) is returned unchanged;
+    * an AutoTTS-style controller (``solve(question)``) becomes an
+      :class:`~tts_gym.policies.autotts_adapter.AutoTTSPolicy`, or is returned unchanged with
+      ``keep_controllers=True`` (the Python loop then plays it without a worker thread);
+    * a stable-baselines3 model (``predict`` and ``policy``) becomes an :class:`SB3Policy`.
+    """
+    if isinstance(obj, Policy) or (hasattr(obj, "act") and hasattr(obj, "reset")):
+        return obj
+    if hasattr(obj, "solve"):
+        if keep_controllers:
+            return obj
+        from tts_gym.policies.autotts_adapter import AutoTTSPolicy
+        return AutoTTSPolicy(obj)
+    if hasattr(obj, "predict") and hasattr(obj, "policy"):
+        return SB3Policy(obj)
+    raise TypeError(f"cannot use {type(obj).__name__} as a policy: expected a tts_gym Policy "
+                    f"(reset/act), an AutoTTS controller (solve) or a stable-baselines3 model")

@@ -1,0 +1,697 @@
+"""Compiled (numba) baselines: SC/ASC, ESC, Parallel-Probe and CMC as policies acting **only**
+through :func:`tts_gym.kernels.step_episode`.
+
+Each baseline is the reference pseudo-code of ``specs/replay-semantics.md`` section 5 written over
+env actions (fused mode, ``probe_cost = 0``, where they are exactly the reference operations):
+
+=====================  ========================================================================
+reference operation    env action
+=====================  ========================================================================
+``probe_new`` (open)   ``BRANCH``
+``probe_more(i)``      ``CONTINUE(i)``
+full read              ``SAMPLE``
+prune / abandon        ``PRUNE(i)`` (zero-cost bookkeeping; masks later ``CONTINUE(i)``)
+return ``x``           ``ANSWER_WITH(p)`` for the lowest opened position ``p`` whose latest
+                       revealed answer is ``x`` (as :func:`tts_gym.policies.base.answer_action`);
+                       ``ABSTAIN`` for ``None``
+=====================  ========================================================================
+
+The safe wrappers' ``None`` is a non-zero result code of ``step_episode`` (``ERR_NO_BRANCH_LEFT``,
+``ERR_FINISHED``, ...). Costs, answers and correctness are therefore the env's own: a policy reads
+revealed answers, flags and the cursor from the :class:`~tts_gym.kernels.EnvState` and never touches
+the gold answer (scoring is :func:`tts_gym.kernels.is_correct`). The action sequence (prunes
+included) is the one the Python policies of :mod:`tts_gym.policies.baselines` emit, so ``steps``
+match episode for episode.
+
+Performance notes
+-----------------
+* ``step_episode`` is called through :data:`_step`, the *same Python function*
+  (``kernels.step_episode.py_func``) compiled with ``forceinline``: passing the ``EnvState`` /
+  ``ReplayData`` NamedTuples to an out-of-line call marshals ~190 machine words per call
+  (~110 ns/step); inlined, a step costs ~15 ns. Call sites are kept few (compile time grows with
+  each inlined copy).
+* No NRT (``_nrt=False``): nothing allocates inside the kernels; per-worker scratch comes from
+  Python (:func:`run_compiled`).
+* A whole evaluation -- every (parameter row, episode) pair -- is one compiled call per worker.
+  Worker ``w`` of ``W`` plays tasks ``w, w + W, ...`` in its own state slot (slots are padded apart
+  to avoid false sharing); workers are Python threads running the ``nogil`` kernels, so results do
+  not depend on the worker count.
+* The on-disk cache of these functions is keyed on the sources they inline
+  (``kernels.py``, ``voting.py``, ``actions.py``, this file): numba alone would only look at this
+  file and could serve stale code after a kernel change.
+
+Kernel signature::
+
+    rollout_<policy>(data, params, state, slot, worker, workers, table, questions, perms,
+                     policy_params, iscratch, fscratch, out_answer, out_cost, out_correct, out_steps)
+
+``data``/``params``: :class:`~tts_gym.kernels.ReplayData` / :class:`~tts_gym.kernels.EnvParams`;
+``state``: an :class:`~tts_gym.kernels.EnvState`, episode slot ``slot``; ``table``:
+:func:`tts_gym.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms`` int32 ``[E, M]``; ``policy_params``
+float64 ``[G, P]`` (columns :data:`POLICY_PARAM_NAMES`); ``iscratch`` int32 ``[10, >= max(A, M)]``
+(``A`` = largest answer table), ``fscratch`` float64 ``[>= max T_ema]``; outputs ``[G, E]``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping, Sequence
+
+import numba as nb
+import numpy as np
+
+from tts_gym import kernels as _kernels
+from tts_gym.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
+from tts_gym.kernels import (FINISHED, OK, PRUNED, EnvParams, ReplayData, is_correct, make_state,
+                             reset_episode)
+from tts_gym.policies.common import (CMC_MAX_BRANCH, CMC_MAX_ROUNDS, CMC_SCHEDULE_KEYS,
+                                     cmc_schedule, normalize_params)
+from tts_gym.voting import conf_lookup, conf_table, vote_push
+
+__all__ = [
+    "POLICY_PARAM_NAMES", "KERNELS", "policy_param_rows", "run_compiled", "reference_env_params",
+    "default_workers", "rollout_asc", "rollout_esc", "rollout_parallel_probe", "rollout_cmc",
+    "episode_asc", "episode_esc", "episode_parallel_probe", "episode_cmc",
+]
+
+# column layout of ``policy_params`` per compiled kernel (sc is asc with threshold 1.01)
+POLICY_PARAM_NAMES: dict[str, tuple[str, ...]] = {
+    "asc": ("max_samples", "threshold"),
+    "esc": ("max_samples", "window_size"),
+    "parallel_probe": ("num_chains", "T", "prune_patience", "warm_up", "probe_burst", "max_steps"),
+    "cmc": CMC_SCHEDULE_KEYS,
+}
+KERNELS = tuple(POLICY_PARAM_NAMES)
+
+_SLOT_STRIDE = 16  # episode slots of different workers are this far apart (no false sharing)
+
+# the env's step function, inlined at each call site (same source: kernels.step_episode)
+_step = nb.njit(nogil=True, _nrt=False, forceinline=True)(_kernels.step_episode.py_func)
+
+_JIT = dict(cache=True, nogil=True, _nrt=False)
+
+# scratch rows of ``iscratch``
+_COUNTS, _FIRST, _COUNTS2, _FIRST2, _FIN, _AUX, _LIST, _POOL, _DISAGREE, _PS = range(10)
+_ISCRATCH_ROWS = 10
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+@nb.njit(**_JIT)
+def _commit(state, data, params, e, answer):
+    """Return ``answer`` (-1 = ``None``): ANSWER_WITH(lowest opened position showing it), else ABSTAIN."""
+    action = np.int64(ABSTAIN)
+    if answer >= 0:
+        for p in range(state.cursor[e]):
+            if state.latest[e, p] == answer:
+                action = np.int64(NUM_GLOBAL_ACTIONS + 3 * params.max_branches + p)
+                break
+    _step(state, data, params, e, action)
+
+
+@nb.njit(**_JIT)
+def _majority_latest(state, e, plist, n, counts, first):
+    """Majority of ``latest`` over positions ``plist[:n]`` in that order (-1 if none);
+    ``counts`` is zero on entry and exit."""
+    w, t1, t2 = -1, 0, 0
+    for i in range(n):
+        a = state.latest[e, plist[i]]
+        if a >= 0:
+            w, t1, t2 = vote_push(counts, first, a, i, w, t1, t2)
+    for i in range(n):
+        a = state.latest[e, plist[i]]
+        if a >= 0:
+            counts[a] = 0
+    return w
+
+
+@nb.njit(**_JIT)
+def _sort_desc_stable(idx, n, key):
+    """Stable insertion sort of ``idx[:n]`` by ``key[idx]`` descending (ties keep their order)."""
+    for i in range(1, n):
+        v = idx[i]
+        k = key[v]
+        j = i - 1
+        while j >= 0 and key[idx[j]] < k:
+            idx[j + 1] = idx[j]
+            j -= 1
+        idx[j + 1] = v
+
+
+@nb.njit(**_JIT)
+def _clear_counts(state, e, counts):
+    for p in range(state.cursor[e]):
+        a = state.latest[e, p]
+        if a >= 0:
+            counts[a] = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# per-episode policies (episode slot ``e`` already reset); scratch as documented per function
+# ---------------------------------------------------------------------------------------------
+
+@nb.njit(**_JIT)
+def episode_asc(state, data, params, e, max_samples, threshold, table, counts, first):
+    """ASC (spec 5.2); SC@N is ``threshold >= 1``. ``counts``/``first``: per-answer scratch,
+    ``counts`` zero on entry and exit."""
+    w, t1, t2 = -1, 0, 0
+    n = 0
+    sample = np.int64(SAMPLE)
+    for _ in range(max_samples):
+        code, _c = _step(state, data, params, e, sample)
+        if code != OK:
+            break
+        w, t1, t2 = vote_push(counts, first, state.latest[e, state.cursor[e] - 1], n, w, t1, t2)
+        n += 1
+        if n >= 2 and conf_lookup(table, t1, t2) > threshold:
+            break
+    _clear_counts(state, e, counts)
+    _commit(state, data, params, e, w)
+
+
+@nb.njit(**_JIT)
+def episode_esc(state, data, params, e, max_samples, window_size, counts, first):
+    """ESC (spec 5.3). ``counts``/``first``: per-answer scratch (``counts`` zero on entry/exit)."""
+    w, t1, t2 = -1, 0, 0
+    n = 0
+    answer = -2  # -2: no unanimous window
+    n_windows = max_samples // window_size if window_size > 0 else 0
+    sample = np.int64(SAMPLE)
+    for _ in range(n_windows):
+        start = state.cursor[e]
+        got = 0
+        for _k in range(window_size):
+            code, _c = _step(state, data, params, e, sample)
+            if code != OK:
+                break
+            got += 1
+        if got == 0:
+            continue
+        a0 = state.latest[e, start]
+        unanimous = True
+        for p in range(start, start + got):
+            a = state.latest[e, p]
+            if a != a0:
+                unanimous = False
+            w, t1, t2 = vote_push(counts, first, a, n, w, t1, t2)
+            n += 1
+        if unanimous:
+            answer = a0
+            break
+    if answer == -2:
+        answer = w
+    _clear_counts(state, e, counts)
+    _commit(state, data, params, e, answer)
+
+
+@nb.njit(**_JIT)
+def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience, warm_up,
+                           probe_burst, max_steps, counts, first, fin, off, active):
+    """Parallel-Probe (spec 5.4). ``counts``/``first``: per-answer scratch (``counts`` zero on
+    entry/exit); ``fin``/``off``/``active``: per-position scratch (length ``>= M``)."""
+    M = params.max_branches
+    n_open = 0
+    branch = np.int64(BRANCH)
+    for _ in range(num_chains):
+        code, _c = _step(state, data, params, e, branch)
+        if code != OK:
+            break
+        p = state.cursor[e] - 1
+        fin[p] = 1 if (state.flags[e, p] & FINISHED) != 0 else 0
+        off[p] = 0
+        n_open += 1
+    answer = -2
+    if n_open == 0:
+        answer = -1
+    stable = 0
+    prev = -1
+    step = 0
+    while answer == -2 and step < max_steps:
+        # forward: advance every live branch; active = opened, unpruned (finished ones included)
+        nact = 0
+        for p in range(n_open):
+            if state.flags[e, p] & PRUNED:
+                continue
+            if fin[p] == 0:
+                for _b in range(probe_burst):
+                    if fin[p] != 0:
+                        break
+                    code, _c = _step(state, data, params, e, np.int64(NUM_GLOBAL_ACTIONS + p))
+                    if code != OK:
+                        fin[p] = 1
+                        break
+                    if (state.flags[e, p] & FINISHED) != 0:
+                        fin[p] = 1
+            active[nact] = p
+            nact += 1
+        if nact == 0:
+            answer = prev
+            break
+        w = _majority_latest(state, e, active, nact, counts, first)
+        # off-track update and pruning (same condition for both)
+        if step >= warm_up and nact > 1:
+            newly = False
+            for i in range(nact):
+                p = active[i]
+                if fin[p] == 0:
+                    off[p] = off[p] + 1 if state.latest[e, p] != w else 0
+                    if off[p] >= prune_patience:
+                        _step(state, data, params, e, np.int64(NUM_GLOBAL_ACTIONS + 2 * M + p))
+                        newly = True
+            if newly:
+                m = 0
+                for i in range(nact):
+                    p = active[i]
+                    if not (state.flags[e, p] & PRUNED):
+                        active[m] = p
+                        m += 1
+                nact = m
+                if nact == 0:
+                    answer = prev
+                    break
+                w = _majority_latest(state, e, active, nact, counts, first)
+        # termination
+        stable = stable + 1 if w == prev else 0
+        prev = w
+        if stable >= T:
+            answer = w
+            break
+        all_done = True
+        for p in range(n_open):
+            if fin[p] == 0 and not (state.flags[e, p] & PRUNED):
+                all_done = False
+                break
+        if all_done:
+            answer = w
+            break
+        step += 1
+    if answer == -2:
+        answer = prev
+    _commit(state, data, params, e, answer)
+
+
+@nb.njit(**_JIT)
+def _pool_stats(table, ps):
+    if ps[0] < 0:
+        return 0.0
+    return conf_lookup(table, ps[1], ps[2])
+
+
+@nb.njit(**_JIT)
+def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon_patience, T_ema,
+                ema_alpha, conf_thresh, delta_slack, burst_aligned, widen_burst, trend_thresh,
+                min_complete, table, counts, first, counts2, first2, flags, pcount, disagree,
+                live, pool, hist, ps):
+    """CMC, the Confidence Momentum Controller (spec 5.5), with an explicit schedule
+    (:func:`tts_gym.policies.common.cmc_schedule`).
+
+    Scratch: ``counts``/``first`` (pool vote) and ``counts2``/``first2`` (fallback vote), per answer,
+    ``counts*`` zero on entry/exit; per position (length ``>= M``): ``flags`` (1 finished,
+    2 abandoned), ``pcount``, ``disagree``, ``live``, ``pool``; ``hist`` float64 (``>= T_ema``);
+    ``ps`` int[4] (pool winner, top1, top2, size)."""
+    M = params.max_branches
+    ps[0] = -1
+    ps[1] = 0
+    ps[2] = 0
+    ps[3] = 0
+    spawned = 0
+    nbr = 0
+    ema = 0.0
+    nh = 0
+    answer = -2          # -2: undecided (loop ended without the gate -> final vote)
+    r = 0
+    to_spawn = n_init    # the initial spawns, later the widening spawns of the previous round
+    first_pass = True
+    branch = np.int64(BRANCH)
+    while True:
+        # ---- spawning (initial, or the widening decided at the end of the previous round) ----
+        for _ in range(to_spawn):
+            if not first_pass and (spawned >= max_branch_use or spawned >= CMC_MAX_BRANCH):
+                break
+            code, _c = _step(state, data, params, e, branch)
+            if code != OK:
+                break
+            p = state.cursor[e] - 1
+            spawned += 1
+            pcount[p] = 0
+            disagree[p] = 0
+            flags[p] = 0
+            if (state.flags[e, p] & FINISHED) != 0:
+                flags[p] = 1
+                a = state.latest[e, p]
+                w, t1, t2 = vote_push(counts, first, a, ps[3], ps[0], ps[1], ps[2])
+                pool[ps[3]] = a
+                ps[0], ps[1], ps[2] = w, t1, t2
+                ps[3] += 1
+        nbr = state.cursor[e]
+        if first_pass:
+            first_pass = False
+            if spawned == 0:
+                answer = -1
+                break
+        if r >= CMC_MAX_ROUNDS:
+            break
+        # ---- one round ----
+        w0 = ps[0]
+        c = _pool_stats(table, ps)
+        warm = r >= warm_up
+        # (1) pre-probe EMA update
+        ema = (1.0 - ema_alpha) * ema + ema_alpha * c
+        if nh < T_ema:
+            hist[nh] = ema
+            nh += 1
+        else:
+            for i in range(T_ema - 1):
+                hist[i] = hist[i + 1]
+            hist[T_ema - 1] = ema
+        # (2) deviance bookkeeping and abandonment
+        if warm and w0 >= 0:
+            alive = 0
+            nc = 0
+            for p in range(nbr):
+                if flags[p] != 0:
+                    continue
+                disagree[p] = disagree[p] + 1 if state.latest[e, p] != w0 else 0
+                alive += 1
+                if disagree[p] >= abandon_patience:
+                    live[nc] = p
+                    nc += 1
+            k = alive - 2
+            if k > nc:
+                k = nc
+            if k > 0:
+                _sort_desc_stable(live, nc, disagree)
+                for i in range(k):
+                    p = live[i]
+                    _step(state, data, params, e, np.int64(NUM_GLOBAL_ACTIONS + 2 * M + p))
+                    flags[p] = 2
+        # (3) depth allocation: every live branch, by probe count descending (stable)
+        nl = 0
+        for p in range(nbr):
+            if flags[p] == 0:
+                live[nl] = p
+                nl += 1
+        _sort_desc_stable(live, nl, pcount)
+        for i in range(nl):
+            p = live[i]
+            steps = burst_aligned if (warm and w0 >= 0 and state.latest[e, p] == w0) else 1
+            for _s in range(steps):
+                code, _c = _step(state, data, params, e, np.int64(NUM_GLOBAL_ACTIONS + p))
+                if code == OK:
+                    pcount[p] += 1
+                    done = (state.flags[e, p] & FINISHED) != 0
+                else:
+                    done = True
+                if done:
+                    flags[p] = 1
+                    a = state.latest[e, p]
+                    if a >= 0:
+                        w, t1, t2 = vote_push(counts, first, a, ps[3], ps[0], ps[1], ps[2])
+                        pool[ps[3]] = a
+                        ps[0], ps[1], ps[2] = w, t1, t2
+                        ps[3] += 1
+                    break
+        # (4) post-probe EMA update, overwriting this round's entry
+        w1 = ps[0]
+        c = _pool_stats(table, ps)
+        ema = (1.0 - ema_alpha) * ema + ema_alpha * c
+        hist[nh - 1] = ema
+        delta = hist[nh - 1] - hist[0] if nh >= 2 else 0.0
+        # (5) stopping gate
+        if warm and ps[3] >= min_complete and ema >= conf_thresh and delta >= -delta_slack:
+            answer = w1
+            break
+        # (6) all resolved?
+        resolved = True
+        for p in range(nbr):
+            if flags[p] == 0:
+                resolved = False
+                break
+        if resolved:
+            break
+        # (7) widening (the spawns happen at the top of the loop)
+        half = warm_up // 2
+        if half < 1:
+            half = 1
+        to_spawn = 0
+        if (spawned < max_branch_use and spawned < CMC_MAX_BRANCH and delta <= trend_thresh
+                and r >= half and ema < conf_thresh):
+            to_spawn = widen_burst
+        r += 1
+    if answer == -2:
+        answer = ps[0]
+        if answer < 0:  # fallback vote: latest of non-abandoned branches, opening order
+            nl = 0
+            for p in range(nbr):
+                if flags[p] != 2 and state.latest[e, p] >= 0:
+                    live[nl] = p
+                    nl += 1
+            answer = _majority_latest(state, e, live, nl, counts2, first2)
+    for i in range(ps[3]):
+        counts[pool[i]] = 0
+    _commit(state, data, params, e, answer)
+
+
+# ---------------------------------------------------------------------------------------------
+# whole-evaluation drivers (one worker's share of the tasks)
+# ---------------------------------------------------------------------------------------------
+
+@nb.njit(**_JIT)
+def _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps):
+    out_answer[g, j] = state.answer[e]
+    out_cost[g, j] = state.cost[e]
+    out_correct[g, j] = is_correct(state, data, e)
+    out_steps[g, j] = state.steps[e]
+
+
+@nb.njit(**_JIT)
+def rollout_asc(data, params, state, slot, worker, workers, table, questions, perms,
+                policy_params, iscratch, fscratch, out_answer, out_cost, out_correct, out_steps):
+    E = questions.shape[0]
+    G = policy_params.shape[0]
+    counts = iscratch[_COUNTS]
+    first = iscratch[_FIRST]
+    for t in range(worker, G * E, workers):
+        g = t // E
+        j = t - g * E
+        reset_episode(state, slot, questions[j], perms[j])
+        episode_asc(state, data, params, slot, int(policy_params[g, 0]), policy_params[g, 1],
+                    table, counts, first)
+        _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+
+
+@nb.njit(**_JIT)
+def rollout_esc(data, params, state, slot, worker, workers, table, questions, perms,
+                policy_params, iscratch, fscratch, out_answer, out_cost, out_correct, out_steps):
+    E = questions.shape[0]
+    G = policy_params.shape[0]
+    counts = iscratch[_COUNTS]
+    first = iscratch[_FIRST]
+    for t in range(worker, G * E, workers):
+        g = t // E
+        j = t - g * E
+        reset_episode(state, slot, questions[j], perms[j])
+        episode_esc(state, data, params, slot, int(policy_params[g, 0]), int(policy_params[g, 1]),
+                    counts, first)
+        _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+
+
+@nb.njit(**_JIT)
+def rollout_parallel_probe(data, params, state, slot, worker, workers, table, questions, perms,
+                           policy_params, iscratch, fscratch, out_answer, out_cost, out_correct,
+                           out_steps):
+    E = questions.shape[0]
+    G = policy_params.shape[0]
+    counts = iscratch[_COUNTS]
+    first = iscratch[_FIRST]
+    fin = iscratch[_FIN]
+    off = iscratch[_AUX]
+    active = iscratch[_LIST]
+    for t in range(worker, G * E, workers):
+        g = t // E
+        j = t - g * E
+        reset_episode(state, slot, questions[j], perms[j])
+        row = policy_params[g]
+        episode_parallel_probe(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
+                               int(row[3]), int(row[4]), int(row[5]), counts, first, fin, off,
+                               active)
+        _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+
+
+@nb.njit(**_JIT)
+def rollout_cmc(data, params, state, slot, worker, workers, table, questions, perms,
+                policy_params, iscratch, fscratch, out_answer, out_cost, out_correct, out_steps):
+    E = questions.shape[0]
+    G = policy_params.shape[0]
+    counts = iscratch[_COUNTS]
+    first = iscratch[_FIRST]
+    counts2 = iscratch[_COUNTS2]
+    first2 = iscratch[_FIRST2]
+    flags = iscratch[_FIN]
+    pcount = iscratch[_AUX]
+    live = iscratch[_LIST]
+    pool = iscratch[_POOL]
+    disagree = iscratch[_DISAGREE]
+    ps = iscratch[_PS]
+    hist = fscratch
+    for t in range(worker, G * E, workers):
+        g = t // E
+        j = t - g * E
+        reset_episode(state, slot, questions[j], perms[j])
+        row = policy_params[g]
+        episode_cmc(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
+                    int(row[3]), int(row[4]), row[5], row[6], row[7], int(row[8]), int(row[9]),
+                    row[10], int(row[11]), table, counts, first, counts2, first2, flags, pcount,
+                    disagree, live, pool, hist, ps)
+        _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+
+
+_ROLLOUTS = {"asc": rollout_asc, "esc": rollout_esc, "parallel_probe": rollout_parallel_probe,
+             "cmc": rollout_cmc}
+
+
+# ---------------------------------------------------------------------------------------------
+# cache invalidation on the inlined sources
+# ---------------------------------------------------------------------------------------------
+
+def _sources_digest() -> str:
+    import tts_gym.actions as _a
+    import tts_gym.policies.common as _c
+    import tts_gym.voting as _v
+    h = hashlib.sha256()
+    for mod in (_kernels, _a, _v, _c):
+        with open(mod.__file__, "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+def _bind_cache_to_sources(dispatchers) -> None:
+    """Make each dispatcher's on-disk cache stale whenever an inlined dependency changes (numba
+    itself only stamps the defining file). Silently skipped if numba's internals differ."""
+    try:
+        digest = _sources_digest()
+    except OSError:
+        return
+    for d in dispatchers:
+        try:
+            cf = d._cache._cache_file
+            cf._source_stamp = (cf._source_stamp, digest)
+        except AttributeError:
+            pass
+
+
+_bind_cache_to_sources([_commit, _majority_latest, _sort_desc_stable, _clear_counts, episode_asc,
+                        episode_esc, episode_parallel_probe, _pool_stats, episode_cmc, _record,
+                        *_ROLLOUTS.values()])
+
+
+# ---------------------------------------------------------------------------------------------
+# Python entry points
+# ---------------------------------------------------------------------------------------------
+
+def reference_env_params(max_branches: int) -> EnvParams:
+    """Env parameters of the reference semantics: fused reveals, free probes, no budget."""
+    return EnvParams(max_branches=int(max_branches), fused=True, probe_cost=0, token_budget=0)
+
+
+def policy_param_rows(policy: str, params_list: Sequence[Mapping[str, Any]]
+                      ) -> tuple[str, np.ndarray]:
+    """``(kernel name, float64 [G, P])`` for a list of parameter dicts of one policy.
+
+    Parameters are normalised with :func:`tts_gym.policies.common.normalize_params` (so ``sc``
+    becomes ``asc`` with threshold 1.01); CMC rows hold the schedule of :func:`cmc_schedule`
+    (columns :data:`CMC_SCHEDULE_KEYS`)."""
+    kernel = None
+    rows = []
+    for params in params_list:
+        name, p = normalize_params(policy, params)
+        if kernel is not None and name != kernel:
+            raise ValueError("all parameter rows must be of one policy")
+        kernel = name
+        if name == "cmc":
+            sched = cmc_schedule(p["beta"])
+            rows.append([float(sched[k]) for k in CMC_SCHEDULE_KEYS])
+        else:
+            rows.append([float(p[k]) for k in POLICY_PARAM_NAMES[name]])
+    if kernel is None:
+        kernel = normalize_params(policy, {})[0]
+        return kernel, np.zeros((0, len(POLICY_PARAM_NAMES[kernel])), np.float64)
+    return kernel, np.ascontiguousarray(rows, dtype=np.float64)
+
+
+def default_workers() -> int:
+    """Worker threads used by default: ``numba.get_num_threads()`` (``NUMBA_NUM_THREADS``)."""
+    return max(1, int(nb.get_num_threads()))
+
+
+_POOL_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    global _POOL_EXECUTOR
+    if _POOL_EXECUTOR is None or _POOL_EXECUTOR._max_workers < n:
+        _POOL_EXECUTOR = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tts_gym-rollout")
+    return _POOL_EXECUTOR
+
+
+def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, Any]],
+                 questions: np.ndarray, perms: np.ndarray, *, max_branches: int | None = None,
+                 workers: int | None = None, conf_variant: str = "exact",
+                 policy_params: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Play every (parameter row, episode) of one policy in one compiled call per worker.
+
+    ``questions`` int32 ``[E]`` and ``perms`` int32 ``[E, >=M]`` define the episodes (question index
+    into ``data``, and the branch order: stored index per position). ``params_list``: parameter
+    dicts (protocol names, see :func:`tts_gym.policies.common.normalize_params`); or pass a ready
+    ``policy_params`` array in the layout of :data:`POLICY_PARAM_NAMES` (``policy`` is then a kernel
+    name: ``asc``, ``esc``, ``parallel_probe``, ``cmc``). ``max_branches`` (default: the width of
+    ``perms``) is the env's ``M``. ``workers``: threads (default :func:`default_workers`); results do
+    not depend on it. Returns ``{"answer", "cost", "correct", "steps"}``, arrays ``[G, E]``.
+    """
+    if policy_params is None:
+        kernel, policy_params = policy_param_rows(policy, params_list)
+    else:
+        kernel = "parallel_probe" if policy in ("pp", "parallel-probe") else policy
+        policy_params = np.ascontiguousarray(policy_params, dtype=np.float64)
+    if kernel not in _ROLLOUTS:
+        raise ValueError(f"no compiled kernel {kernel!r}; choose one of {sorted(_ROLLOUTS)}")
+    if policy_params.ndim != 2 or policy_params.shape[1] != len(POLICY_PARAM_NAMES[kernel]):
+        raise ValueError(f"policy_params for {kernel!r} must be [G, {len(POLICY_PARAM_NAMES[kernel])}]")
+    questions = np.ascontiguousarray(questions, dtype=np.int32)
+    perms = np.ascontiguousarray(perms, dtype=np.int32)
+    E = questions.shape[0]
+    if perms.ndim != 2 or perms.shape[0] != E:
+        raise ValueError(f"perms must be [E, M] with E = {E}, got {perms.shape}")
+    M = int(max_branches if max_branches is not None else perms.shape[1])
+    if M < 1 or perms.shape[1] < min(M, int(data.num_branches.max(initial=0))):
+        raise ValueError(f"perms has {perms.shape[1]} columns; max_branches={M} needs at least "
+                         f"min(M, N) of them")
+    G = policy_params.shape[0]
+    out = {"answer": np.full((G, E), -1, np.int32), "cost": np.zeros((G, E), np.int64),
+           "correct": np.zeros((G, E), np.bool_), "steps": np.zeros((G, E), np.int32)}
+    if G * E == 0:
+        return out
+    W = int(workers if workers is not None else default_workers())
+    W = max(1, min(W, G * E))
+    A = int(max(1, int(data.num_answers.max(initial=1))))
+    H = max(1, int(policy_params[:, 4].max())) if kernel == "cmc" else 1
+    state = make_state(W * _SLOT_STRIDE, M)
+    params = reference_env_params(M)
+    table = conf_table(conf_variant)
+    rollout = _ROLLOUTS[kernel]
+    iscr = [np.zeros((_ISCRATCH_ROWS, max(A, M) + 16), np.int32) for _ in range(W)]
+    fscr = [np.zeros(H + 8, np.float64) for _ in range(W)]
+
+    def work(w: int) -> None:
+        rollout(data, params, state, w * _SLOT_STRIDE, w, W, table, questions, perms,
+                policy_params, iscr[w], fscr[w], out["answer"], out["cost"], out["correct"],
+                out["steps"])
+
+    if W == 1:
+        work(0)
+    else:
+        list(_executor(W).map(work, range(W)))
+    return out

@@ -1,0 +1,404 @@
+"""Natively batched ``tts_gym/Replay-v0``: ``E`` replay episodes stepped in one compiled call.
+
+``gymnasium.make_vec("tts_gym/Replay-v0", num_envs=E, vectorization_mode="vector_entry_point")``
+builds a :class:`TTSReplayVectorEnv`. Each :meth:`~TTSReplayVectorEnv.step` runs one numba kernel
+that checks, steps, rewards and observes all ``E`` episodes over batch-first state arrays
+(:mod:`tts_gym.kernels`, :mod:`tts_gym.observation`); episodes that ended are redrawn with vectorised
+numpy (precomputed reference permutations), never with a per-env Python loop.
+
+Semantics per sub-environment are those of :class:`tts_gym.env.TTSReplayEnv` (same arguments, same
+rewards, observations and infos), with these vector conventions:
+
+* **Autoreset** (``metadata["autoreset_mode"]``, chosen with ``autoreset_mode=``):
+
+  - ``AutoresetMode.NEXT_STEP`` (default, gymnasium's default): the step that ends an episode returns
+    its final observation; the *next* step resets that sub-env, ignores its action and returns the
+    first observation of the new episode with reward 0 and ``terminated = truncated = False``.
+    Until then its row of :meth:`action_masks` is all ``True`` (any action is ignored).
+  - ``AutoresetMode.SAME_STEP`` (what stable-baselines3 expects; :mod:`tts_gym.sb3`): the step that
+    ends an episode resets it at once and returns the new episode's first observation;
+    the final observation is in ``infos["final_obs"]`` (batched arrays, rows valid where
+    ``infos["_final_obs"]``) and the final step's info in ``infos["final_info"]``.
+  - ``AutoresetMode.DISABLED``: no autoreset; reset ended sub-envs with
+    ``reset(options={"reset_mask": mask})``; stepping an ended one raises.
+
+* **Infos** are dicts of arrays over the batch: ``position``, ``revealed_id``, ``finished``,
+  ``charge``, ``cost``, ``cursor``, ``cost_weight``, ``invalid_action`` on every step; when a
+  sub-env ended: ``correct``, ``answer_id``, ``answer`` (object array of strings) and ``tokens``, each
+  with its gymnasium ``_key`` mask. ``mask_in_info=True`` adds ``action_mask`` (``bool[E, A]``).
+* **Invalid actions**: ``invalid_action="raise"`` checks the whole batch before stepping anything
+  and raises a ``ValueError`` naming the sub-env, the action and the rule; ``"penalize"`` makes the
+  inadmissible ones no-ops rewarded ``-invalid_action_penalty``. Out-of-space ids always raise.
+* **Seeding**: one generator for the batch (``reset(seed=s)``); ``reset(options=...)`` accepts
+  ``question``, ``shuffle_seed``, ``permutation``, ``cost_weight`` (scalars or per-env arrays) and
+  ``reset_mask``.
+* **Copies**: observations, rewards and infos are fresh arrays (``copy=True``). With ``copy=False``
+  the observation arrays are the env's internal buffers, overwritten by the next ``step``/``reset``
+  (faster for consumers that copy anyway).
+* **Rendering**: ``render()`` returns a 1-tuple with the frame of sub-env 0.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from tts_gym.actions import describe, num_actions
+from tts_gym.env import ReplaySetup
+from tts_gym.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, FINISHED, OK,
+                             action_mask_batch, check_action, is_correct, make_state, reset_batch,
+                             step_episode)
+from tts_gym.observation import make_buffers, make_scratch, observe_episode, observe_subset
+
+__all__ = ["TTSReplayVectorEnv", "vec_step"]
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False)
+def vec_step(state, data, params, oparams, conf, gammas, pos, glob, scratch, actions, skip,
+             raise_mode, penalty, dense, inv_scale, max_steps, elapsed, codes, charges, rewards,
+             terminated, truncated, positions, revealed, finished, correct):
+    """Check, step, reward and observe every episode whose ``skip`` flag is off.
+
+    Before anything changes, every action is checked; returns the index of the first episode whose
+    action is out of the space, addresses an ended episode, or (``raise_mode``) is inadmissible --
+    then nothing was stepped -- else -1. Inadmissible actions otherwise are no-ops rewarded
+    ``-penalty``. Rewards: dense ``-gamma * charge * inv_scale`` per step, plus ``1{correct}`` at the end;
+    sparse ``1{correct} - gamma * cost * inv_scale`` at the end (and ``-gamma * cost * inv_scale`` on
+    truncation)."""
+    E = actions.shape[0]
+    M = params.max_branches
+    for e in range(E):
+        if skip[e]:
+            continue
+        c = check_action(state, data, params, e, actions[e])
+        if c == ERR_DONE or c == ERR_BAD_ACTION or (raise_mode and c != OK):
+            codes[e] = c
+            return e
+    for e in range(E):
+        if skip[e]:
+            codes[e] = 0
+            charges[e] = 0
+            rewards[e] = 0.0
+            terminated[e] = False
+            truncated[e] = False
+            positions[e] = -1
+            revealed[e] = -1
+            finished[e] = False
+            correct[e] = False
+            continue
+        a = actions[e]
+        c, ch = step_episode(state, data, params, e, a)
+        codes[e] = c
+        charges[e] = ch
+        elapsed[e] += 1
+        g = gammas[e]
+        p = -1
+        rv = -1
+        fin = False
+        done = False
+        corr = False
+        if c != OK:
+            r = -penalty
+        else:
+            if a <= 1:
+                p = state.cursor[e] - 1
+            elif a >= 4:
+                p = (a - 4) % M
+            if p >= 0:
+                if state.reveal_time[e, p] == state.steps[e] - 1:
+                    rv = state.latest[e, p]
+                fin = (state.flags[e, p] & FINISHED) != 0
+            done = state.done[e]
+            r = -g * ch * inv_scale if dense else 0.0
+            if done:
+                corr = is_correct(state, data, e)
+                if dense:
+                    r += 1.0 if corr else 0.0
+                else:
+                    r = (1.0 if corr else 0.0) - g * state.cost[e] * inv_scale
+        tr = (not done) and max_steps > 0 and elapsed[e] >= max_steps
+        if tr and not dense:
+            r -= g * state.cost[e] * inv_scale
+        rewards[e] = r
+        terminated[e] = done
+        truncated[e] = tr
+        positions[e] = p
+        revealed[e] = rv
+        finished[e] = fin
+        correct[e] = corr
+        if c == OK:
+            observe_episode(state, data, params, oparams, conf, g, e, pos, glob, scratch, False)
+    return -1
+
+
+def _autoreset_mode(mode) -> AutoresetMode:
+    if isinstance(mode, AutoresetMode):
+        return mode
+    if isinstance(mode, str):
+        key = mode.replace("_", "").replace("-", "").lower()
+        for m in AutoresetMode:
+            if key in (m.name.replace("_", "").lower(), str(m.value).replace("_", "").lower()):
+                return m
+    raise ValueError(f"autoreset_mode must be an AutoresetMode (NEXT_STEP, SAME_STEP, DISABLED), got {mode!r}")
+
+
+class TTSReplayVectorEnv(VectorEnv):
+    """``num_envs`` replay episodes stepped in one compiled call (see the module docstring).
+
+    Accepts every argument of :class:`tts_gym.env.TTSReplayEnv` plus ``num_envs``,
+    ``autoreset_mode``, ``copy`` and ``mask_in_info``.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4,
+                "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, store=None, model: str | None = None,
+                 benchmark: str | None = None, *, autoreset_mode=AutoresetMode.NEXT_STEP,
+                 copy: bool = True, mask_in_info: bool = False, render_mode: str | None = None,
+                 max_branches: int = 64, fused: bool = True, probe_cost: int = 0,
+                 token_budget: int | None = None, cost_weight=0.0, token_scale: float = 100_000,
+                 dense_reward: bool = False, invalid_action: str = "raise",
+                 invalid_action_penalty: float = 0.1, question_sampling: str = "uniform",
+                 permutation: str = "reference", num_shuffle_seeds: int = 100,
+                 max_episode_steps: int | None = None):
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        self.setup = su = ReplaySetup(
+            store, model, benchmark, max_branches=max_branches, fused=fused, probe_cost=probe_cost,
+            token_budget=token_budget, cost_weight=cost_weight, token_scale=token_scale,
+            dense_reward=dense_reward, invalid_action=invalid_action,
+            invalid_action_penalty=invalid_action_penalty, question_sampling=question_sampling,
+            permutation=permutation, num_shuffle_seeds=num_shuffle_seeds,
+            max_episode_steps=max_episode_steps)
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self.metadata = dict(type(self).metadata, autoreset_mode=self.autoreset_mode)
+        self.render_mode = render_mode
+        self.num_envs = E = int(num_envs)
+        self.copy = bool(copy)
+        self.mask_in_info = bool(mask_in_info)
+        self.max_branches = M = su.M
+        self.single_observation_space = su.observation_space
+        self.single_action_space = su.action_space
+        self.observation_space = batch_space(self.single_observation_space, E)
+        self.action_space = batch_space(self.single_action_space, E)
+        self.data, self.params = su.data, su.params
+        self.state = make_state(E, M)
+        self.state.done[:] = True  # stepping before reset() raises
+        self._pos, self._glob = make_buffers(E, M)
+        self._scratch = make_scratch(su.data)
+        self._gammas = np.zeros(E, np.float64)
+        self._mask = np.zeros((E, num_actions(M)), np.bool_)
+        self._mask_dirty = True
+        self._codes = np.zeros(E, np.int32)
+        self._charges = np.zeros(E, np.int64)
+        self._rewards = np.zeros(E, np.float64)
+        self._terminated = np.zeros(E, np.bool_)
+        self._truncated = np.zeros(E, np.bool_)
+        self._positions = np.zeros(E, np.int32)
+        self._revealed = np.zeros(E, np.int32)
+        self._finished = np.zeros(E, np.bool_)
+        self._correct = np.zeros(E, np.bool_)
+        self._elapsed = np.zeros(E, np.int32)
+        self._no_skip = np.zeros(E, np.bool_)
+        self._needs_reset = np.zeros(E, np.bool_)
+        self._any_needs_reset = False
+        self._ended = np.zeros(E, np.bool_)
+        self._question = np.full(E, -1, np.int64)
+        self._shuffle_seed = np.full(E, -1, np.int64)
+        self._counter = 0
+        self._has_reset = False
+        self._args = (su.data, su.params, su.oparams, su.conf, self._gammas, self._pos, self._glob,
+                      self._scratch)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _reset_ids(self, ids: np.ndarray, options: dict | None = None) -> dict:
+        """Draw and start new episodes for sub-envs ``ids`` (vectorised); returns their reset infos."""
+        su = self.setup
+        o = options or {}
+
+        def pick(key):
+            v = o.get(key)
+            if v is None:
+                return None
+            v = np.asarray(v)
+            if v.ndim == 0 or (key == "permutation" and v.ndim == 1):
+                return v
+            if len(v) == self.num_envs and len(ids) != self.num_envs:
+                return v[ids]
+            return v
+
+        q, seeds, perms, g = su.draw(self.np_random, len(ids), self._counter,
+                                     questions=pick("question"), shuffle_seeds=pick("shuffle_seed"),
+                                     permutations=pick("permutation"), cost_weights=pick("cost_weight"))
+        self._counter += len(ids)
+        ids64 = ids.astype(np.int64)
+        reset_batch(self.state, q, perms, ids64)
+        self._gammas[ids] = g
+        self._elapsed[ids] = 0
+        self._ended[ids] = False
+        self._question[ids] = q
+        self._shuffle_seed[ids] = seeds
+        d, p, op, conf, gam, pos, glob, scr = self._args
+        observe_subset(self.state, d, p, op, conf, gam, pos, glob, scr, ids64, True)
+        self._mask_dirty = True
+        return {"question": q, "shuffle_seed": seeds, "cost_weight": g}
+
+    def _obs(self) -> dict:
+        if self.copy:
+            return {"positions": self._pos.copy(), "globals": self._glob.copy()}
+        return {"positions": self._pos, "globals": self._glob}
+
+    def error_message(self, e: int, action: int, code: int) -> str:
+        return (f"sub-env {e}: inadmissible action {action} = {describe(action, self.max_branches)}: "
+                f"{ERROR_MESSAGES.get(code, f'error code {code}')}")
+
+    # -- gymnasium VectorEnv API -------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if isinstance(seed, (list, tuple)):
+            raise TypeError("TTSReplayVectorEnv takes one int seed for the whole batch")
+        super().reset(seed=seed)
+        if seed is not None:
+            self._counter = 0
+        options = dict(options or {})
+        unknown = set(options) - {"question", "shuffle_seed", "permutation", "cost_weight", "reset_mask"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}")
+        reset_mask = options.pop("reset_mask", None)
+        if reset_mask is None:
+            ids = np.arange(self.num_envs)
+            mask = np.ones(self.num_envs, np.bool_)
+        else:
+            mask = np.asarray(reset_mask, dtype=np.bool_)
+            if mask.shape != (self.num_envs,):
+                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
+            ids = np.flatnonzero(mask)
+        if not self._has_reset and len(ids) != self.num_envs:
+            raise ValueError("the first reset() must reset every sub-env")
+        drawn = self._reset_ids(ids, options)
+        self._needs_reset[ids] = False
+        self._any_needs_reset = bool(self._needs_reset.any())
+        self._has_reset = True
+        infos: dict[str, Any] = {}
+        for k, v in drawn.items():
+            full = np.zeros(self.num_envs, dtype=v.dtype)
+            full[ids] = v
+            infos[k] = full
+            infos["_" + k] = mask.copy()
+        if self.mask_in_info:
+            infos["action_mask"] = self.action_masks()
+        return self._obs(), infos
+
+    def step(self, actions):
+        E = self.num_envs
+        a = np.asarray(actions)
+        if a.shape != (E,):
+            try:
+                a = a.reshape(E)
+            except ValueError:
+                raise ValueError(f"expected {E} actions, got an array of shape {np.shape(actions)}") from None
+        if a.dtype != np.int64:
+            a = a.astype(np.int64)
+        su = self.setup
+        mode = self.autoreset_mode
+        if mode is AutoresetMode.NEXT_STEP and self._any_needs_reset:
+            skip = self._needs_reset.copy()
+            self._reset_ids(np.flatnonzero(skip))
+        else:
+            skip = self._no_skip
+        st = self.state
+        d, p, op, conf, gam, pos, glob, scr = self._args
+        bad = vec_step(st, d, p, op, conf, gam, pos, glob, scr, a, skip, su.raise_invalid,
+                       su.invalid_action_penalty, su.dense_reward, 1.0 / su.token_scale,
+                       su.max_episode_steps, self._elapsed, self._codes, self._charges, self._rewards,
+                       self._terminated, self._truncated, self._positions, self._revealed,
+                       self._finished, self._correct)
+        if bad >= 0:
+            if mode is AutoresetMode.NEXT_STEP and skip is not self._no_skip:
+                self._needs_reset[skip] = False  # those sub-envs were reset above
+                self._any_needs_reset = bool(self._needs_reset.any())
+            code = int(self._codes[bad])
+            if code == ERR_DONE and not self._has_reset:
+                raise RuntimeError("call reset() before step()")
+            raise ValueError(self.error_message(int(bad), int(a[bad]), code))
+        self._mask_dirty = True
+        term, trunc = self._terminated, self._truncated
+        done = term | trunc
+        any_done = bool(done.any())
+        infos: dict[str, Any] = {
+            "position": self._positions.copy(), "revealed_id": self._revealed.copy(),
+            "finished": self._finished.copy(), "charge": self._charges.copy(),
+            "cost": st.cost.copy(), "cursor": st.cursor.copy(), "cost_weight": self._gammas.copy(),
+            "invalid_action": self._codes != 0,
+        }
+        if any_done:
+            ids = np.flatnonzero(done)
+            self._ended[ids] = True
+            ans = np.where(term, st.answer, -1)
+            q = self._question
+            answer = np.full(E, None, dtype=object)
+            sel = ids[ans[ids] >= 0]
+            answer[sel] = su.flat_answers[su.answer_offset[q[sel]] + ans[sel]]
+            infos.update(correct=self._correct.copy(), _correct=done, answer_id=ans.astype(np.int32),
+                         _answer_id=done, answer=answer, _answer=done, tokens=st.cost.copy(),
+                         _tokens=done)
+        if mode is AutoresetMode.NEXT_STEP:
+            self._needs_reset = done
+            self._any_needs_reset = any_done
+        elif mode is AutoresetMode.SAME_STEP and any_done:
+            final_obs = {"positions": np.zeros_like(self._pos), "globals": np.zeros_like(self._glob)}
+            final_obs["positions"][ids] = self._pos[ids]
+            final_obs["globals"][ids] = self._glob[ids]
+            final_info = {k: v for k, v in infos.items()}
+            final_info["terminated"], final_info["truncated"] = term.copy(), trunc.copy()
+            infos["final_obs"], infos["_final_obs"] = final_obs, done
+            infos["final_info"], infos["_final_info"] = final_info, done
+            self._reset_ids(ids)
+        if self.mask_in_info:
+            infos["action_mask"] = self.action_masks()
+        return self._obs(), self._rewards.copy(), term.copy(), trunc.copy(), infos
+
+    def action_masks(self) -> np.ndarray:
+        """``bool[E, 4 + 4M]`` admissible actions of every sub-env (one compiled call; sb3-contrib's
+        convention). Rows of sub-envs awaiting a ``NEXT_STEP`` autoreset are all ``True``."""
+        if self._mask_dirty:
+            action_mask_batch(self.state, self.data, self.params, self._mask)
+            if self._any_needs_reset and self.autoreset_mode is AutoresetMode.NEXT_STEP:
+                self._mask[self._needs_reset] = True
+            self._mask_dirty = False
+        return self._mask.copy()
+
+    def episode(self, e: int = 0):
+        """Live read-only :class:`~tts_gym.view.EpisodeView` of sub-env ``e``."""
+        from tts_gym.view import EpisodeView
+        return EpisodeView(self.state, self.data, self.params, int(e), self.setup.answer_tables)
+
+    @property
+    def questions(self) -> np.ndarray:
+        """Packed question index of each sub-env's current episode."""
+        return self._question.copy()
+
+    @property
+    def shuffle_seeds(self) -> np.ndarray:
+        """Reference shuffle seed of each sub-env's current episode (-1: random/explicit order)."""
+        return self._shuffle_seed.copy()
+
+    @property
+    def cost_weights(self) -> np.ndarray:
+        return self._gammas.copy()
+
+    def render(self):
+        if self.render_mode is None:
+            return None
+        from tts_gym.render import render_state
+        return (render_state(self.state, self.setup, 0, mode=self.render_mode, ended=bool(self._ended[0]),
+                             question=int(self._question[0]), shuffle_seed=int(self._shuffle_seed[0]),
+                             cost_weight=float(self._gammas[0])),)
+
+    def close_extras(self, **kwargs):
+        pass
