@@ -6,7 +6,7 @@ model would write it) as a proper Messages response: ``id``, ``type: "message"``
 ``stop_sequence`` and ``usage`` (``input_tokens`` ~ request characters / 4, ``output_tokens`` ~
 text characters / 4, cache fields 0). Once the recordings are used up it repeats the last one.
 Malformed requests (no ``model``/``max_tokens``/``messages``) get a Messages API error object with
-HTTP 400, a missing ``x-api-key`` header 401.
+HTTP 400, a request without credentials (``x-api-key`` or ``Authorization: Bearer``) 401.
 
 The server counts requests and keeps each request's JSON body and API key
 (:attr:`MessagesAPIServer.requests`), so tests can assert how many paid calls were made and what
@@ -69,8 +69,12 @@ class MessagesAPIServer:
                 if self.path.split("?")[0].rstrip("/") != "/v1/messages":
                     return self._send(404, _error("not_found_error", f"no route {self.path}"))
                 key = self.headers.get("x-api-key")
+                auth = self.headers.get("authorization") or ""
+                if not key and auth.lower().startswith("bearer "):
+                    key = auth[7:].strip()
                 if not key:
-                    return self._send(401, _error("authentication_error", "x-api-key header is required"))
+                    return self._send(401, _error("authentication_error",
+                                                  "an x-api-key or Authorization: Bearer header is required"))
                 try:
                     req = json.loads(body)
                 except json.JSONDecodeError:

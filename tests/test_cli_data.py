@@ -79,7 +79,8 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys):
 
 
 def test_entry_point_exit_code_and_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tts_gym.cli", "data", "import", str(tmp_path / "nope"),
+    code = "import sys; from tts_gym.cli import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", code, "data", "import", str(tmp_path / "nope"),
                            "-o", str(tmp_path / "o.h5")], capture_output=True, text=True, cwd=REPO_ROOT,
                           timeout=120)
     assert proc.returncode == 2
@@ -134,20 +135,19 @@ def test_fetch_from_a_local_mirror_converts_and_reuses_the_cache(shared_replay_d
 
 def test_fetch_checksum_mismatch(shared_replay_dir, tmp_path):
     mirror = tmp_path / "mirror"
-    for m in MODELS:
-        (mirror / m).mkdir(parents=True)
-        for b in BENCHMARKS:
-            (mirror / m / f"{b}.json").write_bytes((shared_replay_dir / m / f"{b}.json").read_bytes())
-    recs = json.loads((mirror / "Qwen3-4B" / "aime24.json").read_text())
+    (mirror / "Qwen3-4B").mkdir(parents=True)
+    recs = json.loads((shared_replay_dir / "Qwen3-4B" / "aime24.json").read_text())
     recs[0]["question"] += " (edited)"
     (mirror / "Qwen3-4B" / "aime24.json").write_text(json.dumps(recs))
+    one = {"models": ("Qwen3-4B",), "benchmarks": ("aime24",), "progress": False}
     with pytest.raises(FetchError, match="checksum mismatch for Qwen3-4B/aime24.json"):
-        fetch_autotts(tmp_path / "x.h5", cache_dir=tmp_path / "c", base_url=mirror.as_uri(), progress=False)
+        fetch_autotts(tmp_path / "x.h5", cache_dir=tmp_path / "c", base_url=mirror.as_uri(), **one)
     assert not (tmp_path / "x.h5").exists()
     assert not (tmp_path / "c" / "autotts" / "Qwen3-4B" / "aime24.json").exists()
-    out = fetch_autotts(tmp_path / "x.h5", cache_dir=tmp_path / "c", base_url=mirror.as_uri(), progress=False,
-                        verify_checksums=False)
-    assert open_store(out, model="Qwen3-4B", benchmark="aime24").questions[0].endswith("(edited)")
+    out = fetch_autotts(tmp_path / "x.h5", cache_dir=tmp_path / "c", base_url=mirror.as_uri(),
+                        verify_checksums=False, **one)
+    assert list_stores(out) == [("Qwen3-4B", "aime24")]
+    assert open_store(out).questions[0].endswith("(edited)")
 
 
 def test_resolve_store_locations(shared_replay_dir, shared_h5, tmp_path, monkeypatch):
@@ -175,8 +175,8 @@ def test_resolve_store_locations(shared_replay_dir, shared_h5, tmp_path, monkeyp
 
 def test_load_autotts_dir(shared_replay_dir):
     from tts_gym.datasets import load_autotts_dir
-    stores = load_autotts_dir(shared_replay_dir)
-    assert list(stores) == [(m, b) for m in MODELS for b in BENCHMARKS]
+    stores = load_autotts_dir(shared_replay_dir / "Qwen3-8B")  # a model directory (the full tree: above)
+    assert list(stores) == [("Qwen3-8B", b) for b in BENCHMARKS]
 
 
 def test_cache_dir_env(tmp_path, monkeypatch):

@@ -29,8 +29,7 @@ from tts_gym.io.autotts import validate_records
 from tts_gym.io.hdf5 import open_store, save_stores
 from tts_gym.store import GOLD_ABSENT, ReplayStore
 
-REPO = Path(__file__).resolve().parents[1]
-NUM_Q, BRANCHES, INTERVAL, MAX_TOKENS, PROBE_TOKENS = 5, 6, 8, 24, 3
+NUM_Q, BRANCHES, INTERVAL, MAX_TOKENS, PROBE_TOKENS = 5, 4, 8, 24, 3
 # CLI options of the tiny collection (the same for the in-process and the subprocess runs)
 CLI_OPTS = ["--model", "tiny", "--template", "raw", "--instruction", "", "--branches", str(BRANCHES),
             "--interval", str(INTERVAL), "--max-tokens", str(MAX_TOKENS), "--probe-max-tokens", str(PROBE_TOKENS),
@@ -270,19 +269,21 @@ def test_collect_tiny_model_store_runs_env_and_baselines(tiny_server, questions_
 
 
 def test_kill9_then_resume_equals_uninterrupted(tiny_server, questions_file, tmp_path):
-    from tts_gym.cli.collect import main as collect_main
+    from tts_gym.cli import main as cli_main
 
-    # the uninterrupted run, in-process through the same CLI parser
+    # the uninterrupted run, in-process through the same CLI (`tts-gym collect ...`)
     ref_out = tmp_path / "ref.h5"
-    assert collect_main(["--base-url", tiny_server.url, "--questions", str(questions_file), "-o", str(ref_out),
+    assert cli_main(["collect", "--base-url", tiny_server.url, "--questions", str(questions_file), "-o", str(ref_out),
                          "--concurrency", "4", "--progress", "none"] + CLI_OPTS[:-2]) == 0
     ref = open_store(ref_out)
     _check_store(ref, load_questions(questions_file))
 
     out = tmp_path / "run.h5"
     ckpt = tmp_path / "run.h5.ckpt"
-    cmd = [sys.executable, "-m", "tts_gym.cli.collect", "--base-url", tiny_server.url, "--questions",
-           str(questions_file), "-o", str(out), "--concurrency", "2", "--questions-in-flight", "1"] + CLI_OPTS
+    # `tts-gym collect ...` in a subprocess (the console script's entry point)
+    cmd = [sys.executable, "-c", "import sys; from tts_gym.cli import main; sys.exit(main())", "collect",
+           "--base-url", tiny_server.url, "--questions", str(questions_file), "-o", str(out),
+           "--concurrency", "2", "--questions-in-flight", "1"] + CLI_OPTS
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     tiny_server.latency = 0.03  # slow the server so the kill lands mid-collection
     try:
@@ -326,7 +327,7 @@ def test_retries_on_faults_give_the_same_store(questions_file, tmp_path):
     qs = load_questions(questions_file)[:3]
     cfg = tiny_config(branches=4)
     with LoopbackServer(HashLM(seed=1), model_name="tiny") as clean:
-        ref = collect(cfg, qs, base_url=clean.url, output=tmp_path / "a.h5", concurrency=4, progress="none")
+        collect(cfg, qs, base_url=clean.url, output=tmp_path / "a.h5", concurrency=4, progress="none")
     with LoopbackServer(HashLM(seed=1), model_name="tiny", fail_every=3, reset_every=7) as flaky:
         res = collect(cfg, qs, base_url=flaky.url + "/v1", output=tmp_path / "b.h5", concurrency=4,
                       progress="none", client_kwargs={"backoff_base": 0.001, "backoff_max": 0.01})
@@ -382,7 +383,7 @@ def test_extract_mode_gives_err_without_boxes(questions_file, tmp_path):
 
 def test_collect_with_math_verify_merging(questions_file, tmp_path):
     pytest.importorskip("math_verify", reason="math-verify is the optional 'answers' extra")
-    qs = load_questions(questions_file)[:2]
+    qs = load_questions(questions_file)[:1]
     with LoopbackServer(HashLM(seed=3), model_name="tiny") as srv:
         exact = collect(tiny_config(branches=8), qs, base_url=srv.url, output=tmp_path / "x.h5", progress="none")
         merged = collect(tiny_config(branches=8), qs, base_url=srv.url, output=tmp_path / "m.h5", progress="none",
@@ -393,3 +394,17 @@ def test_collect_with_math_verify_merging(questions_file, tmp_path):
     assert eff["distinct_answers_after"] <= eff["distinct_answers_before"] == sum(
         len(t) for t in exact.store.answer_tables)
     assert np.array_equal(m.branch_tokens, exact.store.branch_tokens)
+
+
+def test_append_final_probe_autotts_convention(questions_file, tmp_path):
+    qs = load_questions(questions_file)[:2]
+    with LoopbackServer(HashLM(seed=5), model_name="tiny") as srv:
+        plain = collect(tiny_config(), qs, base_url=srv.url, output=tmp_path / "p.h5", progress="none").store
+        srv.reset_stats()
+        conv = collect(tiny_config(append_final_probe=True), qs, base_url=srv.url, output=tmp_path / "a.h5",
+                       progress="none").store
+    assert np.array_equal(conv.num_probes, -(-conv.branch_tokens // INTERVAL))  # K = ceil(T / interval)
+    assert np.array_equal(conv.branch_tokens, plain.branch_tokens)
+    for q, rec in enumerate(conv.to_records()):
+        for (probes, _, final), (p0, _, f0) in zip(rec["each_branch"], plain.to_records()[q]["each_branch"]):
+            assert probes == p0 + [final] and final == f0

@@ -8,7 +8,6 @@ import pytest
 
 import tts_gym
 from conftest import shared_store
-from tts_gym.evaluation import evaluate as EV
 from tts_gym.evaluation import oracle as O
 from tts_gym.evaluation import protocols as P
 from tts_gym.evaluation.evaluate import MAIN_TABLE_CONFIGS, Sweep, evaluate, main_table
@@ -146,7 +145,7 @@ def test_python_policy_path_matches_compiled(store17):
 
 
 def test_traces(store17):
-    res = evaluate([Sweep("sc", n=[16]), Sweep("cmc", beta=[0.5]), Sweep("parallel_probe", num_chains=[8])],
+    res = evaluate([Sweep("sc", n=[16]), Sweep("parallel_probe", num_chains=[8])],
                    store17, seeds=range(3), traces=True, trace_replicates=(0, 2), progress=False)
     for (sname, kernel), tr in res.traces.items():
         assert sname == store17.name
@@ -167,6 +166,13 @@ def test_traces(store17):
     v_tr = O.vote_oracle_from_trace(tr)
     v_st = O.sc_vote_oracle(store17, 16, res.episodes[store17.name].take([0, 2]))
     np.testing.assert_array_equal(v_tr.first_cost[0], v_st.first_cost)
+    # per-position states rebuilt from the trace: SC reads every position to its end
+    h = tr.position_history(0, 3)
+    n_read = int(res.outcome("SC@16").steps[0, 3]) - 1
+    assert h["finished"][-1, :n_read].all() and (h["latest"][-1, :n_read] >= 0).all()
+    pp = res.traces[(store17.name, "parallel_probe")]
+    hp = pp.position_history(0, 4)
+    assert hp["depth"].shape[1] == 8 and np.all(np.diff(hp["depth"], axis=0) >= 0)
     text = tr.render(0, 1, lambda a: store17.answer(1, a), limit=5)
     assert "SAMPLE" in text and "more" in text
 

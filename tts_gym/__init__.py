@@ -38,3 +38,8 @@ from tts_gym.env import TTSReplayEnv  # noqa: E402
 from tts_gym.vector import TTSReplayVectorEnv  # noqa: E402
 
 __all__ += ["TTSReplayEnv", "TTSReplayVectorEnv"]
+
+# Answer extraction / merging and trajectory collection (issue 8); aiohttp is imported only when collecting.
+from tts_gym.answers import ERR, extract_answer, extract_boxed, merge_equivalent_answers  # noqa: E402
+
+__all__ += ["ERR", "extract_answer", "extract_boxed", "merge_equivalent_answers"]

@@ -157,7 +157,7 @@ from tts_gym.permutations import reference_permutation
 from tts_gym.store import ReplayStore
 from tts_gym.view import EpisodeView
 
-__all__ = ["TTSReplayEnv", "resolve_stores", "ReplaySetup"]
+__all__ = ["TTSReplayEnv", "resolve_stores", "ReplaySetup", "compiled_entry"]
 
 INVALID_ACTION_MODES = ("raise", "penalize")
 QUESTION_SAMPLING = ("uniform", "sequential")
@@ -442,9 +442,12 @@ def _core_step(core, action):
             state.cursor[0])
 
 
-def _entry_point(dispatcher, *args):
-    """The compiled entry of ``dispatcher`` for ``args`` (skips numba's per-call type dispatch, which
-    costs microseconds for a StructRef argument); falls back to the dispatcher itself."""
+def compiled_entry(dispatcher, *args):
+    """Call ``dispatcher(*args)`` once (compiling or loading it from the cache) and return the compiled
+    entry point for exactly these argument types. Calling the entry point skips numba's per-call type
+    dispatch (microseconds for a StructRef argument); arguments must keep the same types. Falls back
+    to the dispatcher itself if numba's internals do not expose the entry point."""
+    dispatcher(*args)
     try:
         sig = tuple(nb.typeof(a) for a in args)
         cres = dispatcher.overloads.get(sig)
@@ -493,10 +496,11 @@ class TTSReplayEnv(gym.Env):
         self._gammas = np.zeros(1, np.float64)
         self._core = _make_core(self.state, su.data, su.params, su.oparams, su.conf, self._gammas,
                                 self._pos, self._glob, self._mask, make_scratch(su.data))
+        # compile/load the kernels and keep their direct entry points (reset on question 0 as a
+        # warm-up; an out-of-space action id changes nothing)
+        self._reset_fn = compiled_entry(_core_reset, self._core, 0, np.arange(su.M, dtype=np.int32) * 0, 0.0)
+        self._step_fn = compiled_entry(_core_step, self._core, -1)
         self.state.done[0] = True  # stepping before reset() reports ERR_DONE -> RuntimeError
-        _core_step(self._core, -1)  # compile/load (an out-of-space id changes nothing)
-        self._step_fn = _entry_point(_core_step, self._core, 0)
-        self._reset_fn = _core_reset
         self._view = EpisodeView(self.state, su.data, su.params, 0, su.answer_tables)
         self._pos0, self._glob0 = self._pos[0], self._glob[0]
         self._token_scale, self._dense, self._max_steps = su.token_scale, su.dense_reward, su.max_episode_steps

@@ -299,26 +299,27 @@ def default_answer(state, e):
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
 def step_episode(state, data, params, e, action):
-    """Apply ``action`` to episode ``e``. Returns ``(code, charge)``; ``code != 0`` leaves the state
-    unchanged (see ``ERROR_MESSAGES``). Terminal actions set ``done`` and ``answer``."""
+    """Apply ``action`` to episode ``e``. Returns ``(code, charge)``: ``charge`` = all tokens the action
+    charged (including ``probe_cost`` of its reveal); ``code != 0`` leaves the state unchanged (see
+    ``ERROR_MESSAGES``). Terminal actions set ``done`` and ``answer``."""
     code = check_action(state, data, params, e, action)
     if code != OK:
         return code, np.int64(0)
     M = params.max_branches
-    charge = np.int64(0)
+    before = state.cost[e]
     if action == BRANCH:
         p = state.cursor[e]
         state.cursor[e] = p + 1
         state.flags[e, p] = OPENED
-        charge = _advance(state, data, params, e, p)
+        _advance(state, data, params, e, p)
     elif action == SAMPLE:
         p = state.cursor[e]
         state.cursor[e] = p + 1
         q = state.question[e]
         b = state.order[e, p]
-        charge = data.branch_tokens[q, b]
-        state.cost[e] += charge
-        state.ledger[e, p] += charge
+        tokens = data.branch_tokens[q, b]
+        state.cost[e] += tokens
+        state.ledger[e, p] += tokens
         state.flags[e, p] = OPENED | FINISHED | SAMPLED
         state.depth[e, p] = data.num_probes[q, b] + 1
         state.finish_time[e, p] = state.steps[e]
@@ -333,20 +334,18 @@ def step_episode(state, data, params, e, action):
         kind = (action - NUM_GLOBAL_ACTIONS) // M
         p = (action - NUM_GLOBAL_ACTIONS) % M
         if kind == 0:
-            charge = _advance(state, data, params, e, p)
+            _advance(state, data, params, e, p)
         elif kind == 1:
             q = state.question[e]
-            before = state.cost[e]
             _reveal(state, data, params, e, p,
                     _answer_at_depth(data, q, state.order[e, p], state.depth[e, p]))
-            charge = state.cost[e] - before
         elif kind == 2:
             state.flags[e, p] |= PRUNED
         else:
             state.answer[e] = state.latest[e, p]
             state.done[e] = True
     state.steps[e] += 1
-    return OK, charge
+    return OK, state.cost[e] - before
 
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)

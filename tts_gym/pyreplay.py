@@ -337,3 +337,41 @@ class PyReplayEnv:
             reward += float(correct)
             info.update(answer=ep.answer, correct=correct, tokens=ep.cost)
         return self._obs(), reward, ep.done, False, info
+
+
+def toy_records() -> list[dict]:
+    """Three hand-written questions in the AutoTTS record layout, small enough to reason about by
+    hand: unequal branch counts (padding), a branch without probes (``K = 0``), branches whose
+    probed cost exceeds their length (``K * pf > T``), ``"ERR"`` answers, a gold answer found only
+    among intermediate probes, and one gold that appears nowhere."""
+    return [
+        {"question": "toy 0", "gold_answer": "42", "probe_freq": 100, "each_branch": [
+            [["7", "42", "42"], 280, "42"],          # K*pf = 300 > T: finishing step charges 0
+            [["ERR", "13"], 450, "13"],              # finishing step charges 250
+            [["42"], 100, "42"],
+            [[], 60, "42"],                          # no probes: BRANCH = finishing step (60)
+            [["13", "13", "7", "42"], 555, "42"],
+        ]},
+        {"question": "toy 1", "gold_answer": "\\frac{1}{2}", "probe_freq": 50, "each_branch": [
+            [["1", "\\frac{1}{2}", "2"], 170, "2"],  # gold only as an intermediate probe
+            [["2", "2"], 100, "2"],
+            [["3", "ERR", "1", "1"], 199, "1"],
+            [["2"], 77, "2"],
+            [["1", "1", "1", "1", "1", "2"], 320, "2"],
+            [["ERR"], 51, "ERR"],
+            [["5", "5"], 101, "5"],
+            [["2", "3", "2"], 150, "2"],
+            [["1"], 20, "1"],
+        ]},
+        {"question": "toy 2", "gold_answer": "never", "probe_freq": 10, "each_branch": [
+            [["a", "b"], 25, "b"],
+            [["b"], 9, "b"],
+            [["c", "a", "a"], 31, "a"],
+        ]},
+    ]
+
+
+def toy_store():
+    """:func:`toy_records` as a :class:`~tts_gym.store.ReplayStore` (model ``"toy"``, benchmark ``"toy"``)."""
+    from tts_gym.store import ReplayStore
+    return ReplayStore.from_records("toy", "toy", toy_records())

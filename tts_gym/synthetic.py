@@ -247,7 +247,7 @@ def synthesize(num_questions: int = 30, num_branches: int = 128, seed: int = 0, 
     seq[last_at] = final_code  # the last probe is the final answer
     seq[last_at + 1] = final_code  # the final answer itself
     # isolated "ERR" probes (sparse: only the ~err_probe_rate * L sampled positions are touched)
-    g = rng.integers(0, L, rng.binomial(L, err_probe_rate))
+    g = np.sort(rng.integers(0, L, rng.binomial(L, err_probe_rate)))  # sorted: cache-friendly lookups
     g_br = np.searchsorted(starts, g, side="right") - 1
     g_pos = g - starts[g_br]
     keep = (g_pos < K[g_br] - 1) & (g_pos != first_at[g_br]) & (final_code[g_br] != CODE_ERR)

@@ -83,6 +83,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a probe whose box is not closed within the decoded tokens: keep the text or ERR")
     g.add_argument("--final-answer", choices=FINAL_MODES, default="extract-or-force",
                    help="how the final answer is obtained (default extract-or-force)")
+    g.add_argument("--append-final-probe", action="store_true",
+                   help="append the final answer as the last probe (AutoTTS convention)")
 
     g = p.add_argument_group("output")
     g.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             probe_suffix=args.probe_suffix, probe_suffix_after_think=args.probe_suffix_after_think,
             think_end=args.think_end, probe_max_tokens=args.probe_max_tokens,
             probe_temperature=args.probe_temperature, probe_unclosed=args.probe_unclosed,
-            final_answer=args.final_answer, extra_body=extra)
+            final_answer=args.final_answer, append_final_probe=args.append_final_probe, extra_body=extra)
         questions = load_questions(args.questions, args.limit)
     except (CollectError, ValueError) as exc:
         print(f"tts-gym collect: {exc}", file=sys.stderr)

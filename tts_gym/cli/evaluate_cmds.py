@@ -191,7 +191,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from tts_gym.evaluation.evaluate import FAMILY_NAMES, evaluate
-    from tts_gym.evaluation.frontier import common_token_range, frontier_score
+    from tts_gym.evaluation.frontier import DEFAULT_TOKEN_RANGE, frontier_score
     from tts_gym.evaluation.oracle import schedule_oracle
     from tts_gym.evaluation.plots import scaling_plot
     from tts_gym.datasets import resolve_store
@@ -204,18 +204,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     res = evaluate(_sweeps(families), store, progress=_progress_flag(args), **protocol_kwargs(args),
                    **backend_kwargs(args))
     ep = res.episodes[store.name]
-    console.print(res.rich_table(title=f"{store.name} -- {ep.describe()}, {ep.num_episodes} episodes "
+    console.print(res.rich_table(title=f"{store.name}: {ep.describe()}, {ep.num_episodes} episodes "
                                         f"per configuration"))
     oracle = res.oracle()
     so = schedule_oracle(store, ep)
     fronts = {f: res.frontier(f) for f in families}
-    rng = common_token_range(list(fronts.values()))
-    lines = [f"frontier score = mean accuracy of the Pareto front over log-tokens in "
-             f"[{rng[0]:,.0f}, {rng[1]:,.0f}] per question:"]
+    rng = DEFAULT_TOKEN_RANGE
+    lines = [f"frontier score (mean accuracy of the Pareto front, log-tokens uniform on "
+             f"[{rng[0]:,.0f}, {rng[1]:,.0f}] per question):"]
     for f, fr in fronts.items():
         lines.append(f"  {FAMILY_NAMES.get(f, f):<15} {frontier_score(fr, rng):6.2f}")
-    lines.append(f"  {'oracle':<15} {frontier_score(oracle.frontier(), rng):6.2f}  (adaptive oracle: "
-                 f"{oracle.accuracy[-1]:.2f}% reachable at {oracle.tokens[-1]:,.0f} tokens/question)")
+    lines.append(f"  {'oracle':<15} {frontier_score(oracle.frontier(), rng):6.2f}  (adaptive: "
+                 f"{oracle.accuracy[-1]:.2f}% at {oracle.tokens[-1]:,.0f} tokens/q)")
     lines.append(f"  {'oracle pass@n':<15} {frontier_score(so.sc_frontier(), rng):6.2f}")
     console.print("\n".join(lines))
     out = Path(args.out)

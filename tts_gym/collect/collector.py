@@ -27,8 +27,15 @@ section and opens a box, by default ``"\\n</think>\\n\\nThe final answer is \\\\
 the model has closed its thinking itself, ``"\\n\\nThe final answer is \\\\boxed{"``), and a few tokens
 (``probe_max_tokens``) are decoded, greedily by default. The answer is the decoded text up to the
 brace closing the box (:func:`tts_gym.answers.extract_forced_answer`). Probe requests run
-concurrently with the generation of the next chunk. So ``K = number of full chunks before the end``,
-which satisfies the store invariant ``K <= ceil(T / Δ)``.
+concurrently with the generation of the next chunk. So ``K = ceil(T / Δ) - 1`` (the full intervals
+strictly inside the trajectory), and the env's finishing step charges the last partial interval
+``T - K·Δ`` (between 1 and Δ tokens). With ``append_final_probe`` the final answer is appended as
+probe ``K + 1`` (the AutoTTS stores' convention "the last probe equals the final answer"); then
+``K = ceil(T / Δ)``, still within the store invariant ``K <= ceil(T / Δ)``, and fully probing a
+branch costs ``K·Δ >= T`` as in those stores.
+
+A stop string (``stop``) that straddles a chunk boundary is not seen by the server (its first part
+is already in the prompt); end-of-sequence tokens, the usual way a trajectory ends, are unaffected.
 
 The final answer (``final_answer``): ``"extract-or-force"`` (default) takes the last ``\\boxed{}`` of a
 trajectory that ended by itself and forces an answer as above at the end of a truncated trajectory
@@ -115,6 +122,7 @@ class CollectConfig:
     probe_top_p: float = 1.0
     probe_unclosed: str = "keep"
     final_answer: str = "extract-or-force"
+    append_final_probe: bool = False
     max_empty_resamples: int = 4
     extra_body: dict = field(default_factory=dict)
 
@@ -381,7 +389,10 @@ class Collector:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        branches = [[r.probes, r.tokens, r.final] for r in results]
+        if self.cfg.append_final_probe:  # AutoTTS-like: the last probe is the final answer
+            branches = [[r.probes + [r.final], r.tokens, r.final] for r in results]
+        else:
+            branches = [[r.probes, r.tokens, r.final] for r in results]
         record = {"question": q.question, "gold_answer": q.gold_answer, "probe_freq": self.cfg.interval,
                   "each_branch": branches, "final_answers_trace": [r.final for r in results]}
         stats = {"truncated": sum(r.finish == "truncated" for r in results),

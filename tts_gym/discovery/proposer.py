@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 __all__ = ["ProposerConfig", "Proposer", "CONTROLLER_INTERFACE", "build_prompt", "extract_code",
-           "response_text", "response_usage", "format_curve_table", "MissingAPIKey"]
+           "response_text", "response_usage", "format_curve_table", "MissingAPIKey", "error_gist"]
 
 CONTROLLER_INTERFACE = '''\
 A controller is one Python file that defines a class `Controller`:
@@ -203,10 +203,25 @@ def _baseline_table(baselines: Sequence[dict]) -> str:
     return "\n".join(rows)
 
 
+def error_gist(err: str | None, limit: int = 200) -> str:
+    """One line of a failure message: its last ``...Error: ...`` line, else its first line(s)."""
+    lines = [ln.strip() for ln in (err or "").strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    errs = [ln for ln in lines if re.match(r"\w+(Error|Exception|Exit|Timeout)\b", ln)]
+    if errs:
+        gist = errs[-1]
+    elif lines[0].endswith(":") and len(lines) > 1:
+        gist = f"{lines[0]} {lines[1]}"
+    else:
+        gist = lines[0]
+    return gist if len(gist) <= limit else gist[:limit - 3] + "..."
+
+
 def _headline(c: dict, beta: float) -> str:
     sc = c.get("scores") or {}
     if not sc.get("ok"):
-        return f"FAILED ({sc.get('error_kind') or 'error'})"
+        return f"FAILED ({sc.get('error_kind') or 'error'}): {error_gist(sc.get('error'))}"
     pt = next((p for p in sc.get("per_beta", []) if abs(p["beta"] - beta) < 1e-12), None)
     if pt is None:
         return "ok"

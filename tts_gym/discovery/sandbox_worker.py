@@ -387,7 +387,8 @@ def make_question(rq, on_violation):
     makes the failure sticky) and raises :class:`InadmissibleAction`.
     """
     def _bad(call: str, exc: BaseException):
-        msg = f"inadmissible action {call}: {exc}"
+        text = str(exc)
+        msg = f"inadmissible action: {text}" if text.startswith(call) else f"inadmissible action {call}: {text}"
         on_violation(msg)
         raise InadmissibleAction(msg)
 

@@ -40,11 +40,10 @@ import csv
 import io
 import itertools
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -138,10 +137,6 @@ class Config:
     def builtin(self) -> bool:
         return self.policy is None and self.family in BUILTIN_FAMILIES
 
-    @property
-    def key(self) -> tuple:
-        return (self.family, json.dumps(self.params, sort_keys=True, default=str), self.label)
-
     def kernel_and_row(self) -> tuple[str, list[float]]:
         """Compiled kernel name and its ``policy_params`` row (see ``run_compiled``)."""
         from tts_gym.policies.compiled import policy_param_rows
@@ -153,19 +148,16 @@ class Config:
 
 
 def _builtin_params(family: str, params: Mapping[str, Any]) -> dict:
-    """Validated, canonical parameters of a built-in family (``sc``'s ``n`` -> ``max_samples``)."""
+    """Validated parameters of a built-in family in canonical types (as given; defaults implied).
+    ``sc`` takes ``n`` or ``max_samples`` and is stored as ``{"max_samples": n}``."""
     from tts_gym.policies.common import normalize_params
-    normalize_params(family, params)  # raises on unknown parameters
     p = dict(params)
     if family == "sc" and "n" in p:
         p["max_samples"] = p.pop("n")
+    _, full = normalize_params(family, p)   # raises on unknown parameters
     if family == "sc":
-        p = {"max_samples": int(p.get("max_samples", 64))}
-    _, full = normalize_params(family, p)
-    if family != "sc":
-        # keep what the user gave (canonical types), defaults are implied
-        return {k: full[k] for k in p}
-    return p
+        return {"max_samples": full["max_samples"]}
+    return {k: full[k] for k in p}
 
 
 def _expand_grid(grid) -> list[dict]:
@@ -532,18 +524,24 @@ class EvalResult:
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
-    def rich_table(self, title: str | None = None):
+    def rich_table(self, title: str | None = None, store_column: bool | None = None):
+        """A rich table (accuracy with its CI, tokens per question in thousands)."""
         from rich.table import Table
         lv = int(round(self.level * 100))
-        t = Table(title=title, show_lines=False)
-        for col, just in (("store", "left"), ("configuration", "left"), ("accuracy %", "right"),
-                          (f"{lv}% CI", "right"), ("tokens / q", "right"), ("episodes", "right")):
-            t.add_column(col, justify=just)
+        show_store = len(self.stores) > 1 if store_column is None else store_column
+        t = Table(title=title, show_lines=False, pad_edge=False)
+        cols = ([("store", "left")] if show_store else []) + [
+            ("configuration", "left"), ("acc %", "right"), (f"{lv}% CI", "right"),
+            ("tokens/q", "right")]
+        for col, just in cols:
+            t.add_column(col, justify=just, no_wrap=True)
         last = None
         for r in self.rows:
-            t.add_row(r["store"] if r["store"] != last else "", r["label"], f"{r['accuracy']:.2f}",
-                      f"[{r['acc_low']:.2f}, {r['acc_high']:.2f}]", f"{r['avg_tokens'] / 1000:,.1f}k",
-                      str(r["episodes"]))
+            cells = [r["label"], f"{r['accuracy']:.2f}", f"{r['acc_low']:.1f}–{r['acc_high']:.1f}",
+                     f"{r['avg_tokens'] / 1000:,.1f}k"]
+            if show_store:
+                cells.insert(0, r["store"] if r["store"] != last else "")
+            t.add_row(*cells)
             last = r["store"]
         return t
 

@@ -17,10 +17,13 @@ Score (documented). ``frontier_score`` is the normalised area under ``F`` over a
 
 i.e. the mean of ``F`` with ``ln x`` uniform on ``[lo, hi]``. It is in the accuracy's units (a
 frontier flat at 70 % scores 70), rewards reaching a given accuracy at fewer tokens, and is only
-comparable between curves scored on the *same* range. The default range
-:data:`DEFAULT_TOKEN_RANGE` = ``[1e4, 1e6]`` tokens per question spans the AutoTTS sweeps on the
-shared stores (SC@1 costs about 14k-20k tokens, SC@64 about 0.9-1.3M); pass ``token_range`` for other
-data, or use :func:`common_token_range` to derive one range from several curves.
+comparable between curves scored on the *same* range. Below a curve's cheapest point ``F = 0``:
+a method that cannot operate at a budget scores nothing there, so the range decides how much
+cheap operation counts. The default range :data:`DEFAULT_TOKEN_RANGE` = ``[5e4, 1e6]`` tokens per
+question is the budget band in which every AutoTTS method except ESC (whose sweep starts at 16
+samples) has configurations on the shared stores: from about three full reads (SC@3-4, CMC at
+beta = 0 costs 52k-57k) to SC@64 (0.9-1.3M). Pass ``token_range`` for other data, or use
+:func:`common_token_range` to derive one range from several curves.
 
 Dominance. Frontier A dominates B when ``F_A(x) >= F_B(x)`` for every ``x`` (A is never worse at
 any budget); strictly when, in addition, ``F_A > F_B`` somewhere. Because both functions are step
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_TOKEN_RANGE: tuple[float, float] = (1e4, 1e6)
+DEFAULT_TOKEN_RANGE: tuple[float, float] = (5e4, 1e6)
 """Default ``[lo, hi]`` tokens per question of :func:`frontier_score`."""
 
 

@@ -62,7 +62,7 @@ def draw_scaling(ax, rows: Sequence[Mapping], store: str | None = None, *, oracl
         if errorbars:
             lo = np.array([r.get("acc_low", r["accuracy"]) for r in rs], dtype=float)
             hi = np.array([r.get("acc_high", r["accuracy"]) for r in rs], dtype=float)
-            ax.errorbar(x, y, yerr=np.vstack([y - lo, hi - y]), linewidth=1.6, markersize=6 if
+            ax.errorbar(x, y, yerr=np.clip(np.vstack([y - lo, hi - y]), 0, None), linewidth=1.6, markersize=6 if
                         style["marker"] != "*" else 10, capsize=2.5, label=label, **style)
         else:
             ax.plot(x, y, linewidth=1.6, label=label, **style)

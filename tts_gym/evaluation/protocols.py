@@ -198,15 +198,19 @@ def make_episodes(store, protocol="reference", **kwargs) -> EpisodeSet:
     ``replicates``, ``seed`` (subsample, bootstrap), ``iterations`` (branch-bootstrap).
     """
     if isinstance(protocol, EpisodeSet):
+        if kwargs:
+            raise ValueError(f"protocol options {sorted(kwargs)} given with a ready EpisodeSet")
         return protocol
     p = str(protocol).lower().replace("_", "-")
-    if p == "reference":
-        return reference(store, kwargs.get("seeds"))
-    if p == "subsample":
-        return subsample(store, **{k: v for k, v in kwargs.items() if k in ("n", "replicates", "seed")})
-    if p in ("bootstrap", "question-bootstrap"):
-        return question_bootstrap(store, **{k: v for k, v in kwargs.items() if k in ("replicates", "seed")})
-    if p == "branch-bootstrap":
-        return branch_bootstrap(store, **{k: v for k, v in kwargs.items()
-                                          if k in ("iterations", "seeds", "seed")})
-    raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+    if p == "question-bootstrap":
+        p = "bootstrap"
+    options = {"reference": ("seeds",), "subsample": ("n", "replicates", "seed"),
+               "bootstrap": ("replicates", "seed"), "branch-bootstrap": ("iterations", "seeds", "seed")}
+    if p not in options:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+    unknown = sorted(set(kwargs) - set(options[p]))
+    if unknown:
+        raise ValueError(f"protocol {p!r} takes {', '.join(options[p])}; got unexpected {', '.join(unknown)}")
+    build = {"reference": reference, "subsample": subsample, "bootstrap": question_bootstrap,
+             "branch-bootstrap": branch_bootstrap}[p]
+    return build(store, **kwargs)

@@ -88,12 +88,14 @@ class TraceState(NamedTuple):
 assert TraceState._fields[:len(K.EnvState._fields)] == K.EnvState._fields
 
 
-def make_trace_state(rows: int, max_steps: int, max_branches: int, max_answers: int) -> TraceState:
-    base = K.make_state(1, max_branches)
+def make_trace_state(rows: int, max_steps: int, max_branches: int, max_answers: int,
+                     slots: int = 1) -> TraceState:
+    """A :class:`TraceState` with ``slots`` episode slots and trace rows for ``rows`` episodes."""
+    base = K.make_state(slots, max_branches)
     return TraceState(*base, trace=np.zeros((rows, max_steps, NUM_FIELDS), np.int64),
-                      trace_len=np.zeros(rows, np.int64), trace_row=np.full(1, -1, np.int64),
-                      vote_counts=np.zeros((1, max_answers), np.int32),
-                      vote_first=np.zeros((1, max_answers), np.int32))
+                      trace_len=np.zeros(rows, np.int64), trace_row=np.full(slots, -1, np.int64),
+                      vote_counts=np.zeros((slots, max_answers), np.int32),
+                      vote_first=np.zeros((slots, max_answers), np.int32))
 
 
 # ---- the recording wrappers ------------------------------------------------------------------------
@@ -177,17 +179,25 @@ def traced_step_episode(state, data, params, e, action):
 
 _TRACED: dict[str, CPUDispatcher] = {}
 
+# names under which the compiled policies call the env kernels (``_step`` is compiled.py's inlined
+# copy of ``kernels.step_episode``)
+STEP_NAMES = ("step_episode", "_step")
+RESET_NAMES = ("reset_episode",)
+
 
 def _source_tag() -> str:
-    """Digest of the sources the traced functions are built from. numba's cache does not notice
-    changes in *called* modules, so it is part of the cached names: editing the recorder or the
-    kernels gives fresh cache entries instead of stale machine code."""
+    """Digest of the sources the traced functions are built from. numba's cache only stamps the
+    defining file, so the digest is part of the cached names: editing the recorder, the kernels or
+    the voting helpers gives fresh cache entries instead of stale machine code."""
     import hashlib
-    import inspect
-    from tts_gym import voting
+    import sys
+
+    from tts_gym import actions, voting
+    from tts_gym.policies import common
     h = hashlib.sha1()
-    for mod in (K, voting, __import__(__name__, fromlist=["_"])):
-        h.update(inspect.getsource(mod).encode())
+    for mod in (K, voting, actions, common, sys.modules[__name__]):
+        with open(mod.__file__, "rb") as fh:
+            h.update(fh.read())
     return h.hexdigest()[:8]
 
 
@@ -213,22 +223,39 @@ def _retarget(module, replacements: dict) -> dict:
         fn = types.FunctionType(pf.__code__, g, pf.__name__, pf.__defaults__, pf.__closure__)
         fn.__qualname__ = f"traced_{tag}__{pf.__qualname__}"
         fn.__module__ = module.__name__
-        opts = {k: v for k, v in funcs[n].targetoptions.items() if k in ("nogil", "boundscheck")}
-        out[n] = nb.njit(cache=True, **opts)(fn)   # serial (no parallel=True): one slot
+        opts = {k: v for k, v in funcs[n].targetoptions.items() if k in ("nogil", "boundscheck", "_nrt")}
+        out[n] = nb.njit(cache=True, **opts)(fn)   # serial: any ``parallel`` option is dropped
         g[n] = out[n]
     return out
 
 
-def traced_rollout(kernel: str) -> CPUDispatcher:
-    """The trace-recording, serial version of ``tts_gym.policies.compiled.rollout_<kernel>``."""
+def _traced_kernels() -> dict:
     if not _TRACED:
         from tts_gym.policies import compiled as C
-        _TRACED.update(_retarget(C, {"step_episode": traced_step_episode,
-                                     "reset_episode": traced_reset_episode}))
-    name = f"rollout_{kernel}"
-    if name not in _TRACED:
-        raise ValueError(f"no traced rollout for kernel {kernel!r}")
-    return _TRACED[name]
+        rep = {n: traced_step_episode for n in STEP_NAMES if hasattr(C, n)}
+        rep.update({n: traced_reset_episode for n in RESET_NAMES if hasattr(C, n)})
+        new = _retarget(C, rep)
+        rollouts = {}
+        for kernel, disp in C._ROLLOUTS.items():
+            name = disp.py_func.__name__
+            if name not in new:
+                raise RuntimeError(f"compiled rollout {name} does not call the env kernels by any of "
+                                   f"{STEP_NAMES + RESET_NAMES}; traces cannot hook it")
+            rollouts[kernel] = new[name]
+        _TRACED.update(rollouts)
+    return _TRACED
+
+
+def traced_run_compiled(make_trace_state_fn):
+    """``tts_gym.policies.compiled.run_compiled`` with the trace-recording rollouts and a state
+    factory that returns a :class:`TraceState` (everything else -- argument preparation, scratch
+    buffers, output arrays -- is B's code, unchanged). Call it with ``workers=1``."""
+    from tts_gym.policies import compiled as C
+    f = C.run_compiled
+    g = dict(vars(C))
+    g["_ROLLOUTS"] = _traced_kernels()
+    g["make_state"] = make_trace_state_fn
+    return types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
 
 
 # ---- Python side -----------------------------------------------------------------------------------
@@ -269,6 +296,35 @@ class Traces:
             r["name"] = describe(r["action"], self.max_branches)
             rows.append(r)
         return rows
+
+    def position_history(self, g: int, j: int) -> dict[str, np.ndarray]:
+        """Per-position state after every step of episode ``(g, j)``, rebuilt from the trace (only
+        the acted position changes per step): ``depth`` / ``latest`` (answer id, -1 none) int
+        ``[steps, width]``, ``finished`` / ``pruned`` bool ``[steps, width]``."""
+        n = int(min(self.length[g, j], self.buffer.shape[2]))
+        rows = self.buffer[g, j, :n]
+        ok = rows[:, F_CODE] == 0
+        pos = rows[:, F_POSITION]
+        W = int(max(1, rows[:, F_WIDTH].max(initial=0)))
+        depth = np.zeros((n, W), np.int64)
+        latest = np.full((n, W), -1, np.int64)
+        finished = np.zeros((n, W), np.bool_)
+        pruned = np.zeros((n, W), np.bool_)
+        M = self.max_branches
+        for s in range(n):
+            if s:
+                depth[s], latest[s], finished[s], pruned[s] = depth[s - 1], latest[s - 1], finished[s - 1], pruned[s - 1]
+            p = int(pos[s])
+            a = int(rows[s, F_ACTION])
+            if not ok[s] or not (0 <= p < W):
+                continue
+            if 4 + 2 * M <= a < 4 + 3 * M:          # PRUNE(p)
+                pruned[s, p] = True
+            elif a < 4 + 3 * M:                      # BRANCH / SAMPLE / CONTINUE / PROBE
+                depth[s, p] = rows[s, F_DEPTH]
+                latest[s, p] = rows[s, F_ANSWER]
+                finished[s, p] = bool(rows[s, F_POS_FINISHED])
+        return {"depth": depth, "latest": latest, "finished": finished, "pruned": pruned}
 
     def final_cost(self) -> np.ndarray:
         """Episode cost, ``[G, E]`` (reshaped to ``[G, *shape]`` when ``shape`` is set)."""
@@ -317,22 +373,27 @@ def record_traces(data: K.ReplayData, kernel: str, policy_params: np.ndarray, qu
     """Run ``G`` configurations (rows of ``policy_params``, kernel layout) on ``E`` episodes with
     traces. Returns ``(traces, outcomes)``; ``outcomes`` has the same arrays as
     :func:`tts_gym.policies.compiled.run_compiled` (and equals them)."""
-    from tts_gym.policies.compiled import reference_env_params
-    from tts_gym.voting import conf_table
-
     questions = np.ascontiguousarray(questions, np.int32)
-    perms = np.ascontiguousarray(np.asarray(perms)[:, :max_branches], np.int32)
+    perms = np.ascontiguousarray(perms, np.int32)
     policy_params = np.ascontiguousarray(policy_params, np.float64)
     G, E = policy_params.shape[0], questions.shape[0]
-    A = int(max(1, data.num_answers.max()))
-    st = make_trace_state(G * E, int(max_steps), int(max_branches), A)
-    out = {"answer": np.full((G, E), -1, np.int32), "cost": np.zeros((G, E), np.int64),
-           "correct": np.zeros((G, E), np.bool_), "steps": np.zeros((G, E), np.int32)}
-    if G * E:
-        traced_rollout(kernel)(data, reference_env_params(max_branches), st, conf_table(conf_variant),
-                               questions, perms, policy_params, out["answer"], out["cost"],
-                               out["correct"], out["steps"])
-    tr = Traces(st.trace.reshape(G, E, int(max_steps), NUM_FIELDS), st.trace_len.reshape(G, E),
-                questions, np.asarray(data.gold_ids)[questions], int(max_branches), tuple(labels),
-                tuple(shape))
+    A = int(max(1, data.num_answers.max(initial=1)))
+    holder = []
+
+    def factory(slots, M):
+        st = make_trace_state(G * E, int(max_steps), int(M), A, slots=int(slots))
+        holder.append(st)
+        return st
+
+    out = traced_run_compiled(factory)(data, kernel, [], questions, perms, max_branches=max_branches,
+                                       workers=1, conf_variant=conf_variant,
+                                       policy_params=policy_params)
+    if holder:
+        st = holder[0]
+        buf, length = st.trace, st.trace_len
+    else:
+        buf = np.zeros((G * E, int(max_steps), NUM_FIELDS), np.int64)
+        length = np.zeros(G * E, np.int64)
+    tr = Traces(buf.reshape(G, E, int(max_steps), NUM_FIELDS), length.reshape(G, E), questions,
+                np.asarray(data.gold_ids)[questions], int(max_branches), tuple(labels), tuple(shape))
     return tr, out

@@ -4,8 +4,10 @@ Layout (schema version 1; see ``data/README.md`` for the full description)::
 
     /                               attrs: format="tts_gym.replay-stores", schema_version=1, tts_gym_version
     /<model>/<benchmark>/           attrs: kind="tts_gym.ReplayStore", schema_version, model, benchmark,
-                                           pad_id, gold_absent, attrs_json (the store's ``attrs`` as JSON)
-        probe_ids       int32 [Q,N,K]  chunked, compressed, fill value PAD_ID (-1)
+                                           probe_shape=[Q,N,K], pad_id, gold_absent,
+                                           attrs_json (the store's ``attrs`` as JSON)
+        probe_ids_ragged int32 [P]     the real probe ids only, in (question, branch, probe) order,
+                                       P = sum(num_probes); the padded [Q,N,K] tensor is rebuilt on load
         num_probes      int32 [Q,N]
         branch_tokens   int64 [Q,N]
         final_ids       int32 [Q,N]    PAD_ID for padding branches
@@ -39,8 +41,7 @@ SCHEMA_VERSION = 1
 FILE_FORMAT = "tts_gym.replay-stores"
 STORE_KIND = "tts_gym.ReplayStore"
 
-_ARRAYS = {  # name -> (dtype, fill value)
-    "probe_ids": (np.int32, PAD_ID),
+_ARRAYS = {  # name -> (dtype, fill value); probe_ids is stored ragged (see the module docstring)
     "num_probes": (np.int32, 0),
     "branch_tokens": (np.int64, 0),
     "final_ids": (np.int32, PAD_ID),
@@ -122,11 +123,15 @@ def _write_store(h5file, store: ReplayStore, comp: dict[str, Any]) -> None:
         grp.attrs["attrs_json"] = json.dumps(store.attrs, ensure_ascii=False, sort_keys=True, allow_nan=True)
     except TypeError as exc:
         raise ValueError(f"store {store.name}: attrs must be JSON-serialisable ({exc})") from None
-    for name, (dtype, fill) in _ARRAYS.items():
-        arr = np.ascontiguousarray(getattr(store, name), dtype=dtype)
+    grp.attrs["probe_shape"] = np.array(store.probe_ids.shape, dtype=np.int64)
+    in_probe = np.arange(store.max_probes)[None, None, :] < store.num_probes[:, :, None]
+    arrays = {"probe_ids_ragged": np.asarray(store.probe_ids, dtype=np.int32)[in_probe]}
+    arrays.update((name, np.ascontiguousarray(getattr(store, name), dtype=dtype))
+                  for name, (dtype, _) in _ARRAYS.items())
+    for name, arr in arrays.items():
         chunks = _chunks(arr.shape, arr.dtype.itemsize)
         kwargs = dict(comp, chunks=chunks) if chunks else {}
-        grp.create_dataset(name, data=arr, fillvalue=fill, **kwargs)
+        grp.create_dataset(name, data=arr, fillvalue=_ARRAYS.get(name, (None, PAD_ID))[1], **kwargs)
     tables = store.answer_tables
     offsets = np.zeros(len(tables) + 1, dtype=np.int64)
     np.cumsum([len(t) for t in tables], out=offsets[1:])
@@ -254,15 +259,27 @@ def _read_store(f, model: str, benchmark: str, path, validate: bool) -> ReplaySt
             raise StoreFormatError(f"schema version {version} is newer than supported ({SCHEMA_VERSION})",
                                    file=loc, kind="schema_version")
         arrays = {}
-        for name, (dtype, _) in _ARRAYS.items():
+        for name, (dtype, _) in [*_ARRAYS.items(), ("probe_ids_ragged", (np.int32, PAD_ID))]:
             ds = grp[name]
             if ds.dtype != dtype:
                 raise StoreFormatError(f"dataset {name!r} has dtype {ds.dtype}, expected {np.dtype(dtype)}",
                                        file=loc, kind="hdf5_layout")
             arrays[name] = ds[()]
+        Q, N, K = (int(v) for v in grp.attrs["probe_shape"])
+        num_probes = arrays["num_probes"]
+        if num_probes.shape != (Q, N) or np.any(num_probes < 0) or np.any(num_probes > K):
+            raise StoreFormatError(f"num_probes inconsistent with probe_shape {(Q, N, K)}", file=loc,
+                                   kind="hdf5_layout")
+        in_probe = np.arange(K)[None, None, :] < num_probes[:, :, None]
+        ragged = arrays.pop("probe_ids_ragged")
+        if ragged.shape != (int(num_probes.sum()),):
+            raise StoreFormatError(f"probe_ids_ragged has {ragged.shape[0]} entries, num_probes sums to "
+                                   f"{int(num_probes.sum())}", file=loc, kind="hdf5_layout")
+        probe_ids = np.full((Q, N, K), PAD_ID, dtype=np.int32)
+        probe_ids[in_probe] = ragged
+        arrays["probe_ids"] = probe_ids
         offsets = grp["answer_offsets"][()]
         flat = _read_strings(grp["answers"])
-        Q = arrays["probe_ids"].shape[0]
         if offsets.shape != (Q + 1,) or offsets[0] != 0 or offsets[-1] != len(flat) or np.any(np.diff(offsets) < 0):
             raise StoreFormatError("answer_offsets inconsistent with the answers dataset", file=loc,
                                    kind="hdf5_layout")

@@ -92,35 +92,54 @@ _step = nb.njit(nogil=True, _nrt=False, forceinline=True)(_kernels.step_episode.
 _JIT = dict(cache=True, nogil=True, _nrt=False)
 
 # scratch rows of ``iscratch``
-_COUNTS, _FIRST, _COUNTS2, _FIRST2, _FIN, _AUX, _LIST, _POOL, _DISAGREE, _PS = range(10)
-_ISCRATCH_ROWS = 10
+_COUNTS, _FIRST, _COUNTS2, _FIRST2, _FIN, _AUX, _LIST, _POOL, _DISAGREE, _PS, _CODES = range(11)
+_ISCRATCH_ROWS = 11
+
+# phases of the single-call-site state machines
+_PH_DONE = 0
+_PH_OPEN = 1
+_PH_ROUND = 2
+_PH_SPAWN = 3
 
 
 # ---------------------------------------------------------------------------------------------
-# helpers
+# helpers (no env calls)
 # ---------------------------------------------------------------------------------------------
 
-@nb.njit(**_JIT)
-def _commit(state, data, params, e, answer):
-    """Return ``answer`` (-1 = ``None``): ANSWER_WITH(lowest opened position showing it), else ABSTAIN."""
-    action = np.int64(ABSTAIN)
+@nb.njit(inline="always", **_JIT)
+def _commit_action(state, params, e, answer):
+    """The action returning ``answer`` (-1 = ``None``): ANSWER_WITH(lowest opened position whose
+    latest revealed answer is ``answer``), else ABSTAIN."""
     if answer >= 0:
         for p in range(state.cursor[e]):
             if state.latest[e, p] == answer:
-                action = np.int64(NUM_GLOBAL_ACTIONS + 3 * params.max_branches + p)
-                break
-    _step(state, data, params, e, action)
+                return np.int64(NUM_GLOBAL_ACTIONS + 3 * params.max_branches + p)
+    return np.int64(ABSTAIN)
+
+
+@nb.njit(inline="always", **_JIT)
+def _is_terminal(params, action):
+    return action == ABSTAIN or action >= NUM_GLOBAL_ACTIONS + 3 * params.max_branches
 
 
 @nb.njit(**_JIT)
-def _majority_latest(state, e, plist, n, counts, first):
-    """Majority of ``latest`` over positions ``plist[:n]`` in that order (-1 if none);
-    ``counts`` is zero on entry and exit."""
-    w, t1, t2 = -1, 0, 0
+def _majority_latest(state, e, plist, n, counts):
+    """Majority of ``latest`` over positions ``plist[:n]`` in that order (-1 if none), ties to the
+    earliest first occurrence: count everything, then the first element reaching the top count
+    wins (branch-light). ``counts`` is zero on entry and exit."""
     for i in range(n):
         a = state.latest[e, plist[i]]
         if a >= 0:
-            w, t1, t2 = vote_push(counts, first, a, i, w, t1, t2)
+            counts[a] += 1
+    w = -1
+    best = 0
+    for i in range(n):
+        a = state.latest[e, plist[i]]
+        if a >= 0:
+            c = counts[a]
+            if c > best:
+                best = c
+                w = a
     for i in range(n):
         a = state.latest[e, plist[i]]
         if a >= 0:
@@ -150,168 +169,209 @@ def _clear_counts(state, e, counts):
 
 
 # ---------------------------------------------------------------------------------------------
-# per-episode policies (episode slot ``e`` already reset); scratch as documented per function
+# per-episode policies (episode slot ``e`` already reset). Each has exactly one env call site:
+# the policy decides its next action(s), the loop applies them through ``_step``.
 # ---------------------------------------------------------------------------------------------
 
-@nb.njit(**_JIT)
+@nb.njit(inline="always", **_JIT)
 def episode_asc(state, data, params, e, max_samples, threshold, table, counts, first):
     """ASC (spec 5.2); SC@N is ``threshold >= 1``. ``counts``/``first``: per-answer scratch,
     ``counts`` zero on entry and exit."""
     w, t1, t2 = -1, 0, 0
     n = 0
-    sample = np.int64(SAMPLE)
-    for _ in range(max_samples):
-        code, _c = _step(state, data, params, e, sample)
-        if code != OK:
+    action = np.int64(SAMPLE) if max_samples > 0 else np.int64(ABSTAIN)
+    while True:
+        code, _c = _step(state, data, params, e, action)
+        if _is_terminal(params, action):
             break
-        w, t1, t2 = vote_push(counts, first, state.latest[e, state.cursor[e] - 1], n, w, t1, t2)
-        n += 1
-        if n >= 2 and conf_lookup(table, t1, t2) > threshold:
-            break
-    _clear_counts(state, e, counts)
-    _commit(state, data, params, e, w)
+        stop = code != OK
+        if not stop:
+            w, t1, t2 = vote_push(counts, first, state.latest[e, state.cursor[e] - 1], n, w, t1,
+                                  t2)
+            n += 1
+            stop = n >= max_samples or (n >= 2 and conf_lookup(table, t1, t2) > threshold)
+        if stop:
+            _clear_counts(state, e, counts)
+            action = _commit_action(state, params, e, w)
+        else:
+            action = np.int64(SAMPLE)
 
 
-@nb.njit(**_JIT)
+@nb.njit(inline="always", **_JIT)
 def episode_esc(state, data, params, e, max_samples, window_size, counts, first):
     """ESC (spec 5.3). ``counts``/``first``: per-answer scratch (``counts`` zero on entry/exit)."""
     w, t1, t2 = -1, 0, 0
     n = 0
-    answer = -2  # -2: no unanimous window
     n_windows = max_samples // window_size if window_size > 0 else 0
-    sample = np.int64(SAMPLE)
-    for _ in range(n_windows):
-        start = state.cursor[e]
-        got = 0
-        for _k in range(window_size):
-            code, _c = _step(state, data, params, e, sample)
-            if code != OK:
-                break
+    wi = 0
+    got = 0
+    start = state.cursor[e]
+    action = np.int64(SAMPLE) if n_windows > 0 else np.int64(ABSTAIN)
+    while True:
+        code, _c = _step(state, data, params, e, action)
+        if _is_terminal(params, action):
+            break
+        if code == OK:
             got += 1
-        if got == 0:
-            continue
-        a0 = state.latest[e, start]
-        unanimous = True
-        for p in range(start, start + got):
-            a = state.latest[e, p]
-            if a != a0:
-                unanimous = False
-            w, t1, t2 = vote_push(counts, first, a, n, w, t1, t2)
-            n += 1
-        if unanimous:
-            answer = a0
-            break
-    if answer == -2:
-        answer = w
-    _clear_counts(state, e, counts)
-    _commit(state, data, params, e, answer)
+            if got < window_size:
+                continue                 # action stays SAMPLE
+        # the window is complete (or the branches ran out)
+        answer = -2                      # -2: go on with the next window
+        if got > 0:
+            a0 = state.latest[e, start]
+            unanimous = True
+            for p in range(start, start + got):
+                a = state.latest[e, p]
+                if a != a0:
+                    unanimous = False
+                w, t1, t2 = vote_push(counts, first, a, n, w, t1, t2)
+                n += 1
+            if unanimous:
+                answer = a0
+        wi += 1
+        if answer == -2 and wi >= n_windows:
+            answer = w
+        if answer != -2:
+            _clear_counts(state, e, counts)
+            action = _commit_action(state, params, e, answer)
+        else:
+            start = state.cursor[e]
+            got = 0
+            action = np.int64(SAMPLE)
 
 
-@nb.njit(**_JIT)
+@nb.njit(inline="always", **_JIT)
 def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience, warm_up,
-                           probe_burst, max_steps, counts, first, fin, off, active):
-    """Parallel-Probe (spec 5.4). ``counts``/``first``: per-answer scratch (``counts`` zero on
-    entry/exit); ``fin``/``off``/``active``: per-position scratch (length ``>= M``)."""
+                           probe_burst, max_steps, counts, fin, off, active, acts, codes):
+    """Parallel-Probe (spec 5.4). ``counts``: per-answer scratch (zero on entry/exit);
+    ``fin``/``off``/``active``: per-position scratch (length ``>= M``); ``acts`` int64 /
+    ``codes`` int32: action queue (length ``>= M * (probe_burst + 1) + num_chains + 1``).
+
+    A round is one batch: the previous round's prunes, then ``probe_burst`` CONTINUEs per live
+    branch in opening order (a finished branch's extra CONTINUEs are refused by the env, which is
+    the reference's ``if br.finished: break``)."""
     M = params.max_branches
-    n_open = 0
-    branch = np.int64(BRANCH)
+    nq = 0
     for _ in range(num_chains):
-        code, _c = _step(state, data, params, e, branch)
-        if code != OK:
-            break
-        p = state.cursor[e] - 1
-        fin[p] = 1 if (state.flags[e, p] & FINISHED) != 0 else 0
-        off[p] = 0
-        n_open += 1
-    answer = -2
-    if n_open == 0:
-        answer = -1
+        acts[nq] = BRANCH
+        nq += 1
+    phase = _PH_OPEN
+    n_open = 0
+    nact = 0
     stable = 0
     prev = -1
     step = 0
-    while answer == -2 and step < max_steps:
-        # forward: advance every live branch; active = opened, unpruned (finished ones included)
-        nact = 0
-        for p in range(n_open):
-            if state.flags[e, p] & PRUNED:
-                continue
-            if fin[p] == 0:
-                for _b in range(probe_burst):
-                    if fin[p] != 0:
-                        break
-                    code, _c = _step(state, data, params, e, np.int64(NUM_GLOBAL_ACTIONS + p))
-                    if code != OK:
-                        fin[p] = 1
-                        break
-                    if (state.flags[e, p] & FINISHED) != 0:
-                        fin[p] = 1
-            active[nact] = p
-            nact += 1
-        if nact == 0:
-            answer = prev
+    while True:
+        for j in range(nq):
+            code, _c = _step(state, data, params, e, acts[j])
+            codes[j] = code
+        if phase == _PH_DONE:
             break
-        w = _majority_latest(state, e, active, nact, counts, first)
-        # off-track update and pruning (same condition for both)
-        if step >= warm_up and nact > 1:
-            newly = False
+        answer = -2                                   # -2: play another round
+        if phase == _PH_OPEN:
+            n_open = state.cursor[e]
+            for p in range(n_open):
+                fin[p] = 1 if (state.flags[e, p] & FINISHED) != 0 else 0
+                off[p] = 0
+                active[p] = p
+            nact = n_open
+            nq = 0
+            if n_open == 0 or max_steps <= 0:
+                answer = -1
+            phase = _PH_ROUND
+        else:
+            # results of the forward pass (the prunes queued first are no-ops for the policy)
+            for j in range(nq):
+                a = acts[j]
+                if a < NUM_GLOBAL_ACTIONS + M:
+                    p = a - NUM_GLOBAL_ACTIONS
+                    if codes[j] != OK or (state.flags[e, p] & FINISHED) != 0:
+                        fin[p] = 1
+            w = _majority_latest(state, e, active, nact, counts)
+            nq = 0
+            if step >= warm_up and nact > 1:
+                newly = False
+                for i in range(nact):
+                    p = active[i]
+                    if fin[p] == 0:
+                        off[p] = off[p] + 1 if state.latest[e, p] != w else 0
+                        if off[p] >= prune_patience:
+                            acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
+                            nq += 1
+                            newly = True
+                if newly:
+                    m = 0
+                    for i in range(nact):
+                        p = active[i]
+                        if fin[p] != 0 or off[p] < prune_patience:
+                            active[m] = p
+                            m += 1
+                    nact = m
+                    if nact == 0:
+                        answer = prev
+                    else:
+                        w = _majority_latest(state, e, active, nact, counts)
+            if answer == -2:
+                stable = stable + 1 if w == prev else 0
+                prev = w
+                if stable >= T:
+                    answer = w
+                else:
+                    live = 0
+                    for i in range(nact):
+                        live += 1 - fin[active[i]]
+                    if live == 0:
+                        answer = w
+                    else:
+                        step += 1
+                        if step >= max_steps:
+                            answer = prev
+        if answer != -2:
+            acts[nq] = _commit_action(state, params, e, answer)
+            nq += 1
+            phase = _PH_DONE
+        else:
             for i in range(nact):
                 p = active[i]
                 if fin[p] == 0:
-                    off[p] = off[p] + 1 if state.latest[e, p] != w else 0
-                    if off[p] >= prune_patience:
-                        _step(state, data, params, e, np.int64(NUM_GLOBAL_ACTIONS + 2 * M + p))
-                        newly = True
-            if newly:
-                m = 0
-                for i in range(nact):
-                    p = active[i]
-                    if not (state.flags[e, p] & PRUNED):
-                        active[m] = p
-                        m += 1
-                nact = m
-                if nact == 0:
-                    answer = prev
-                    break
-                w = _majority_latest(state, e, active, nact, counts, first)
-        # termination
-        stable = stable + 1 if w == prev else 0
-        prev = w
-        if stable >= T:
-            answer = w
-            break
-        all_done = True
-        for p in range(n_open):
-            if fin[p] == 0 and not (state.flags[e, p] & PRUNED):
-                all_done = False
-                break
-        if all_done:
-            answer = w
-            break
-        step += 1
-    if answer == -2:
-        answer = prev
-    _commit(state, data, params, e, answer)
+                    for _b in range(probe_burst):
+                        acts[nq] = NUM_GLOBAL_ACTIONS + p
+                        nq += 1
 
 
-@nb.njit(**_JIT)
-def _pool_stats(table, ps):
+@nb.njit(inline="always", **_JIT)
+def _pool_conf(table, ps):
     if ps[0] < 0:
         return 0.0
     return conf_lookup(table, ps[1], ps[2])
 
 
-@nb.njit(**_JIT)
+@nb.njit(inline="always", **_JIT)
+def _pool_push(counts, first, pool, ps, a):
+    w, t1, t2 = vote_push(counts, first, a, ps[3], ps[0], ps[1], ps[2])
+    pool[ps[3]] = a
+    ps[0] = w
+    ps[1] = t1
+    ps[2] = t2
+    ps[3] += 1
+
+
+@nb.njit(inline="always", **_JIT)
 def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon_patience, T_ema,
                 ema_alpha, conf_thresh, delta_slack, burst_aligned, widen_burst, trend_thresh,
-                min_complete, table, counts, first, counts2, first2, flags, pcount, disagree,
-                live, pool, hist, ps):
+                min_complete, table, counts, first, counts2, flags, pcount, disagree, live, pool,
+                ps, hist, acts, codes):
     """CMC, the Confidence Momentum Controller (spec 5.5), with an explicit schedule
     (:func:`tts_gym.policies.common.cmc_schedule`).
 
-    Scratch: ``counts``/``first`` (pool vote) and ``counts2``/``first2`` (fallback vote), per answer,
-    ``counts*`` zero on entry/exit; per position (length ``>= M``): ``flags`` (1 finished,
-    2 abandoned), ``pcount``, ``disagree``, ``live``, ``pool``; ``hist`` float64 (``>= T_ema``);
-    ``ps`` int[4] (pool winner, top1, top2, size)."""
+    Scratch: per answer ``counts``/``first`` (pool vote) and ``counts2`` (fallback vote), ``counts*``
+    zero on entry/exit; per position (length ``>= M``): ``flags`` (1 finished, 2 abandoned),
+    ``pcount``, ``disagree``, ``live``, ``pool``; ``ps`` int[4] (pool winner, top1, top2, size);
+    ``hist`` float64 (``>= T_ema``); action queue ``acts`` int64 / ``codes`` int32 (length
+    ``>= M * (burst_aligned + 1) + max(n_init, widen_burst) + 1``).
+
+    Batches: the spawns (initial, or the widening decided at the end of the previous round), then
+    each round's abandonments followed by its CONTINUEs in probe-count order."""
     M = params.max_branches
     ps[0] = -1
     ps[1] = 0
@@ -321,145 +381,156 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
     nbr = 0
     ema = 0.0
     nh = 0
-    answer = -2          # -2: undecided (loop ended without the gate -> final vote)
     r = 0
-    to_spawn = n_init    # the initial spawns, later the widening spawns of the previous round
-    first_pass = True
-    branch = np.int64(BRANCH)
+    w0 = -1
+    warm = False
+    nq = 0
+    for _ in range(n_init):
+        acts[nq] = BRANCH
+        nq += 1
+    phase = _PH_SPAWN
+    first_spawn = True
     while True:
-        # ---- spawning (initial, or the widening decided at the end of the previous round) ----
-        for _ in range(to_spawn):
-            if not first_pass and (spawned >= max_branch_use or spawned >= CMC_MAX_BRANCH):
-                break
-            code, _c = _step(state, data, params, e, branch)
-            if code != OK:
-                break
-            p = state.cursor[e] - 1
-            spawned += 1
-            pcount[p] = 0
-            disagree[p] = 0
-            flags[p] = 0
-            if (state.flags[e, p] & FINISHED) != 0:
-                flags[p] = 1
-                a = state.latest[e, p]
-                w, t1, t2 = vote_push(counts, first, a, ps[3], ps[0], ps[1], ps[2])
-                pool[ps[3]] = a
-                ps[0], ps[1], ps[2] = w, t1, t2
-                ps[3] += 1
-        nbr = state.cursor[e]
-        if first_pass:
-            first_pass = False
-            if spawned == 0:
-                answer = -1
-                break
-        if r >= CMC_MAX_ROUNDS:
+        for j in range(nq):
+            code, _c = _step(state, data, params, e, acts[j])
+            codes[j] = code
+        if phase == _PH_DONE:
             break
-        # ---- one round ----
-        w0 = ps[0]
-        c = _pool_stats(table, ps)
-        warm = r >= warm_up
-        # (1) pre-probe EMA update
-        ema = (1.0 - ema_alpha) * ema + ema_alpha * c
-        if nh < T_ema:
-            hist[nh] = ema
-            nh += 1
-        else:
-            for i in range(T_ema - 1):
-                hist[i] = hist[i + 1]
-            hist[T_ema - 1] = ema
-        # (2) deviance bookkeeping and abandonment
-        if warm and w0 >= 0:
-            alive = 0
-            nc = 0
-            for p in range(nbr):
-                if flags[p] != 0:
-                    continue
-                disagree[p] = disagree[p] + 1 if state.latest[e, p] != w0 else 0
-                alive += 1
-                if disagree[p] >= abandon_patience:
-                    live[nc] = p
-                    nc += 1
-            k = alive - 2
-            if k > nc:
-                k = nc
-            if k > 0:
-                _sort_desc_stable(live, nc, disagree)
-                for i in range(k):
-                    p = live[i]
-                    _step(state, data, params, e, np.int64(NUM_GLOBAL_ACTIONS + 2 * M + p))
-                    flags[p] = 2
-        # (3) depth allocation: every live branch, by probe count descending (stable)
-        nl = 0
-        for p in range(nbr):
-            if flags[p] == 0:
-                live[nl] = p
-                nl += 1
-        _sort_desc_stable(live, nl, pcount)
-        for i in range(nl):
-            p = live[i]
-            steps = burst_aligned if (warm and w0 >= 0 and state.latest[e, p] == w0) else 1
-            for _s in range(steps):
-                code, _c = _step(state, data, params, e, np.int64(NUM_GLOBAL_ACTIONS + p))
-                if code == OK:
-                    pcount[p] += 1
-                    done = (state.flags[e, p] & FINISHED) != 0
-                else:
-                    done = True
-                if done:
+        answer = -2                      # -2: go on; -3: leave the loop (final vote)
+        if phase == _PH_SPAWN:
+            # register the spawned branches (opening order); a refused BRANCH opens nothing
+            for p in range(nbr, state.cursor[e]):
+                spawned += 1
+                pcount[p] = 0
+                disagree[p] = 0
+                flags[p] = 0
+                if (state.flags[e, p] & FINISHED) != 0:
                     flags[p] = 1
-                    a = state.latest[e, p]
-                    if a >= 0:
-                        w, t1, t2 = vote_push(counts, first, a, ps[3], ps[0], ps[1], ps[2])
-                        pool[ps[3]] = a
-                        ps[0], ps[1], ps[2] = w, t1, t2
-                        ps[3] += 1
-                    break
-        # (4) post-probe EMA update, overwriting this round's entry
-        w1 = ps[0]
-        c = _pool_stats(table, ps)
-        ema = (1.0 - ema_alpha) * ema + ema_alpha * c
-        hist[nh - 1] = ema
-        delta = hist[nh - 1] - hist[0] if nh >= 2 else 0.0
-        # (5) stopping gate
-        if warm and ps[3] >= min_complete and ema >= conf_thresh and delta >= -delta_slack:
-            answer = w1
-            break
-        # (6) all resolved?
-        resolved = True
-        for p in range(nbr):
-            if flags[p] == 0:
-                resolved = False
-                break
-        if resolved:
-            break
-        # (7) widening (the spawns happen at the top of the loop)
-        half = warm_up // 2
-        if half < 1:
-            half = 1
-        to_spawn = 0
-        if (spawned < max_branch_use and spawned < CMC_MAX_BRANCH and delta <= trend_thresh
-                and r >= half and ema < conf_thresh):
-            to_spawn = widen_burst
-        r += 1
-    if answer == -2:
-        answer = ps[0]
-        if answer < 0:  # fallback vote: latest of non-abandoned branches, opening order
-            nl = 0
-            for p in range(nbr):
-                if flags[p] != 2 and state.latest[e, p] >= 0:
-                    live[nl] = p
-                    nl += 1
-            answer = _majority_latest(state, e, live, nl, counts2, first2)
-    for i in range(ps[3]):
-        counts[pool[i]] = 0
-    _commit(state, data, params, e, answer)
+                    _pool_push(counts, first, pool, ps, state.latest[e, p])
+            nbr = state.cursor[e]
+            if first_spawn and spawned == 0:
+                answer = -1
+            elif r >= CMC_MAX_ROUNDS:
+                answer = -3
+            else:
+                # ---- round r: decisions before probing ----
+                w0 = ps[0]
+                c = _pool_conf(table, ps)
+                warm = r >= warm_up
+                ema = (1.0 - ema_alpha) * ema + ema_alpha * c          # (1) pre-probe EMA
+                if nh < T_ema:
+                    hist[nh] = ema
+                    nh += 1
+                else:
+                    for i in range(T_ema - 1):
+                        hist[i] = hist[i + 1]
+                    hist[T_ema - 1] = ema
+                nq = 0
+                if warm and w0 >= 0:                                   # (2) abandonment
+                    alive = 0
+                    nc = 0
+                    for p in range(nbr):
+                        if flags[p] != 0:
+                            continue
+                        disagree[p] = disagree[p] + 1 if state.latest[e, p] != w0 else 0
+                        alive += 1
+                        if disagree[p] >= abandon_patience:
+                            live[nc] = p
+                            nc += 1
+                    k = alive - 2
+                    if k > nc:
+                        k = nc
+                    if k > 0:
+                        _sort_desc_stable(live, nc, disagree)
+                        for i in range(k):
+                            p = live[i]
+                            acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
+                            nq += 1
+                            flags[p] = 2
+                nl = 0                                                 # (3) depth allocation
+                for p in range(nbr):
+                    if flags[p] == 0:
+                        live[nl] = p
+                        nl += 1
+                _sort_desc_stable(live, nl, pcount)
+                for i in range(nl):
+                    p = live[i]
+                    steps = burst_aligned if (warm and w0 >= 0 and state.latest[e, p] == w0) else 1
+                    for _s in range(steps):
+                        acts[nq] = NUM_GLOBAL_ACTIONS + p
+                        nq += 1
+                first_spawn = False
+                phase = _PH_ROUND
+                continue
+        else:
+            # ---- round r: after probing (finishing events in execution order) ----
+            for j in range(nq):
+                a = acts[j]
+                if a >= NUM_GLOBAL_ACTIONS + M:
+                    continue                                           # an abandonment
+                p = a - NUM_GLOBAL_ACTIONS
+                if flags[p] != 0:
+                    continue                                           # finished earlier
+                if codes[j] == OK:
+                    pcount[p] += 1
+                    if (state.flags[e, p] & FINISHED) == 0:
+                        continue
+                flags[p] = 1
+                if state.latest[e, p] >= 0:
+                    _pool_push(counts, first, pool, ps, state.latest[e, p])
+            w1 = ps[0]                                                 # (4) post-probe EMA
+            c = _pool_conf(table, ps)
+            ema = (1.0 - ema_alpha) * ema + ema_alpha * c
+            hist[nh - 1] = ema
+            delta = hist[nh - 1] - hist[0] if nh >= 2 else 0.0
+            if warm and ps[3] >= min_complete and ema >= conf_thresh and delta >= -delta_slack:
+                answer = w1                                            # (5) stopping gate
+            else:
+                resolved = True                                        # (6) all resolved?
+                for p in range(nbr):
+                    if flags[p] == 0:
+                        resolved = False
+                        break
+                if resolved:
+                    answer = -3
+                else:
+                    nq = 0                                             # (7) widening
+                    half = warm_up // 2
+                    if half < 1:
+                        half = 1
+                    if (spawned < max_branch_use and spawned < CMC_MAX_BRANCH
+                            and delta <= trend_thresh and r >= half and ema < conf_thresh):
+                        cap = max_branch_use if max_branch_use < CMC_MAX_BRANCH else CMC_MAX_BRANCH
+                        k = cap - spawned
+                        if k > widen_burst:
+                            k = widen_burst
+                        for _k in range(k):
+                            acts[nq] = BRANCH
+                            nq += 1
+                    r += 1
+                    phase = _PH_SPAWN
+                    continue
+        if answer == -3:                                               # loop ended: final vote
+            answer = ps[0]
+            if answer < 0:
+                nl = 0
+                for p in range(nbr):
+                    if flags[p] != 2 and state.latest[e, p] >= 0:
+                        live[nl] = p
+                        nl += 1
+                answer = _majority_latest(state, e, live, nl, counts2)
+        for i in range(ps[3]):
+            counts[pool[i]] = 0
+        acts[0] = _commit_action(state, params, e, answer)
+        nq = 1
+        phase = _PH_DONE
 
 
 # ---------------------------------------------------------------------------------------------
 # whole-evaluation drivers (one worker's share of the tasks)
 # ---------------------------------------------------------------------------------------------
 
-@nb.njit(**_JIT)
+@nb.njit(inline="always", **_JIT)
 def _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps):
     out_answer[g, j] = state.answer[e]
     out_cost[g, j] = state.cost[e]
@@ -469,7 +540,8 @@ def _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps):
 
 @nb.njit(**_JIT)
 def rollout_asc(data, params, state, slot, worker, workers, table, questions, perms,
-                policy_params, iscratch, fscratch, out_answer, out_cost, out_correct, out_steps):
+                policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
+                out_steps):
     E = questions.shape[0]
     G = policy_params.shape[0]
     counts = iscratch[_COUNTS]
@@ -485,7 +557,8 @@ def rollout_asc(data, params, state, slot, worker, workers, table, questions, pe
 
 @nb.njit(**_JIT)
 def rollout_esc(data, params, state, slot, worker, workers, table, questions, perms,
-                policy_params, iscratch, fscratch, out_answer, out_cost, out_correct, out_steps):
+                policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
+                out_steps):
     E = questions.shape[0]
     G = policy_params.shape[0]
     counts = iscratch[_COUNTS]
@@ -501,42 +574,42 @@ def rollout_esc(data, params, state, slot, worker, workers, table, questions, pe
 
 @nb.njit(**_JIT)
 def rollout_parallel_probe(data, params, state, slot, worker, workers, table, questions, perms,
-                           policy_params, iscratch, fscratch, out_answer, out_cost, out_correct,
-                           out_steps):
+                           policy_params, iscratch, fscratch, acts, out_answer, out_cost,
+                           out_correct, out_steps):
     E = questions.shape[0]
     G = policy_params.shape[0]
     counts = iscratch[_COUNTS]
-    first = iscratch[_FIRST]
     fin = iscratch[_FIN]
     off = iscratch[_AUX]
     active = iscratch[_LIST]
+    codes = iscratch[_CODES]
     for t in range(worker, G * E, workers):
         g = t // E
         j = t - g * E
         reset_episode(state, slot, questions[j], perms[j])
         row = policy_params[g]
         episode_parallel_probe(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
-                               int(row[3]), int(row[4]), int(row[5]), counts, first, fin, off,
-                               active)
+                               int(row[3]), int(row[4]), int(row[5]), counts, fin, off, active,
+                               acts, codes)
         _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
 
 
 @nb.njit(**_JIT)
 def rollout_cmc(data, params, state, slot, worker, workers, table, questions, perms,
-                policy_params, iscratch, fscratch, out_answer, out_cost, out_correct, out_steps):
+                policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
+                out_steps):
     E = questions.shape[0]
     G = policy_params.shape[0]
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
     counts2 = iscratch[_COUNTS2]
-    first2 = iscratch[_FIRST2]
     flags = iscratch[_FIN]
     pcount = iscratch[_AUX]
     live = iscratch[_LIST]
     pool = iscratch[_POOL]
     disagree = iscratch[_DISAGREE]
     ps = iscratch[_PS]
-    hist = fscratch
+    codes = iscratch[_CODES]
     for t in range(worker, G * E, workers):
         g = t // E
         j = t - g * E
@@ -544,8 +617,8 @@ def rollout_cmc(data, params, state, slot, worker, workers, table, questions, pe
         row = policy_params[g]
         episode_cmc(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
                     int(row[3]), int(row[4]), row[5], row[6], row[7], int(row[8]), int(row[9]),
-                    row[10], int(row[11]), table, counts, first, counts2, first2, flags, pcount,
-                    disagree, live, pool, hist, ps)
+                    row[10], int(row[11]), table, counts, first, counts2, flags, pcount,
+                    disagree, live, pool, ps, fscratch, acts, codes)
         _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
 
 
@@ -583,9 +656,7 @@ def _bind_cache_to_sources(dispatchers) -> None:
             pass
 
 
-_bind_cache_to_sources([_commit, _majority_latest, _sort_desc_stable, _clear_counts, episode_asc,
-                        episode_esc, episode_parallel_probe, _pool_stats, episode_cmc, _record,
-                        *_ROLLOUTS.values()])
+_bind_cache_to_sources([_majority_latest, _sort_desc_stable, _clear_counts, *_ROLLOUTS.values()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -637,6 +708,24 @@ def _executor(n: int) -> ThreadPoolExecutor:
     return _POOL_EXECUTOR
 
 
+def positions_needed(kernel: str, policy_params: np.ndarray) -> int:
+    """The most branch positions any row of ``policy_params`` can open (asc: ``max_samples``; esc:
+    whole windows; parallel_probe: ``num_chains``; cmc: ``max(n_init, min(max_branch_use, 64))``)."""
+    pp = np.asarray(policy_params, np.float64)
+    if pp.shape[0] == 0:
+        return 1
+    if kernel == "asc":
+        need = pp[:, 0]
+    elif kernel == "esc":
+        w = np.maximum(pp[:, 1], 1)
+        need = np.floor(pp[:, 0] / w) * w
+    elif kernel == "parallel_probe":
+        need = pp[:, 0]
+    else:
+        need = np.maximum(pp[:, 0], np.minimum(pp[:, 1], CMC_MAX_BRANCH))
+    return max(1, int(need.max()))
+
+
 def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, Any]],
                  questions: np.ndarray, perms: np.ndarray, *, max_branches: int | None = None,
                  workers: int | None = None, conf_variant: str = "exact",
@@ -648,8 +737,10 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     dicts (protocol names, see :func:`tts_gym.policies.common.normalize_params`); or pass a ready
     ``policy_params`` array in the layout of :data:`POLICY_PARAM_NAMES` (``policy`` is then a kernel
     name: ``asc``, ``esc``, ``parallel_probe``, ``cmc``). ``max_branches`` (default: the width of
-    ``perms``) is the env's ``M``. ``workers``: threads (default :func:`default_workers`); results do
-    not depend on it. Returns ``{"answer", "cost", "correct", "steps"}``, arrays ``[G, E]``.
+    ``perms``) is the env's ``M``; the kernels run with ``min(M, positions_needed(...))``
+    positions, which changes nothing but the state to reset (no row can open more).
+    ``workers``: threads (default :func:`default_workers`); results do not depend on it.
+    Returns ``{"answer", "cost", "correct", "steps"}``, arrays ``[G, E]``.
     """
     if policy_params is None:
         kernel, policy_params = policy_param_rows(policy, params_list)
@@ -666,9 +757,12 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     if perms.ndim != 2 or perms.shape[0] != E:
         raise ValueError(f"perms must be [E, M] with E = {E}, got {perms.shape}")
     M = int(max_branches if max_branches is not None else perms.shape[1])
-    if M < 1 or perms.shape[1] < min(M, int(data.num_branches.max(initial=0))):
-        raise ValueError(f"perms has {perms.shape[1]} columns; max_branches={M} needs at least "
-                         f"min(M, N) of them")
+    if M < 1:
+        raise ValueError(f"max_branches must be >= 1, got {M}")
+    M = min(M, positions_needed(kernel, policy_params))
+    n_max = int(data.num_branches.max(initial=0))
+    if perms.shape[1] < min(M, n_max):
+        raise ValueError(f"perms has {perms.shape[1]} columns; {min(M, n_max)} positions are needed")
     G = policy_params.shape[0]
     out = {"answer": np.full((G, E), -1, np.int32), "cost": np.zeros((G, E), np.int64),
            "correct": np.zeros((G, E), np.bool_), "steps": np.zeros((G, E), np.int32)}
@@ -677,18 +771,28 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     W = int(workers if workers is not None else default_workers())
     W = max(1, min(W, G * E))
     A = int(max(1, int(data.num_answers.max(initial=1))))
-    H = max(1, int(policy_params[:, 4].max())) if kernel == "cmc" else 1
+    if kernel == "cmc":
+        H = max(1, int(policy_params[:, 4].max()))
+        burst = max(1, int(policy_params[:, 8].max()))
+        spawn = int(max(policy_params[:, 0].max(), policy_params[:, 9].max()))
+    elif kernel == "parallel_probe":
+        H, burst, spawn = 1, max(1, int(policy_params[:, 4].max())), int(policy_params[:, 0].max())
+    else:
+        H, burst, spawn = 1, 1, 1
+    Lq = M * (burst + 1) + max(spawn, 0) + 8
     state = make_state(W * _SLOT_STRIDE, M)
     params = reference_env_params(M)
     table = conf_table(conf_variant)
     rollout = _ROLLOUTS[kernel]
-    iscr = [np.zeros((_ISCRATCH_ROWS, max(A, M) + 16), np.int32) for _ in range(W)]
+    width = max(A, M, Lq) + 8
+    iscr = [np.zeros((_ISCRATCH_ROWS, width), np.int32) for _ in range(W)]
     fscr = [np.zeros(H + 8, np.float64) for _ in range(W)]
+    acts = [np.zeros(Lq, np.int64) for _ in range(W)]
 
     def work(w: int) -> None:
         rollout(data, params, state, w * _SLOT_STRIDE, w, W, table, questions, perms,
-                policy_params, iscr[w], fscr[w], out["answer"], out["cost"], out["correct"],
-                out["steps"])
+                policy_params, iscr[w], fscr[w], acts[w], out["answer"], out["cost"],
+                out["correct"], out["steps"])
 
     if W == 1:
         work(0)

@@ -1,0 +1,518 @@
+"""Controller discovery: the sandbox, the proposer client, the loop, the history and resume.
+
+The proposer is the real ``anthropic`` client pointed (``base_url``) at a loopback server that
+speaks the Messages API and replays recorded proposals (``tests/messages_api_server.py``): a good
+controller and controllers that raise, loop forever, exhaust memory, do not parse, take
+inadmissible actions, try to read the API key, and try to read the gold answers from disk.
+Limits are tiny (seconds) and seeds few, so the file runs in about a minute on two cores.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_REPLAY_DIR, shared_store
+from messages_api_server import MessagesAPIServer
+from tts_gym.discovery.history import RunDir, read_json, write_atomic
+from tts_gym.discovery.loop import DiscoveryConfig, run_discovery, select_best
+from tts_gym.discovery.prices import cost_usd, price_for
+from tts_gym.discovery.proposer import (
+    Proposer, ProposerConfig, build_prompt, extract_code, response_text, response_usage,
+)
+from tts_gym.discovery.sandbox import (
+    SandboxLimits, SearchSet, child_environment, evaluate_controller, load_controller_policy,
+    redact_store, run_unrestricted_probe,
+)
+from tts_gym.discovery.sandbox_worker import ControllerRejected, check_source
+
+REPO = Path(__file__).resolve().parents[1]
+CMC_FILE = REPO / "agents" / "controllers" / "cmc.py"
+SECRET = "sk-ant-test-SECRET-0123456789"
+STORE_FILE = SHARED_REPLAY_DIR / "Qwen3-1.7B" / "aime24.json"
+MODEL = "claude-sonnet-4-6"
+LIMITS = SandboxLimits(timeout_s=30, episode_timeout_s=2, memory_mb=400)
+
+
+def proposal(code: str, idea: str = "Here is the controller.") -> str:
+    return f"{idea}\n\n```python\n{code.strip()}\n```\n"
+
+
+GOOD = '''
+class Controller:
+    """Full reads until one answer leads by 3 votes, at most 2 + 14*beta branches."""
+
+    def __init__(self, beta):
+        self.max_reads = 2 + round(14 * beta)
+
+    def solve(self, question):
+        counts = {}
+        for _ in range(self.max_reads):
+            a = question.get_new_branch_final_answer()
+            if a is None:
+                break
+            counts[a] = counts.get(a, 0) + 1
+            ranked = sorted(counts.values(), reverse=True)
+            if ranked[0] - (ranked[1] if len(ranked) > 1 else 0) >= 3:
+                break
+        if not counts:
+            return None
+        return max(counts, key=counts.get)
+'''
+
+RAISES = '''
+class Controller:
+    def __init__(self, beta):
+        self.beta = beta
+
+    def solve(self, question):
+        answer, index, finished = question.probe_new()
+        return self.table[answer]
+'''
+
+LOOPS = '''
+class Controller:
+    def __init__(self, beta):
+        pass
+
+    def solve(self, question):
+        n = 0
+        while True:
+            try:
+                n += 1
+            except BaseException:
+                pass
+'''
+
+MEMORY = '''
+class Controller:
+    def __init__(self, beta):
+        pass
+
+    def solve(self, question):
+        hoard = []
+        while True:
+            hoard.append([0] * 5_000_000)
+'''
+
+SYNTAX = '''
+class Controller:
+    def __init__(self, beta)
+        self.beta = beta
+'''
+
+INADMISSIBLE = '''
+class Controller:
+    def __init__(self, beta):
+        pass
+
+    def solve(self, question):
+        answer, index, finished = question.probe_new()
+        try:
+            question.probe_more(index + 7)       # a branch that was never opened
+        except Exception:
+            pass                                 # swallowing it does not help
+        return answer
+'''
+
+KEY_IMPORT = '''
+import os
+
+class Controller:
+    def __init__(self, beta):
+        pass
+
+    def solve(self, question):
+        return os.environ.get("ANTHROPIC_API_KEY")
+'''
+
+# passes the static rules, tries every route it can think of, prints what it found and answers
+KEY_SNEAKY = '''
+import numpy as np
+import typing
+import functools
+
+class Controller:
+    def __init__(self, beta):
+        pass
+
+    def solve(self, question):
+        found = []
+        attempts = [
+            lambda: open("/proc/self/environ").read(),
+            lambda: np.fromfile("/proc/self/environ", dtype=np.uint8).tobytes(),
+            lambda: np.genfromtxt("/proc/1/environ"),
+            lambda: getattr(typing, "sys").modules["os"].environ["ANTHROPIC_API_KEY"],
+            lambda: getattr(question.probe_new, "__globals__")["os"].environ,
+            lambda: getattr(functools, "_os"),
+        ]
+        for attempt in attempts:
+            try:
+                found.append(str(attempt()))
+            except BaseException as exc:
+                found.append("blocked: " + type(exc).__name__)
+        print("key attempts:", found)
+        answer, index, finished = question.probe_new()
+        return answer
+'''
+
+GOLD_READER = f'''
+class Controller:
+    def __init__(self, beta):
+        pass
+
+    def solve(self, question):
+        with open({str(STORE_FILE)!r}) as fh:
+            data = fh.read()
+        answer, index, finished = question.probe_new()
+        return answer
+'''
+
+GOOD2 = GOOD.replace("14 * beta", "10 * beta").replace(">= 3", ">= 2")
+
+PROPOSALS = [
+    ("good", proposal(GOOD, "Adaptive full reads with a vote-margin stop.")),
+    ("raises", proposal(RAISES)),
+    ("loops", proposal(LOOPS)),
+    ("memory", proposal(MEMORY)),
+    ("syntax", proposal(SYNTAX)),
+    ("inadmissible", proposal(INADMISSIBLE)),
+    ("key_import", proposal(KEY_IMPORT)),
+    ("key_sneaky", proposal(KEY_SNEAKY)),
+    ("gold_reader", proposal(GOLD_READER)),
+    ("no_code", "I would rather not write code today."),
+]
+
+EXPECTED_FAILURE = {
+    "raises": ("exception", "AttributeError"),
+    "loops": ("timeout", "time limit"),
+    "memory": ("memory", "memory limit"),
+    "syntax": ("syntax", "SyntaxError"),
+    "inadmissible": ("inadmissible", "probe_more(7): position not opened"),
+    "key_import": ("rejected", "import of 'os' is not allowed"),
+    "gold_reader": ("exception", "NameError: name 'open' is not defined"),
+    "no_code": ("no_code", "no ```python code block"),
+}
+
+
+@pytest.fixture(scope="module")
+def store():
+    return shared_store("Qwen3-1.7B", "aime24")
+
+
+@pytest.fixture(scope="module")
+def search(store):
+    return SearchSet([store], seeds=[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# unit pieces
+# ------------------------------------------------------------------------------------------------
+
+def test_prices_and_usage():
+    assert price_for("claude-sonnet-4-5-20250929").input_per_mtok == 3.0
+    assert price_for("claude-haiku-4-5-20251001").output_per_mtok == 5.0
+    assert price_for("claude-opus-4-5").output_per_mtok == 25.0
+    assert price_for("claude-opus-4-20250514").input_per_mtok == 15.0
+    assert cost_usd(MODEL, 1_000_000, 100_000) == pytest.approx(3.0 + 1.5)
+    assert cost_usd("claude-unknown-9", 10, 10) is None
+    raw = {"content": [{"type": "thinking", "thinking": "..."}, {"type": "text", "text": "a"},
+                       {"type": "text", "text": "b"}], "usage": {"input_tokens": 7, "output_tokens": 3}}
+    assert response_text(raw) == "a\nb"
+    assert response_usage(raw)["input_tokens"] == 7
+
+
+def test_extract_code():
+    code, err = extract_code(proposal(GOOD))
+    assert err is None and "class Controller" in code
+    two = "```python\nx = 1\n```\ntext\n```python\nclass Controller:\n    pass\n```"
+    assert extract_code(two)[0].startswith("class Controller")
+    assert extract_code("no code")[1].startswith("the response contains no")
+    assert "max_tokens" in extract_code("```python\nclass Controller:\n", "max_tokens")[1]
+
+
+@pytest.mark.parametrize("src, needle", [
+    ("import os\nclass Controller: pass", "import of 'os'"),
+    ("import numpy.testing\nclass Controller: pass", "numpy.testing"),
+    ("from numpy import *\nclass Controller: pass", "import *"),
+    ("class Controller:\n    def f(self, q): return q.__class__", ".__class__"),
+    ("class Controller:\n    def f(self): return __builtins__", "__builtins__"),
+    ("class Controller:\n    def f(self, g): return g.gi_frame", ".gi_frame"),
+    ("class Controller:\n    def f(self): return '{0.x}'.format(self)", ".format"),
+    ("class Other: pass", "top-level class `Controller`"),
+])
+def test_static_rules(src, needle):
+    with pytest.raises(ControllerRejected, match=None) as exc:
+        check_source(src)
+    assert needle in str(exc.value)
+
+
+def test_static_rules_accept_ordinary_code():
+    check_source(CMC_FILE.read_text())
+    check_source(GOOD)
+    check_source("from __future__ import annotations\nfrom dataclasses import dataclass\n"
+                 "import numpy as np\nfrom collections import Counter\n"
+                 "class Controller:\n    __slots__ = ('b',)\n    def __init__(self, beta):\n"
+                 "        self.b = beta\n    def __repr__(self):\n        return type(self).__name__\n")
+
+
+def test_redacted_payload_has_no_gold(search):
+    red = search.redacted[0]
+    assert np.all(red.gold_ids == -1) and set(red.gold_answers) == {""} and set(red.questions) == {""}
+    full = search.stores[0]
+    assert np.array_equal(red.final_ids, full.final_ids) and red.answer_tables == full.answer_tables
+    payload = search.payload("x", [0.0])
+    for gold in set(full.gold_answers):
+        # gold strings may legitimately occur as revealed answers; the question text never does
+        pass
+    assert full.questions[0][:40].encode() not in payload
+    assert redact_store(full).attrs == {}
+
+
+# ------------------------------------------------------------------------------------------------
+# the sandbox
+# ------------------------------------------------------------------------------------------------
+
+def test_cmc_file_in_sandbox_matches_reference_fingerprints(store):
+    """agents/controllers/cmc.py through the sandbox + parent re-play reproduces the reference's
+    per-seed fingerprints (spec section 6: CMC b=0.5 seed 0: 21 correct, 7,900,547 tokens; b=1.0
+    seed 0: 22, 13,764,893)."""
+    search = SearchSet([store], seeds=[0])
+    ev = evaluate_controller(CMC_FILE.read_text(), search, betas=[0.5, 1.0],
+                             limits=SandboxLimits(timeout_s=120, episode_timeout_s=10))
+    assert ev.ok, ev.error
+    assert ev.point(0.5)["stores"][store.name]["correct"] == 21
+    assert ev.point(0.5)["stores"][store.name]["total_tokens"] == 7_900_547
+    assert ev.point(1.0)["stores"][store.name]["correct"] == 22
+    assert ev.point(1.0)["stores"][store.name]["total_tokens"] == 13_764_893
+    assert ev.monotone["ok"]
+    layers = ev.layers
+    assert layers["audit_hook"] == "on"
+    traces = ev.trace_summaries(search, 0.5, n=2)
+    assert traces.count("### ") == 2 and "branch 0" in traces
+
+
+def test_os_layers_without_the_python_rules(search, monkeypatch):
+    """Raw Python (full builtins) inside the locked-down child: no key in the environment, no
+    reading of /proc/*/environ, the store files, no writes, no sockets, no processes."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    monkeypatch.setenv("TTS_GYM_CANARY", "inherited")
+    monkeypatch.setenv("HOME", os.environ.get("HOME", "/root"))
+    probe = f'''
+import os, socket, subprocess
+R = {{"env": dict(os.environ)}}
+def attempt(name, f):
+    try:
+        R[name] = "OK " + str(f())[:300]
+    except BaseException as exc:
+        R[name] = "DENIED " + type(exc).__name__
+attempt("self_environ", lambda: open("/proc/self/environ", "rb").read())
+attempt("parent_environ", lambda: open("/proc/%d/environ" % os.getppid(), "rb").read())
+attempt("store", lambda: open({str(STORE_FILE)!r}).read(100))
+attempt("write", lambda: open("x.txt", "w").write("x"))
+attempt("socket", lambda: socket.socket().connect(("127.0.0.1", 9)))
+attempt("subprocess", lambda: subprocess.run(["true"]))
+attempt("system", lambda: os.system("true"))
+attempt("fork", lambda: os.fork())
+attempt("ctypes", lambda: __import__("ctypes").CDLL(None))
+attempt("gc", lambda: __import__("gc").get_objects())
+RESULT = R
+'''
+    res = run_unrestricted_probe(search, probe, LIMITS)
+    assert res.ok, (res.error, res.stderr)
+    r = res.header["probe"]
+    assert "ANTHROPIC_API_KEY" not in r["env"] and SECRET not in json.dumps(r)
+    # nothing is inherited: a canary variable of the parent and its usual variables are absent
+    # (imports inside the child may set a few variables of their own)
+    for k in ("TTS_GYM_CANARY", "HOME", "USER", "ANTHROPIC_BASE_URL"):
+        assert k not in r["env"], k
+    assert set(child_environment()) <= set(r["env"])
+    for name in ("self_environ", "parent_environ", "store", "write", "socket", "subprocess",
+                 "system", "fork", "ctypes", "gc"):
+        assert r[name].startswith("DENIED"), (name, r[name])
+    assert res.header["violations"], "the audit hook recorded the attempts"
+
+
+def test_wall_clock_limit_kills_the_process_group(search):
+    code = "class Controller:\n    def __init__(self, b): pass\n    def solve(self, q):\n" \
+           "        while True:\n            try:\n                while True: pass\n" \
+           "            except BaseException:\n                pass\n"
+    t = time.monotonic()
+    ev = evaluate_controller(code, search, betas=[0.0],
+                             limits=SandboxLimits(timeout_s=4, episode_timeout_s=1))
+    assert not ev.ok and ev.error_kind == "timeout" and "wall-clock" in ev.error
+    assert time.monotonic() - t < 15
+
+
+def test_load_controller_policy_matches_sandbox(store):
+    """The same file as an in-process Policy (``tts-gym eval --controller FILE``) gives the numbers
+    the sandbox gives (the reference fingerprint of CMC b=0.5, seed 0)."""
+    from tts_gym.rollout import evaluate_reference_python
+    policy = load_controller_policy(CMC_FILE, beta=0.5)
+    res = evaluate_reference_python(store, policy, seeds=[0])
+    assert (int(res.sumC), int(res.sumTT)) == (21, 7_900_547)
+
+
+# ------------------------------------------------------------------------------------------------
+# the loop, end to end, with the real anthropic client against the loopback server
+# ------------------------------------------------------------------------------------------------
+
+def small_config(**kw) -> DiscoveryConfig:
+    base = dict(model=MODEL, betas=(0.0, 1.0), select_beta=1.0, seeds=1, final_seeds=1,
+                models=("Qwen3-1.7B",), data=str(SHARED_REPLAY_DIR), baselines=False, jobs=2,
+                job_timeout_s=30, episode_timeout_s=2, memory_mb=400, max_retries=0)
+    base.update(kw)
+    return DiscoveryConfig(**base)
+
+
+def test_loop_records_every_failure_and_selects_the_good_controller(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    out = tmp_path / "run"
+    names = [n for n, _ in PROPOSALS]
+    with MessagesAPIServer([p for _, p in PROPOSALS]) as srv:
+        cfg = small_config(rounds=len(PROPOSALS))
+        proposer = Proposer(ProposerConfig(model=MODEL, base_url=srv.url, max_retries=0))
+        summary = run_discovery(cfg, out, proposer=proposer)
+        assert srv.count == len(PROPOSALS)
+        bodies = [json.dumps(b) for b in srv.requests]
+        assert all(k == SECRET for k in srv.api_keys)
+    run = RunDir(out)
+    assert run.finished_rounds() == list(range(len(PROPOSALS)))
+    by_name = {}
+    for r, name in enumerate(names):
+        d = run.round_dir(r)
+        for f in ("prompt.md", "request.json", "response.json", "usage.json", "scores.json",
+                  "traces.md", "round.json"):
+            assert (d / f).exists(), (name, f)
+        usage = read_json(d / "usage.json")
+        assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+        assert usage["usd"] == pytest.approx(cost_usd(MODEL, usage["input_tokens"], usage["output_tokens"]))
+        assert read_json(d / "round.json")["usd"] == pytest.approx(usage["usd"])
+        by_name[name] = read_json(d / "scores.json")
+    assert by_name["good"]["ok"] and by_name["key_sneaky"]["ok"]
+    for name, (kind, needle) in EXPECTED_FAILURE.items():
+        sc = by_name[name]
+        assert not sc["ok"] and sc["error_kind"] == kind and needle in sc["error"], (name, sc)
+    # the sneaky key reader found nothing: every route was blocked, and its printed report shows it
+    lines = [ln for ln in by_name["key_sneaky"]["stdout"].splitlines() if ln.startswith("key attempts")]
+    assert lines and all(ln.count("blocked:") == 6 for ln in lines), lines[:1]
+    # failures were fed back: the last prompt shows each earlier failure's message
+    last = bodies[-1]
+    for name in ("raises", "loops", "memory", "syntax", "inadmissible", "key_import", "gold_reader"):
+        assert json.dumps(EXPECTED_FAILURE[name][1])[1:-1] in last, name
+    assert "Execution traces" in last and "| beta |" in last
+    # the key appears nowhere: not in a prompt, not in any file of the run
+    assert not any(SECRET in b for b in bodies)
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert SECRET not in p.read_text(errors="replace"), p
+    # held-out data reached neither the proposer nor the search: only the final report has it
+    assert not any("aime25" in b or "hmmt25" in b for b in bodies)
+    best = summary["best"]
+    assert best["label"] == "Round 0"
+    assert (out / "best_controller.py").read_text() == extract_code(PROPOSALS[0][1])[0]
+    final = summary["final"]
+    assert final["search"]["ok"] and final["aime25"]["ok"] and final["hmmt25"]["ok"]
+    assert final["aime25"]["stores"] == ["Qwen3-1.7B/aime25"]
+    assert summary["usage"]["requests"] == len(PROPOSALS) and summary["usage"]["usd"] > 0
+
+
+def test_candidates_per_round_layout_and_selection(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    with MessagesAPIServer([proposal(GOOD), proposal(GOOD2)]) as srv:
+        cfg = small_config(rounds=1, candidates_per_round=2, heldout=False)
+        proposer = Proposer(ProposerConfig(model=MODEL, base_url=srv.url, max_retries=0))
+        summary = run_discovery(cfg, tmp_path / "run", proposer=proposer)
+        assert srv.count == 2
+    run = RunDir(tmp_path / "run", 2)
+    rd = run.round_dir(0)
+    assert (rd / "prompt.md").exists() and (rd / "round.json").exists()
+    for k in range(2):
+        assert (rd / f"cand_{k}" / "scores.json").exists() and (rd / f"cand_{k}" / "usage.json").exists()
+    recs = run.history(1)
+    assert select_best(recs, 1.0)["label"] == summary["best"]["label"]
+    assert read_json(rd / "round.json")["input_tokens"] == sum(
+        read_json(rd / f"cand_{k}" / "usage.json")["input_tokens"] for k in range(2))
+
+
+def test_prompt_budget_keeps_best_and_recent(tmp_path):
+    ok = {"ok": True, "stores": ["s"], "monotone": {"ok": True},
+          "per_beta": [{"beta": 0.5, "accuracy": 50.0, "tokens": 1000.0,
+                        "stores": {"s": {"accuracy": 50.0, "tokens": 1000.0}}}]}
+    hist = [{"label": f"Round {i}", "code": f"# code {i}\n" + "x = 1\n" * 400, "scores": ok,
+             "traces": "t" * 3000} for i in range(12)]
+    hist[2]["scores"] = json.loads(json.dumps(ok))
+    hist[2]["scores"]["per_beta"][0]["accuracy"] = 90.0
+    system, user = build_prompt(hist, search={"stores": ["s"], "seeds": 1, "betas": [0.5]},
+                                select_beta=0.5, max_chars=20_000)
+    assert len(user) <= 20_000 and "class Controller" in system
+    assert "# code 2" in user and "# code 11" in user and "# code 5" not in user
+    assert "Best so far: Round 2" in user
+
+
+def _cli(out, url, rounds, extra=()):
+    cmd = [sys.executable, "-c", "import sys; from tts_gym.cli import main; sys.exit(main())",
+           "discover", "--rounds", str(rounds), "--model", MODEL, "--out", str(out), "--seeds", "1",
+           "--betas", "0", "1", "--select-beta", "1", "--models", "Qwen3-1.7B",
+           "--data", str(SHARED_REPLAY_DIR), "--no-baselines", "--no-heldout", "--jobs", "2",
+           "--episode-timeout", "4", "--job-timeout", "30", "--memory-mb", "400",
+           "--base-url", url, "--max-retries", "0", "--quiet", *extra]
+    env = dict(os.environ, ANTHROPIC_API_KEY=SECRET)
+    return subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_kill_9_mid_round_then_resume(tmp_path):
+    """SIGKILL while round 1 is being evaluated (its response is saved); --resume finishes round 1
+    without a new request, leaves round 0 alone, and only asks for round 2."""
+    out = tmp_path / "run"
+    with MessagesAPIServer([proposal(GOOD), proposal(LOOPS), proposal(GOOD2)]) as srv:
+        proc = _cli(out, srv.url, 3)
+        resp1 = out / "round_0001" / "response.json"
+        deadline = time.monotonic() + 120
+        while not resp1.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "round 1 never got its response"
+            time.sleep(0.05)
+        assert not (out / "round_0001" / "round.json").exists()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert srv.count == 2
+        done0 = (out / "round_0000" / "round.json").read_bytes()
+        mtime0 = (out / "round_0000" / "scores.json").stat().st_mtime_ns
+        assert not (out / "round_0001" / "round.json").exists()
+
+        proc = _cli(out, srv.url, 3, ["--resume"])
+        stdout, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 0, stderr
+        assert srv.count == 3, "a paid request was repeated"
+    run = RunDir(out)
+    assert run.finished_rounds() == [0, 1, 2]
+    assert (out / "round_0000" / "round.json").read_bytes() == done0
+    assert (out / "round_0000" / "scores.json").stat().st_mtime_ns == mtime0
+    s1 = read_json(out / "round_0001" / "scores.json")
+    assert not s1["ok"] and s1["error_kind"] == "timeout"
+    assert read_json(out / "round_0002" / "scores.json")["ok"]
+    for r in range(3):
+        u = read_json(out / f"round_{r:04d}" / "usage.json")
+        assert u["input_tokens"] > 0 and u["usd"] > 0
+    assert "Best controller" in stderr
+    # a fresh run into the same directory without --resume is refused
+    proc = _cli(out, "http://127.0.0.1:9", 3)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "--resume" in err
+
+
+def test_atomic_write_replaces_whole_files(tmp_path):
+    p = tmp_path / "a" / "f.json"
+    write_atomic(p, "one")
+    write_atomic(p, "two")
+    assert p.read_text() == "two"
+    assert [q.name for q in p.parent.iterdir()] == ["f.json"]
