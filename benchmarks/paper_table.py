@@ -56,12 +56,6 @@ def csv_label(method: str, params: dict) -> str:
     return config_label(fam, params)
 
 
-def _printed(x: float) -> str:
-    """The CSV's accuracy format: rounded to 2 decimals, trailing zeros dropped."""
-    s = f"{round(x, 2):.2f}".rstrip("0").rstrip(".")
-    return s
-
-
 def parity_check(rows: list[dict]) -> tuple[list[str], int, int]:
     """Compare the AIME24 rows with the authors' CSV (and the spec's SC@64 target)."""
     from tts_gym.protocol import exact_accuracy
@@ -75,7 +69,7 @@ def parity_check(rows: list[dict]) -> tuple[list[str], int, int]:
                 problems.append(f"{ref['model']} {lab}: not evaluated")
                 continue
             checked += 1
-            acc = _printed(exact_accuracy(r["sum_correct"], r["episodes"]))
+            acc = str(exact_accuracy(r["sum_correct"], r["episodes"]))  # the CSV prints str(round(x, 2))
             tok = str(int(r["avg_tokens"]))
             if acc != ref["accuracy"] or tok != ref["avg_tokens"]:
                 problems.append(f"{ref['model']} {lab}: got {acc} / {tok}, reference "
@@ -222,14 +216,14 @@ def main(argv=None) -> int:
     eval_wall = time.perf_counter() - t1
     main_rows = [r for r in res.rows if r["label"] in MAIN_LABELS]
     main_md = main_table(main_rows, search="aime24")
-    console.print(main_md)
+    print(main_md)
     parity = parity_check(res.rows) if args.seeds == 100 else ([], 0, 0)
     if args.seeds == 100:
         problems, checked, bad = parity
         console.print(f"AIME24 parity: {checked - bad}/{checked} figures match the authors' results"
                       + ("" if not bad else ":\n  " + "\n  ".join(problems)))
     fr_md = frontier_table(res)
-    console.print(fr_md)
+    print(fr_md)
     args.out.mkdir(parents=True, exist_ok=True)
     res.to_json(args.out / "results.json")
     pngs = []

@@ -49,6 +49,20 @@ def test_info_json_statistics(shared_h5, capsys):
     assert round(r["pass_acc"] * 30) == 28  # gold among the finals for 28 of 30 questions
 
 
+def test_majority_statistic_matches_counter_over_finals(shared_replay_dir):
+    """majority@N: Counter.most_common over the finals in stored order (ties: earliest branch)."""
+    from collections import Counter
+
+    from tts_gym.datasets import summarize_store
+    from tts_gym.io import read_autotts_json
+    for b in BENCHMARKS:
+        path = shared_replay_dir / "Qwen3-0.6B" / f"{b}.json"
+        recs = json.loads(path.read_text())
+        want = sum(Counter(br[2] for br in r["each_branch"]).most_common(1)[0][0] == r["gold_answer"]
+                   for r in recs) / len(recs)
+        assert summarize_store(read_autotts_json(path))["majority_acc"] == pytest.approx(want, abs=1e-12)
+
+
 def test_info_reads_json_sources_too(shared_replay_dir, capsys):
     assert main(["data", "info", str(shared_replay_dir / "Qwen3-4B" / "aime25.json"), "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)

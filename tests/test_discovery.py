@@ -377,7 +377,7 @@ def test_loop_records_every_failure_and_selects_the_good_controller(tmp_path, mo
     out = tmp_path / "run"
     names = [n for n, _ in PROPOSALS]
     with MessagesAPIServer([p for _, p in PROPOSALS]) as srv:
-        cfg = small_config(rounds=len(PROPOSALS))
+        cfg = small_config(rounds=len(PROPOSALS), betas=(1.0,))
         proposer = Proposer(ProposerConfig(model=MODEL, base_url=srv.url, max_retries=0))
         summary = run_discovery(cfg, out, proposer=proposer)
         assert srv.count == len(PROPOSALS)
@@ -407,7 +407,7 @@ def test_loop_records_every_failure_and_selects_the_good_controller(tmp_path, mo
     last = bodies[-1]
     for name in ("raises", "loops", "memory", "syntax", "inadmissible", "key_import", "gold_reader"):
         assert json.dumps(EXPECTED_FAILURE[name][1])[1:-1] in last, name
-    assert "Execution traces" in last and "| beta |" in last
+    assert "Execution traces" in last and "| beta |" in last and "Token use is monotone" in last
     # the key appears nowhere: not in a prompt, not in any file of the run
     assert not any(SECRET in b for b in bodies)
     for p in out.rglob("*"):
@@ -460,9 +460,10 @@ def test_prompt_budget_keeps_best_and_recent(tmp_path):
 def _cli(out, url, rounds, extra=()):
     cmd = [sys.executable, "-c", "import sys; from tts_gym.cli import main; sys.exit(main())",
            "discover", "--rounds", str(rounds), "--model", MODEL, "--out", str(out), "--seeds", "1",
+           "--final-seeds", "1",
            "--betas", "0", "1", "--select-beta", "1", "--models", "Qwen3-1.7B",
            "--data", str(SHARED_REPLAY_DIR), "--no-baselines", "--no-heldout", "--jobs", "2",
-           "--episode-timeout", "4", "--job-timeout", "30", "--memory-mb", "400",
+           "--episode-timeout", "2", "--job-timeout", "30", "--memory-mb", "400",
            "--base-url", url, "--max-retries", "0", "--quiet", *extra]
     env = dict(os.environ, ANTHROPIC_API_KEY=SECRET)
     return subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
@@ -505,9 +506,11 @@ def test_kill_9_mid_round_then_resume(tmp_path):
         assert u["input_tokens"] > 0 and u["usd"] > 0
     assert "Best controller" in stderr
     # a fresh run into the same directory without --resume is refused
-    proc = _cli(out, "http://127.0.0.1:9", 3)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "--resume" in err
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_discovery(small_config(rounds=3), out)
+    # so is a resume with settings that define the run
+    with pytest.raises(ValueError, match="seeds"):
+        run_discovery(small_config(rounds=3, seeds=2), out, resume=True)
 
 
 def test_atomic_write_replaces_whole_files(tmp_path):
@@ -516,3 +519,12 @@ def test_atomic_write_replaces_whole_files(tmp_path):
     write_atomic(p, "two")
     assert p.read_text() == "two"
     assert [q.name for q in p.parent.iterdir()] == ["f.json"]
+
+
+def test_monotonicity_verdict():
+    from tts_gym.discovery.sandbox import _monotone_verdict
+    pts = [{"beta": b, "tokens": t, "stores": {"s": {"tokens": t}}} for b, t in
+           ((0.0, 100.0), (0.5, 300.0), (1.0, 200.0))]
+    v = _monotone_verdict(["s"], pts)
+    assert not v["ok"] and "s: tokens fall from 300 at beta=0.5 to 200 at beta=1" in v["violations"][0]
+    assert _monotone_verdict(["s"], pts[:2])["ok"]

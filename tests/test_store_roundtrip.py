@@ -29,7 +29,7 @@ def cli_h5(shared_replay_dir, tmp_path_factory):
 
 def test_all_12_stores_round_trip_exactly(cli_h5, shared_replay_dir):
     """Every answer string, token count, final answer, gold (and question, probe interval) of all 12."""
-    path, stores = cli_h5
+    _, stores = cli_h5
     assert list(stores) == sorted(ALL_KEYS)
     checked = 0
     for (model, bench), store in stores.items():
@@ -117,11 +117,13 @@ def test_file_layout_schema_chunks_compression(shared_h5):
         assert grp.attrs["schema_version"] == SCHEMA_VERSION
         assert grp.attrs["model"] == "Qwen3-8B" and grp.attrs["benchmark"] == "aime25"
         assert grp.attrs["pad_id"] == PAD_ID and grp.attrs["gold_absent"] == GOLD_ABSENT
-        for name in ("probe_ids", "num_probes", "branch_tokens", "final_ids", "answers"):
+        for name in ("probe_ids_ragged", "num_probes", "branch_tokens", "final_ids", "answers"):
             ds = grp[name]
             assert ds.chunks is not None and ds.compression == "gzip", name
-        assert grp["probe_ids"].dtype == np.int32 and grp["branch_tokens"].dtype == np.int64
-        assert grp["probe_ids"].fillvalue == PAD_ID
+        assert grp["probe_ids_ragged"].dtype == np.int32 and grp["branch_tokens"].dtype == np.int64
+        assert grp.attrs["probe_shape"].tolist() == [30, 128, 80]
+        assert grp["probe_ids_ragged"].shape == (int(grp["num_probes"][()].sum()),)
+        assert grp["final_ids"].fillvalue == PAD_ID
         assert h5py.check_string_dtype(grp["answers"].dtype).encoding == "utf-8"
         offsets = grp["answer_offsets"][()]
         assert offsets[0] == 0 and offsets[-1] == grp["answers"].shape[0]
@@ -146,6 +148,12 @@ def test_edge_cases_round_trip(tmp_path):
         save_stores(p, s, compression=comp)
         back = open_store(p)  # single store: names optional
         assert back.equals(s), comp
+    # a padded probe axis longer than any branch's probe list survives too
+    wide = np.full((2, 2, 6), PAD_ID, dtype=np.int32)
+    wide[:, :, :3] = s.probe_ids
+    s2 = ReplayStore(**{**s.__dict__, "probe_ids": wide})
+    save_stores(tmp_path / "wide.h5", s2)
+    assert open_store(tmp_path / "wide.h5").equals(s2) and open_store(tmp_path / "wide.h5").max_probes == 6
 
 
 def test_append_replace_and_atomicity(tmp_path):

@@ -173,7 +173,7 @@ def test_each_fault_has_its_own_clear_error(case, tmp_path, capsys):
 
 def test_messages_are_distinct_per_kind(tmp_path):
     kinds = {}
-    for i, (case, (kind, mutate, *_)) in enumerate(CASES.items()):
+    for i, (kind, mutate, *_) in enumerate(CASES.values()):
         path = _write_case(tmp_path / str(i), mutate)
         with pytest.raises(StoreFormatError) as err:
             read_autotts_json(path)

@@ -134,7 +134,8 @@ def summarize_store(store: ReplayStore) -> dict[str, Any]:
     """Summary statistics of a store (vectorised).
 
     ``majority_acc``: share of questions whose majority final answer over all branches equals the
-    gold (ties broken by the lower answer id, i.e. first occurrence); ``pass_acc``: share whose gold is
+    gold (ties go to the answer whose first vote comes from the earliest stored branch, as
+    ``collections.Counter.most_common`` over the finals in stored order); ``pass_acc``: share whose gold is
     among the final answers; ``gold_anywhere``: share whose gold appears in any probe or final;
     ``branch_acc``: share of correct branches; ``distinct_finals``/``distinct_answers``: mean distinct
     final answers / all answers (probes too) per question; ``first_final_depth``: mean 1-based probe
@@ -151,9 +152,9 @@ def summarize_store(store: ReplayStore) -> dict[str, Any]:
     sizes = np.array([len(t) for t in store.answer_tables], dtype=np.int64)
     A = int(sizes.max()) if Q else 1
     key = qidx * A + fin[real]
-    uk, cnt = np.unique(key, return_counts=True)
+    uk, first_b, cnt = np.unique(key, return_index=True, return_counts=True)
     uq, uid = uk // A, uk % A
-    o = np.lexsort((uid, -cnt, uq))
+    o = np.lexsort((first_b, -cnt, uq))  # most votes; ties: the answer of the earliest branch
     head = np.ones(len(o), dtype=bool)
     head[1:] = uq[o][1:] != uq[o][:-1]
     maj_id = np.full(Q, -2, dtype=np.int64)

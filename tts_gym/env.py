@@ -442,6 +442,22 @@ def _core_step(core, action):
             state.cursor[0])
 
 
+def refresh_numba_cache(dispatchers, dependencies) -> None:
+    """Drop the on-disk numba cache of ``dispatchers`` if a module they call into changed since.
+
+    numba keys a cached function on its own source file only; a wrapper cached here embeds the
+    kernels of :mod:`tts_gym.kernels` / :mod:`tts_gym.observation` it calls, and would silently keep
+    stale copies after those files change. Called at import, before first use."""
+    try:
+        newest = max(os.stat(getattr(m, "__file__", m)).st_mtime for m in dependencies)
+        for d in dispatchers:
+            index = Path(d._cache._cache_file._index_path)
+            if index.exists() and index.stat().st_mtime < newest:
+                index.unlink()
+    except Exception:  # pragma: no cover - unusual cache locations, read-only installs
+        pass
+
+
 def compiled_entry(dispatcher, *args):
     """Call ``dispatcher(*args)`` once (compiling or loading it from the cache) and return the compiled
     entry point for exactly these argument types. Calling the entry point skips numba's per-call type
@@ -456,6 +472,14 @@ def compiled_entry(dispatcher, *args):
     except Exception:  # pragma: no cover - numba internals changed
         pass
     return dispatcher
+
+
+import tts_gym.actions as _actions_mod  # noqa: E402
+import tts_gym.kernels as _kernels_mod  # noqa: E402
+import tts_gym.observation as _observation_mod  # noqa: E402
+
+KERNEL_MODULES = (_actions_mod, _kernels_mod, _observation_mod)
+refresh_numba_cache([_make_core, _core_reset, _core_step], KERNEL_MODULES)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ Per-position features (``positions[p, j]``; rows of unopened positions are zero 
 ====  ===================  ======================================================================
  0    ``opened``           1 if position ``p`` has been opened (``BRANCH`` or ``SAMPLE``)
  1    ``live``             1 if opened, not finished and not pruned (it can still be advanced)
- 2    ``finished``         1 if its trajectory is complete (final answer reached)
+ 2    ``finished``         1 if its trajectory is complete (end of the branch reached)
  3    ``pruned``           1 if ``PRUNE(p)`` was taken
  4    ``sampled``          1 if it was opened by ``SAMPLE`` (full read, final answer only)
  5    ``available``        1 if not opened yet but openable (``p < min(M, N_q)``)
@@ -37,7 +37,10 @@ Per-position features (``positions[p, j]``; rows of unopened positions are zero 
 11    ``agrees_top2``      1 if its latest answer is the runner-up answer (in the pool)
 12    ``stability``        ``min(stable, H) / H``: ``stable`` = consecutive reveals that repeated its
                            current answer (1 = just changed); ``H = stability_horizon`` (10)
-13    ``finished_share``   share of the finished answers equal to its latest answer (0 if none)
+13    ``finished_share``   share of the finished answers equal to its latest answer (0 if none);
+                           the *finished answers* are the revealed final answers of finished
+                           unpruned positions (in unfused mode a finished position may not have
+                           revealed its final answer yet)
 14    ``fresh``            1 if it revealed an answer at the last step
 ====  ===================  ======================================================================
 
@@ -61,7 +64,7 @@ Global features (``globals[j]``):
 11    ``confidence``       Beta-majority confidence of the finished answers:
                            ``conf(t1, t2) = P[Binomial(t1 + t2 + 1, 1/2) <= t1]`` (0 if ``t1 = 0``),
                            ``t1``/``t2`` = counts of the two most frequent finished answers
-12    ``finished_top1``    ``t1 /`` finished positions (0 if none)
+12    ``finished_top1``    ``t1 /`` number of finished answers (0 if none)
 13    ``cost_weight``      the episode's ``gamma`` (reward = 1{correct} - gamma * cost / token_scale);
                            bounded by the largest ``gamma`` the env can draw (at least 1)
 14    ``steps``            ``min(1, steps / step_scale)``: actions applied so far; ``step_scale`` =
@@ -195,7 +198,8 @@ def observe_episode(state, data, params, oparams, conf, gamma, e, pos, glob, scr
     fcnt = scratch[1]
     # pass 1: vote counts over the pool, finished counts, flag counts
     pool = 0
-    nfin = 0
+    nfin = 0      # finished positions
+    nfinal = 0    # ... whose final answer has been revealed (the "finished answers")
     nlive = 0
     npruned = 0
     for p in range(n):
@@ -211,8 +215,9 @@ def observe_episode(state, data, params, oparams, conf, gamma, e, pos, glob, scr
         if a >= 0:
             pool += 1
             cnt[a] += 1
-            if f & FINISHED:
+            if (f & FINISHED) and state.revealed_depth[e, p] == state.depth[e, p]:
                 fcnt[a] += 1
+                nfinal += 1
     # pass 2: plurality / runner-up (first-occurrence tie rule) and finished top-2 counts.
     # A processed answer's count is negated to mark it seen.
     b1, c1, b2, c2, distinct = -1, 0, -1, 0, 0
@@ -237,7 +242,7 @@ def observe_episode(state, data, params, oparams, conf, gamma, e, pos, glob, scr
             elif fc > t2:
                 t2 = fc
     inv_pool = 1.0 / pool if pool > 0 else 0.0
-    inv_fin = 1.0 / nfin if nfin > 0 else 0.0
+    inv_fin = 1.0 / nfinal if nfinal > 0 else 0.0
     inv_h = 1.0 / oparams.stability_horizon
     inv_depth = 1.0 / oparams.depth_scale
     last = state.steps[e] - 1

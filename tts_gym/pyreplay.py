@@ -245,7 +245,8 @@ class PyEpisode:
         ranked = sorted(counts, key=lambda a: -counts[a])  # stable: first occurrence breaks ties
         top1 = ranked[0] if ranked else None
         top2 = ranked[1] if len(ranked) > 1 else None
-        fin = [p.latest for p in opened if p.finished and not p.pruned]
+        fin = [p.latest for p in opened  # revealed final answers of finished positions
+               if p.finished and not p.pruned and p.latest is not None and p.revealed_depth == p.depth]
         fcounts: dict[str, int] = {}
         for a in fin:
             fcounts[a] = fcounts.get(a, 0) + 1

@@ -176,11 +176,14 @@ def render_rgb(state, setup, e: int = 0, *, ended: bool = False, question=None, 
                 img[p, j] = colour[a]
             elif a == UNREVEALED:
                 img[p, j] = UNREVEALED_COLOUR
-    width = min(16.0, max(7.0, 3.5 + 0.11 * D))
-    height = min(14.0, max(4.5, 1.8 + 0.16 * rows))
+    legend_in = 3.3  # inches kept free on the right for the legend
+    grid_in = min(12.0, max(4.5, 0.12 * D + 1.0))
+    width = grid_in + legend_in
+    height = min(14.0, max(4.8, 1.9 + 0.17 * rows))
     fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes([0.07, 0.1, 0.62, 0.78])
+    left = 0.75 / width
+    ax = fig.add_axes([left, 0.1, (grid_in - 0.9) / width, 0.76])
     ax.imshow(img, aspect="auto", interpolation="nearest", extent=(0, D, rows, 0))
     ax.set_xlabel(f"depth (intervals of {int(setup.data.probe_interval[s['question']])} tokens)")
     ax.set_ylabel("branch position (opening order)")
@@ -198,9 +201,12 @@ def render_rgb(state, setup, e: int = 0, *, ended: bool = False, question=None, 
                 ax.add_patch(Rectangle((j + 0.08, p + 0.08), 0.84, 0.84, fill=False, edgecolor="gold", lw=1.8))
     ax.set_xlim(0, D + 0.4)
     ax.set_ylim(rows, 0)
+    step = max(1, rows // 16)
+    ax.set_yticks(np.arange(0, rows, step) + 0.5)
+    ax.set_yticklabels([str(p) for p in range(0, rows, step)])
     if n == 0:
         ax.text(D / 2, 0.5, "no branch opened", ha="center", va="center")
-    title = (f"{s['store']} #{s['store_question']}"
+    title = (f"{s['store']} question {s['store_question']}"
              + (f", shuffle seed {shuffle_seed}" if shuffle_seed is not None and shuffle_seed >= 0 else "")
              + f" | opened {s['cursor']}/{s['M']} | cost {s['cost']:,} tokens | step {s['steps']}")
     if ended:
@@ -215,7 +221,7 @@ def render_rgb(state, setup, e: int = 0, *, ended: bool = False, question=None, 
         is_gold = ended and a == gold_id
         handles.append(Patch(facecolor=np.array(colour[a]) / 255.0,
                              edgecolor="gold" if is_gold else "none", linewidth=2.5 if is_gold else 0,
-                             label=f"{_label(k)}  {_short(tab[a])}  ({votes.get(a, 0)} votes)"
+                             label=f"{_label(k)}  {_short(tab[a], 14)}  ({votes.get(a, 0)})"
                                    + ("  = GOLD" if is_gold else "")))
     if len(clusters) > 16:
         handles.append(Patch(facecolor=np.array(OTHER_COLOUR) / 255.0, label=f"{len(clusters) - 16} more answers"))
@@ -223,8 +229,9 @@ def render_rgb(state, setup, e: int = 0, *, ended: bool = False, question=None, 
                          label="advanced, not revealed"))
     handles.append(Patch(facecolor="black", label="| finished"))
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="xx", label="pruned"))
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.71, 0.88), fontsize=8,
-               title="answer clusters (latest votes)", title_fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=((grid_in - 0.05) / width, 0.88),
+               fontsize=8, title="answer clusters (votes of latest answers)", title_fontsize=8,
+               frameon=False)
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
     return np.ascontiguousarray(rgba[..., :3])

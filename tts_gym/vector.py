@@ -50,7 +50,7 @@ from numba.core import types as nbt
 from numba.experimental import structref
 
 from tts_gym.actions import describe, num_actions
-from tts_gym.env import ReplaySetup, compiled_entry
+from tts_gym.env import KERNEL_MODULES, ReplaySetup, compiled_entry, refresh_numba_cache
 from tts_gym.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, FINISHED, OK,
                              action_mask_batch, check_action, is_correct, make_state, reset_batch,
                              step_episode)
@@ -196,6 +196,10 @@ def _vec_core_reset(core, questions, perms, ids):
 @nb.njit(cache=True, nogil=True)
 def _vec_core_mask(core):
     action_mask_batch(core.state, core.data, core.params, core.mask)
+
+
+refresh_numba_cache([vec_step, _make_vec_core, _vec_core_step, _vec_core_reset, _vec_core_mask],
+                    KERNEL_MODULES)
 
 
 def _autoreset_mode(mode) -> AutoresetMode:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -114,16 +115,26 @@ class Proposer:
     the SDK's default (which honours ``$ANTHROPIC_BASE_URL``)."""
 
     def __init__(self, config: ProposerConfig, api_key: str | None = None) -> None:
-        import anthropic
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise MissingAPIKey("set ANTHROPIC_API_KEY (the proposer calls the Anthropic Messages API)")
         self.config = config
-        kwargs: dict[str, Any] = {"api_key": key, "timeout": config.timeout_s,
-                                  "max_retries": config.max_retries}
+        self._kwargs: dict[str, Any] = {"api_key": key, "timeout": config.timeout_s,
+                                        "max_retries": config.max_retries}
         if config.base_url:
-            kwargs["base_url"] = config.base_url
-        self.client = anthropic.Anthropic(**kwargs)
+            self._kwargs["base_url"] = config.base_url
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        """The ``anthropic.Anthropic`` client, created on first use (the SDK takes seconds to
+        import; a resumed run whose responses are all saved never needs it)."""
+        with self._lock:
+            if self._client is None:
+                import anthropic
+                self._client = anthropic.Anthropic(**self._kwargs)
+            return self._client
 
     def request_params(self, system: str, user: str) -> dict:
         """Exactly what :meth:`request` sends (saved next to the prompt, reused on resume)."""

@@ -338,10 +338,38 @@ def run_job(search: SearchSet, code: str, betas: Sequence[float], limits: Sandbo
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         kind, msg = _describe_exit(rc, stderr, limits) if rc != 0 else ("crash", f"bad result: {exc}")
         return JobResult(False, kind, msg, returncode=rc, stderr=stderr, wall_s=wall)
-    ok = bool(header.get("ok"))
-    return JobResult(ok, None if ok else str(header.get("error_kind") or "error"),
-                     None if ok else str(header.get("error") or "unknown error"),
+    header = _sanitize_header(header, limits)
+    ok = header["ok"]
+    return JobResult(ok, None if ok else header["error_kind"] or "error",
+                     None if ok else header["error"] or "unknown error",
                      header=header, arrays=arrays, returncode=rc, stderr=stderr, wall_s=wall)
+
+
+def _clip(x, n: int) -> str:
+    s = x if isinstance(x, str) else ("" if x is None else str(x))
+    return s if len(s) <= n else s[:n] + " [...]"
+
+
+def _sanitize_header(h: dict, limits: SandboxLimits) -> dict:
+    """Keep only known fields of the untrusted header, with plain types and bounded sizes."""
+    fe = h.get("failed_episode")
+    layers = h.get("layers")
+    probe = h.get("probe")
+    return {
+        "ok": h.get("ok") is True,
+        "error_kind": _clip(h.get("error_kind"), 40) or None,
+        "error": _clip(h.get("error"), 20_000) or None,
+        "failed_episode": ({k: (v if isinstance(v, (int, float)) else _clip(v, 200))
+                            for k, v in list(fe.items())[:8]} if isinstance(fe, dict) else None),
+        "layers": ({_clip(k, 40): _clip(v, 200) if not isinstance(v, bool) else v
+                    for k, v in list(layers.items())[:12]} if isinstance(layers, dict) else {}),
+        "stdout": _clip(h.get("stdout"), limits.print_cap + 100),
+        "seconds": h.get("seconds") if isinstance(h.get("seconds"), (int, float)) else None,
+        "violations": [_clip(v, 300) for v in (h.get("violations") or [])[:20]]
+                      if isinstance(h.get("violations"), list) else [],
+        # the unrestricted test probe's module-level RESULT (tests only), size-bounded
+        "probe": probe if isinstance(probe, dict) and len(json.dumps(probe)) < 200_000 else None,
+    }
 
 
 def run_unrestricted_probe(search: SearchSet, source: str, limits: SandboxLimits) -> JobResult:
@@ -580,6 +608,12 @@ def summarize_episode(search: SearchSet, ep: dict, e: int, beta: float, why: str
         head += f"the correct answer is {gold_label}.\n"
     head += (f"committed: {labels.get(committed, '-') if committed is not None and committed >= 0 else 'None'}"
              f"{' (correct)' if ok else ''}\n")
+    tally: dict = {}
+    for p in sorted(seqs):
+        tally[seqs[p][-1]] = tally.get(seqs[p][-1], 0) + 1
+    top = sorted(tally.items(), key=lambda kv: -kv[1])[:8]
+    head += ("latest answer per opened branch at the end: "
+             + ", ".join(f"{k}x{v}" for k, v in top) + (" ..." if len(tally) > 8 else "") + "\n")
     lines = []
     for p in sorted(seqs):
         s = seqs[p]
@@ -593,8 +627,11 @@ def summarize_episode(search: SearchSet, ep: dict, e: int, beta: float, why: str
             prev, cnt = x, 1
         fin = bool(state.flags[0, p] & K.FINISHED) if kinds[p] == "probed" else True
         status = "finished" if fin else "stopped"
+        seq = " ".join(runs)
+        if len(seq) > 160:
+            seq = seq[:160].rsplit(" ", 1)[0] + " ..."
         lines.append(f"  branch {p} (opened at call {opened_at[p]}, {kinds[p]}, {len(s)} answers, "
-                     f"{status}, {int(state.ledger[0, p]):,} tokens): {' '.join(runs)}")
+                     f"{status}, {int(state.ledger[0, p]):,} tokens): {seq}")
     body = "\n".join(lines)
     text = head + body
     if len(text) > max_chars:

@@ -417,8 +417,7 @@ def make_question(rq, on_violation):
 def describe_answer_problem(answer) -> str:
     """Why ``solve``'s return value cannot be committed (for the failure message)."""
     if not isinstance(answer, str):
-        return (f"solve() must return an answer string or None, got {type(answer).__name__} "
-                f"{_short_repr(answer)}")
+        return f"solve() must return an answer string or None, got {type(answer).__name__}"
     return (f"solve() returned {_short_repr(answer)}, which is not the latest revealed answer of "
             f"any opened branch (return one of the branches' latest answers, or None)")
 
@@ -942,6 +941,8 @@ def run(payload: dict, config: dict, layers: dict, out_fd: int) -> None:  # noqa
                     if err_kind is None and sticky:
                         err_kind = "timeout" if "time limit" in sticky[0] else "inadmissible"
                         err = sticky[0] + " (the controller caught the error and went on)"
+                    if err_kind is None and isinstance(answer, str) and type(answer) is not str:
+                        answer = str.__str__(answer)  # no str-subclass code after solve()
                     if err_kind is None:
                         action, unmapped = answer_string_action(view, answer)
                         if unmapped:

@@ -273,7 +273,7 @@ class Traces:
     length: np.ndarray        # int64 [G, E]
     questions: np.ndarray     # int32 [E]
     gold_ids: np.ndarray      # int32 [E] gold id of each episode's question
-    max_branches: int
+    max_branches: int         # M of the action layout the episodes ran with
     labels: tuple = ()
     shape: tuple = ()         # episode axes, e.g. (R, J) of the protocol
 
@@ -388,12 +388,14 @@ def record_traces(data: K.ReplayData, kernel: str, policy_params: np.ndarray, qu
     out = traced_run_compiled(factory)(data, kernel, [], questions, perms, max_branches=max_branches,
                                        workers=1, conf_variant=conf_variant,
                                        policy_params=policy_params)
+    M_used = int(max_branches)
     if holder:
         st = holder[0]
         buf, length = st.trace, st.trace_len
+        M_used = int(st.order.shape[1])   # the kernels may run with fewer positions than asked
     else:
         buf = np.zeros((G * E, int(max_steps), NUM_FIELDS), np.int64)
         length = np.zeros(G * E, np.int64)
     tr = Traces(buf.reshape(G, E, int(max_steps), NUM_FIELDS), length.reshape(G, E), questions,
-                np.asarray(data.gold_ids)[questions], int(max_branches), tuple(labels), tuple(shape))
+                np.asarray(data.gold_ids)[questions], M_used, tuple(labels), tuple(shape))
     return tr, out

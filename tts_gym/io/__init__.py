@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 from tts_gym.io.autotts import StoreFormatError, import_autotts, read_autotts_json, validate_records
+from tts_gym.io.fetch import FetchError, fetch_autotts
 from tts_gym.io.hdf5 import (SCHEMA_VERSION, StoreNotFoundError, list_stores, load_stores, open_store,
                              save_stores)
 
 __all__ = [
     "StoreFormatError", "StoreNotFoundError", "SCHEMA_VERSION",
     "import_autotts", "read_autotts_json", "validate_records",
-    "open_store", "list_stores", "load_stores", "save_stores",
+    "open_store", "list_stores", "load_stores", "save_stores", "FetchError", "fetch_autotts",
 ]

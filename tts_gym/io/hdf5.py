@@ -234,14 +234,21 @@ def _open(path: str | os.PathLike):
 
 
 def _store_keys(f, path) -> list[tuple[str, str]]:
+    """``(model, benchmark)`` of every store group (``/<model>/<benchmark>`` with ``kind`` set), sorted."""
     keys = []
     for model, mgrp in f.items():
         if not hasattr(mgrp, "items"):
             continue
         for bench, grp in mgrp.items():
-            if hasattr(grp, "attrs") and grp.attrs.get("kind") == STORE_KIND:
-                keys.append((str(grp.attrs["model"]), str(grp.attrs["benchmark"])))
+            if grp.attrs.get("kind") == STORE_KIND:
+                keys.append((model, bench))
     return sorted(keys)
+
+
+def _is_store(f, model: str, benchmark: str) -> bool:
+    mgrp = f.get(model) if "/" not in model else None
+    grp = mgrp.get(benchmark) if hasattr(mgrp, "get") and "/" not in benchmark else None
+    return grp is not None and grp.attrs.get("kind") == STORE_KIND
 
 
 def _read_strings(ds) -> tuple[str, ...]:
@@ -329,7 +336,10 @@ def open_store(path: str | os.PathLike, model: str | None = None, benchmark: str
     :class:`StoreFormatError`. ``validate`` runs :meth:`ReplayStore.validate` on the loaded tensors.
     """
     with _open(path) as f:
-        key = _select(_store_keys(f, path), model, benchmark, str(path))
+        if model is not None and benchmark is not None and _is_store(f, model, benchmark):
+            key = (model, benchmark)  # direct hit: no need to list the file
+        else:
+            key = _select(_store_keys(f, path), model, benchmark, str(path))
         return _read_store(f, key[0], key[1], path, validate)
 
 

@@ -40,6 +40,10 @@ import numpy as np
 from tts_gym import actions as A
 from tts_gym import kernels as K
 
+_OPENED = int(K.OPENED)
+_FINISHED = int(K.FINISHED)
+_LIVE_MASK = int(K.OPENED | K.FINISHED | K.PRUNED)
+
 __all__ = [
     "Policy", "ScriptedPolicy", "SB3Policy", "RandomMaskedPolicy", "action_mask",
     "answer_action", "PolicyError", "as_policy",
@@ -207,6 +211,11 @@ class ScriptedPolicy(Policy):
             self._gen.close()
         self._view = view
         self._M = view.max_branches
+        self._limit = view.branch_limit
+        # live read-only views of this episode's arrays (they follow every step; cached once per
+        # episode because the view's properties build a fresh numpy view on each access)
+        self._latest = view.latest
+        self._flags = view.flags
         self._gen = self.script(view)
         self._started = False
 
@@ -230,34 +239,37 @@ class ScriptedPolicy(Policy):
         return a
 
     # -- reference operations ----------------------------------------------------------------------
+    # (``view`` must be the episode's view passed to ``reset``; positions < cursor are exactly the
+    # OPENED ones, so one flags test covers "opened, unfinished, unpruned")
+
     def open(self, view):
         """``probe_new``: BRANCH; ``(answer_id, position, finished)`` or ``None`` when no position
         is left."""
         p = view.cursor
-        if p >= view.branch_limit:
+        if p >= self._limit:
             return None
         yield A.BRANCH
-        return int(view.latest[p]), p, view.is_finished(p)
+        return int(self._latest[p]), p, bool(self._flags[p] & _FINISHED)
 
     def advance(self, view, i: int):
         """``probe_more(i)``: CONTINUE(i); ``(answer_id, finished)`` or ``None`` when position ``i``
-        is not an opened, live, unfinished position."""
-        if not (0 <= i < view.cursor) or view.is_finished(i) or view.is_pruned(i):
+        is not an opened, unfinished, unpruned position."""
+        if not 0 <= i < self._M or (self._flags[i] & _LIVE_MASK) != _OPENED:
             return None
         yield A.NUM_GLOBAL_ACTIONS + i
-        return int(view.latest[i]), view.is_finished(i)
+        return int(self._latest[i]), bool(self._flags[i] & _FINISHED)
 
     def full_read(self, view):
         """``get_new_branch_final_answer``: SAMPLE; the final answer id or ``None``."""
         p = view.cursor
-        if p >= view.branch_limit:
+        if p >= self._limit:
             return None
         yield A.SAMPLE
-        return int(view.latest[p])
+        return int(self._latest[p])
 
     def prune(self, view, i: int):
         """Zero-cost ``PRUNE(i)`` (skipped when not admissible, e.g. finished positions)."""
-        if 0 <= i < view.cursor and not view.is_finished(i) and not view.is_pruned(i):
+        if 0 <= i < self._M and (self._flags[i] & _LIVE_MASK) == _OPENED:
             yield A.NUM_GLOBAL_ACTIONS + 2 * self._M + i
         return None
 

@@ -1,0 +1,173 @@
+"""Evaluate a trained agent on the held-out stores next to the AutoTTS baselines.
+
+    python agents/evaluate_agent.py --agent maskable_ppo_aime24 --seeds 10 \
+        --gammas 0.001 0.002 0.005 0.01 0.02 0.05
+
+* The agent is a tts_gym Policy (tts_gym.rl.AgentPolicy, one per gamma) played through
+  tts_gym.evaluate's Python episode loop, under the reference protocol (questions x reference shuffle
+  seeds 0..S-1) on Qwen3-{0.6B,1.7B,4B,8B} x {AIME25, HMMT25}.
+* The baselines (SC@64, ASC@64, ESC@64, Parallel-Probe@64, CMC beta=0.5/1.0, and their sweeps for the
+  curves) run on the same episodes through the compiled path (tts_gym.protocol.evaluate_compiled);
+  the script checks that tts_gym.evaluate reproduces them bit for bit on those episodes.
+* Writes docs/rl_results.md (tables) and docs/img/rl_curve.png (accuracy vs tokens).
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import tts_gym
+from tts_gym.evaluation.evaluate import MAIN_TABLE_CONFIGS, Sweep, config_label, main_table
+from tts_gym.protocol import evaluate_compiled, evaluate_grid_compiled
+from tts_gym.rl import load_agent_policy, set_torch_threads, training_stores
+from tts_gym.rl.train import MODELS, default_data_dir
+
+HELD_OUT = ("aime25", "hmmt25")
+SWEEPS = {"SC": ("sc", [{"max_samples": n} for n in (1, 2, 4, 8, 16, 32, 64)]),
+          "ASC": ("asc", [{"max_samples": n, "threshold": 0.95} for n in (4, 8, 16, 32, 64)]),
+          "ESC": ("esc", [{"max_samples": n, "window_size": 8} for n in (16, 32, 64)]),
+          "Parallel-Probe": ("parallel_probe", [{"num_chains": n} for n in (4, 8, 16, 32, 64)]),
+          "CMC": ("cmc", [{"beta": b} for b in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)])}
+
+
+def avg(rows, label):
+    sel = [r for r in rows if r["label"] == label]
+    return float(np.mean([r["accuracy"] for r in sel])), float(np.mean([r["avg_tokens"] for r in sel]))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agent", default="maskable_ppo_aime24", help="agent name (agents/trained) or path")
+    p.add_argument("--data", default=None)
+    p.add_argument("--seeds", type=int, default=10, help="reference shuffle seeds 0..S-1 (the AutoTTS protocol uses 100)")
+    p.add_argument("--gammas", type=float, nargs="+", default=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05])
+    p.add_argument("--out", default="docs/rl_results.md")
+    p.add_argument("--plot", default="docs/img/rl_curve.png")
+    p.add_argument("--json", default=None, help="also write the rows as JSON")
+    args = p.parse_args(argv)
+    set_torch_threads(1)
+    t0 = time.perf_counter()
+
+    data = args.data or default_data_dir()
+    stores = [s for b in HELD_OUT for s in training_stores(data, MODELS, b)]
+    seeds = list(range(args.seeds))
+    base = load_agent_policy(args.agent)
+    cfg = base.config
+
+    # baselines + the agent on identical episodes, through tts_gym.evaluate
+    rl_labels = [f"RL γ={g:g}" for g in args.gammas]
+    policies = [(fam, params) for fam, params in MAIN_TABLE_CONFIGS]
+    policies.append(Sweep(lambda gamma: base.with_gamma(gamma), name="rl", grid={"gamma": args.gammas},
+                          labels=rl_labels))
+    res = tts_gym.evaluate(policies, stores=stores, seeds=seeds, progress=True)
+    rows = res.rows
+    # the compiled reference path gives the same baseline numbers on the same episodes
+    for fam, params in MAIN_TABLE_CONFIGS:
+        label = config_label(fam, params)
+        for st, r in zip(stores, evaluate_compiled(stores, fam, params, seeds=seeds)):
+            row = res.row(label, st)
+            assert (row["sum_correct"], row["sum_tokens"]) == (r.sumC, r.sumTT), (label, st.name)
+    # baseline sweeps for the curves (compiled)
+    curves = {}
+    for name, (fam, grid) in SWEEPS.items():
+        out = evaluate_grid_compiled(stores, fam, grid, seeds=seeds)
+        curves[name] = [(float(np.mean([x.avg_tokens for x in r])), float(np.mean([x.accuracy for x in r])))
+                        for r in out]
+    curves["RL agent (γ sweep)"] = [avg(rows, lab)[::-1] for lab in rl_labels]
+    base_full = {}   # 100-seed reference numbers of the two CMC rows, for context
+    for fam, params in (("cmc", {"beta": 0.5}), ("cmc", {"beta": 1.0})):
+        r = evaluate_compiled(stores, fam, params)
+        base_full[config_label(fam, params)] = (float(np.mean([x.accuracy for x in r])),
+                                                float(np.mean([x.avg_tokens for x in r])))
+    wall = time.perf_counter() - t0
+
+    write_report(args, cfg, rows, rl_labels, base_full, wall)
+    plot(args.plot, curves, rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+    print(Path(args.out).read_text())
+
+
+def write_report(args, cfg, rows, rl_labels, base_full, wall):
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    cmc_acc, cmc_tok = avg(rows, "CMC β=0.5")
+    lines = [
+        "# RL agent vs AutoTTS baselines on the held-out stores",
+        "",
+        f"Agent `{cfg.get('name')}` ({cfg.get('algo')}, max_branches={cfg.get('max_branches')}, "
+        f"{cfg.get('timesteps_done', 0):,} env steps on {', '.join(cfg.get('stores', []))}; "
+        f"gamma drawn log-uniformly from {cfg.get('gamma_range')} per episode). Reproduce the agent with:",
+        "",
+        f"    {cfg.get('command')}",
+        "",
+        f"and this page with `python agents/evaluate_agent.py --agent {args.agent} --seeds {args.seeds} "
+        f"--gammas {' '.join(f'{g:g}' for g in args.gammas)}`.",
+        "",
+        f"**Episodes.** Reference protocol with shuffle seeds 0..{args.seeds - 1} ({args.seeds} of the "
+        f"AutoTTS protocol's 100, because the agent is played through the Python evaluation loop) x "
+        f"30 questions per store, on Qwen3-0.6B/1.7B/4B/8B x AIME25/HMMT25 (never seen in training). "
+        f"Every row, baselines included, is computed on exactly these episodes (the baselines through "
+        f"`tts_gym.evaluate` and `tts_gym.protocol.evaluate_compiled`, which agree bit for bit). "
+        f"`RL γ=g` is the single trained agent with its cost weight input set to g "
+        f"(reward = 1{{correct}} − g · tokens / 100k).",
+        "",
+        "## Averaged over the 8 held-out stores",
+        "",
+        "| configuration | accuracy % | tokens / question | vs CMC β=0.5 |",
+        "|---|---:|---:|---|",
+    ]
+    for lab in labels:
+        a, t = avg(rows, lab)
+        if lab == "CMC β=0.5":
+            verdict = "—"
+        else:
+            better_acc, cheaper = a >= cmc_acc, t <= cmc_tok
+            verdict = ("**dominates**" if better_acc and cheaper else
+                       "more accurate, costlier" if better_acc else
+                       "cheaper, less accurate" if cheaper else "dominated")
+        lines.append(f"| {lab} | {a:.2f} | {t / 1000:,.1f}k | {verdict} |")
+    ok = [lab for lab in rl_labels if avg(rows, lab)[0] >= cmc_acc and avg(rows, lab)[1] <= cmc_tok]
+    lines += ["", ("**Goal met:** " + ", ".join(ok) + f" reach ≥ {cmc_acc:.2f} % at ≤ {cmc_tok / 1000:.1f}k tokens "
+                   "(CMC β=0.5 on these episodes).") if ok else
+              f"**Goal not met:** no RL operating point reaches CMC β=0.5's {cmc_acc:.2f} % at ≤ "
+              f"{cmc_tok / 1000:.1f}k tokens per question on these episodes (see the curve and the notes).", ""]
+    if base_full:
+        lines += ["For reference, with all 100 seeds: " + "; ".join(
+            f"{k} {a:.2f} % at {t / 1000:.1f}k" for k, (a, t) in base_full.items()) + ".", ""]
+    lines += ["## Per model (accuracy %, tokens per question)", "",
+              main_table(rows, search="aime24", benchmarks=list(HELD_OUT)), "",
+              "![accuracy vs tokens](img/rl_curve.png)", "",
+              f"Evaluation wall time: {wall / 60:.1f} min on the shared 2-core machine.", ""]
+    notes = cfg.get("notes")
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines))
+
+
+def plot(path, curves, rows):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, pts in curves.items():
+        pts = sorted(pts)
+        x, y = [t / 1000 for t, _ in pts], [a for _, a in pts]
+        rl = name.startswith("RL")
+        ax.plot(x, y, "o-" if not rl else "s-", lw=2.5 if rl else 1.3, ms=6 if rl else 4, label=name,
+                color="black" if rl else None, zorder=5 if rl else 2)
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens per question (thousands, log scale)")
+    ax.set_ylabel("accuracy % (mean of 8 held-out stores)")
+    ax.set_title("Held-out AIME25 + HMMT25, Qwen3 0.6B–8B")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+
+
+if __name__ == "__main__":
+    main()

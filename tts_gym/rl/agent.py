@@ -1,0 +1,244 @@
+"""Trained RL agents as :class:`tts_gym.policies.Policy` objects, and where they are stored.
+
+An agent is two files: ``<name>.zip`` (the stable-baselines3 / sb3-contrib model) and ``<name>.json``
+(its exact configuration: algorithm, ``max_branches``, the observation normalisers of its training env,
+the gamma range, the training arguments, and the one command that reproduces it).
+
+:class:`AgentPolicy` plays an agent at a fixed cost weight ``gamma`` (its operating point; the RL
+analogue of CMC's beta) through **any** reference-semantics env: at every step it rebuilds the
+observation the agent was trained on from the episode's :class:`~tts_gym.view.EpisodeView` with the
+env's own observation kernel, but with the agent's ``max_branches``, its training normalisers and its
+``gamma`` -- so the env's ``max_branches`` (128 under ``tts_gym.evaluate``'s reference protocol), its
+``cost_weight`` and the evaluation stores do not change what the agent sees. Actions are mapped back
+from the agent's layout (``4 + 4 * M_agent``) to the env's. The gold answer is never read.
+
+::
+
+    from tts_gym.rl import load_agent_policy
+    pol = load_agent_policy("maskable_ppo_aime24", gamma=0.02)
+    tts_gym.evaluate(pol, stores="Qwen3-8B/aime25", seeds=range(10))
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from tts_gym import actions as A
+from tts_gym.kernels import EnvParams, action_mask_episode
+from tts_gym.observation import ObsParams, confidence_table, make_scratch, observe_episode
+from tts_gym.policies.base import Policy, PolicyError
+
+__all__ = ["AgentPolicy", "load_agent_policy", "load_agent", "save_agent", "agent_dirs",
+           "resolve_agent", "obs_params_dict", "AGENTS_ENV"]
+
+AGENTS_ENV = "TTS_GYM_AGENTS"
+
+
+def agent_dirs() -> list[Path]:
+    """Where agents are looked up by name: ``$TTS_GYM_AGENTS`` (``os.pathsep``-separated), then
+    ``agents/trained`` of the source checkout, then ``./agents/trained``."""
+    out = [Path(p).expanduser() for p in os.environ.get(AGENTS_ENV, "").split(os.pathsep) if p]
+    out.append(Path(__file__).resolve().parents[2] / "agents" / "trained")
+    out.append(Path.cwd() / "agents" / "trained")
+    return out
+
+
+def resolve_agent(name_or_path) -> tuple[Path, Path]:
+    """``(zip, json)`` of an agent given by name (see :func:`agent_dirs`) or path (with or without
+    ``.zip``)."""
+    p = Path(os.fspath(name_or_path)).expanduser()
+    cands = [p] if p.suffix in (".zip", ".json") or p.parent != Path(".") or p.exists() else []
+    cands += [d / p.name for d in agent_dirs()]
+    for c in cands:
+        base = c.with_suffix("") if c.suffix in (".zip", ".json") else c
+        z, j = base.with_name(base.name + ".zip"), base.with_name(base.name + ".json")
+        if z.is_file():
+            return z, j
+    raise FileNotFoundError(f"no agent {str(name_or_path)!r} (looked in {[str(d) for d in agent_dirs()]})")
+
+
+def obs_params_dict(oparams: ObsParams) -> dict:
+    return {k: float(v) for k, v in oparams._asdict().items()}
+
+
+def save_agent(model, path, config: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write ``<path>.zip`` and ``<path>.json``; ``config`` must hold ``algo``, ``max_branches`` and
+    ``obs_params`` (see :func:`tts_gym.rl.train.agent_config`)."""
+    base = Path(os.fspath(path))
+    if base.suffix == ".zip":
+        base = base.with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(base) + ".zip")
+    with open(str(base) + ".json", "w") as fh:
+        json.dump(dict(config), fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+    return Path(str(base) + ".zip"), Path(str(base) + ".json")
+
+
+def _algo_class(name: str):
+    name = str(name)
+    if name == "MaskablePPO":
+        from sb3_contrib import MaskablePPO
+        return MaskablePPO
+    import stable_baselines3 as sb3
+    if hasattr(sb3, name):
+        return getattr(sb3, name)
+    import sb3_contrib
+    return getattr(sb3_contrib, name)
+
+
+def load_agent(name_or_path) -> tuple[Any, dict]:
+    """``(model, config)`` of a stored agent (CPU)."""
+    z, j = resolve_agent(name_or_path)
+    config = json.loads(j.read_text()) if j.is_file() else {}
+    algo = _algo_class(config.get("algo", "MaskablePPO"))
+    model = algo.load(str(z), device="cpu")
+    return model, config
+
+
+class AgentPolicy(Policy):
+    """A trained agent at cost weight ``gamma`` (see the module docstring).
+
+    ``model``: an SB3 model; ``config``: its json config (``max_branches``, ``obs_params``,
+    ``default_gamma``). ``deterministic``: argmax of the masked logits (default) or sampling
+    (seeded by ``seed``). :meth:`act` needs the view (every evaluator passes it);
+    :meth:`predict` (SB3 signature) works on observations of an env with the agent's own
+    ``max_branches`` and overrides their ``gamma`` entry."""
+
+    requires_view = False
+
+    def __init__(self, model, config: Mapping[str, Any] | None = None, gamma: float | None = None,
+                 deterministic: bool = True, name: str | None = None, seed: int | None = 0):
+        config = dict(config or {})
+        M = int(config.get("max_branches", model.observation_space["positions"].shape[0]))
+        if gamma is None:
+            gamma = float(config.get("default_gamma", 0.01))
+        self.agent_name = name or config.get("name", "agent")
+        super().__init__(agent=self.agent_name, gamma=float(gamma))
+        self.name = "rl"
+        self.model = model
+        self.config = config
+        self.gamma = float(gamma)
+        self.deterministic = bool(deterministic)
+        self.M = M
+        op = config.get("obs_params")
+        if op is None:
+            raise ValueError("agent config lacks 'obs_params' (the training env's observation normalisers)")
+        self.oparams = ObsParams(**{k: float(op[k]) for k in ObsParams._fields})
+        self.params_agent = EnvParams(max_branches=M, fused=True, probe_cost=0, token_budget=0)
+        self.conf = confidence_table()
+        self.rng = np.random.default_rng(seed)
+        self._data = None
+        self._scratch = None
+        self._buffers: dict[int, tuple] = {}
+        import torch as th
+        self._th = th
+        self._policy = model.policy
+        self._policy.set_training_mode(False)
+
+    # -- episode protocol ----------------------------------------------------------------------------
+    def reset(self, view) -> None:
+        if view is None:
+            return
+        if not view._params.fused:
+            raise PolicyError("RL agents are trained in fused mode (advancing reveals the answer)")
+        if view._data is not self._data:
+            self._data = view._data
+            self._scratch = make_scratch(view._data)
+
+    def _buffers_for(self, e: int):
+        b = self._buffers.get(e)
+        if b is None:
+            from tts_gym.observation import make_buffers
+            pos, glob = make_buffers(e + 1, self.M)
+            mask = np.zeros(A.num_actions(self.M), np.bool_)
+            b = self._buffers[e] = (pos, glob, mask)
+        return b
+
+    def observe(self, view):
+        """The agent's observation and its action mask (agent layout) for the episode of ``view``."""
+        if view._data is not self._data:
+            self.reset(view)
+        e = view._e
+        pos, glob, mask = self._buffers_for(e)
+        observe_episode(view._state, view._data, self.params_agent, self.oparams, self.conf, self.gamma,
+                        e, pos, glob, self._scratch, True)
+        action_mask_episode(view._state, view._data, self.params_agent, e, mask)
+        return pos[e], glob[e], mask
+
+    def _logits(self, positions: np.ndarray, globals_: np.ndarray) -> np.ndarray:
+        th = self._th
+        with th.no_grad():
+            obs = {"positions": th.as_tensor(positions, dtype=th.float32).reshape(-1, self.M, positions.shape[-1]),
+                   "globals": th.as_tensor(globals_, dtype=th.float32).reshape(-1, globals_.shape[-1])}
+            pol = self._policy
+            if hasattr(pol, "mlp_extractor"):            # actor-critic: the actor's logits
+                feats = pol.extract_features(obs, pol.pi_features_extractor)
+                return pol.action_net(pol.mlp_extractor.forward_actor(feats)).numpy()
+            if hasattr(pol, "q_net"):                    # DQN: Q-values
+                return pol.q_net(obs).numpy()
+            raise TypeError(f"unsupported SB3 policy {type(pol).__name__}")
+
+    def _choose(self, logits: np.ndarray, mask: np.ndarray, deterministic: bool) -> np.ndarray:
+        z = np.where(mask, logits.astype(np.float64), -np.inf)
+        if not deterministic:   # sample from softmax(z) by the Gumbel-max trick (vectorised)
+            z = z - np.log(-np.log(self.rng.random(z.shape)))
+        return z.argmax(axis=-1)
+
+    def to_env_action(self, a: int, env_max_branches: int) -> int:
+        """Agent action id -> the same action in an env with ``env_max_branches`` positions."""
+        a = int(a)
+        if a < A.NUM_GLOBAL_ACTIONS:
+            return a
+        kind, i = divmod(a - A.NUM_GLOBAL_ACTIONS, self.M)
+        return A.NUM_GLOBAL_ACTIONS + kind * int(env_max_branches) + i
+
+    def act(self, observation, view) -> int:
+        if view is None:
+            return self.predict_one(observation, None, self.deterministic)
+        pos, glob, mask = self.observe(view)
+        a = int(self._choose(self._logits(pos, glob), mask, self.deterministic)[0])
+        return self.to_env_action(a, view.max_branches)
+
+    def predict_one(self, observation, mask, deterministic: bool) -> int:
+        a, _ = self.predict(observation, action_masks=mask, deterministic=deterministic)
+        return int(np.asarray(a).reshape(-1)[0])
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
+                action_masks=None):
+        """SB3 ``predict`` on observations of an env with the agent's ``max_branches``; the
+        observation's gamma entry is replaced by this policy's ``gamma``."""
+        from tts_gym.observation import G_COST_WEIGHT
+        pos = np.asarray(observation["positions"], np.float32)
+        glob = np.array(observation["globals"], np.float32)
+        if pos.shape[-2] != self.M:
+            raise PolicyError(f"agent has max_branches={self.M}, observation has {pos.shape[-2]} positions; "
+                              f"use act(obs, view) (the evaluators do) for other envs")
+        single = glob.ndim == 1
+        glob = glob.reshape(-1, glob.shape[-1])
+        glob[:, G_COST_WEIGHT] = self.gamma
+        logits = self._logits(pos, glob)
+        mask = np.ones_like(logits, dtype=bool) if action_masks is None else \
+            np.asarray(action_masks, bool).reshape(logits.shape)
+        acts = self._choose(logits, mask, deterministic)
+        return (acts[0] if single else acts), state
+
+    def with_gamma(self, gamma: float) -> "AgentPolicy":
+        """The same agent at another operating point (shares the model)."""
+        return AgentPolicy(self.model, self.config, gamma=gamma, deterministic=self.deterministic,
+                           name=self.agent_name)
+
+    def __repr__(self) -> str:
+        return f"AgentPolicy({self.agent_name!r}, gamma={self.gamma:g})"
+
+
+def load_agent_policy(name_or_path, gamma: float | None = None, deterministic: bool = True) -> AgentPolicy:
+    """A stored agent (by name, e.g. ``"maskable_ppo_aime24"``, or path) as a :class:`Policy` at cost
+    weight ``gamma`` (default: the config's ``default_gamma``)."""
+    model, config = load_agent(name_or_path)
+    name = config.get("name") or Path(os.fspath(name_or_path)).stem
+    return AgentPolicy(model, config, gamma=gamma, deterministic=deterministic, name=name)
