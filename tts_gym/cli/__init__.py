@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "collect",
     "evaluate_cmds",
     "discover",
+    "eval",
 ]
 
 

@@ -116,6 +116,17 @@ class RunDir:
     def exists(self) -> bool:
         return self.config_path.exists()
 
+    def remove_stale_temp_files(self) -> int:
+        """Delete temporary files left by an interrupted :func:`write_atomic` (resume only)."""
+        n = 0
+        for p in self.root.rglob(".*.tmp"):
+            try:
+                p.unlink()
+                n += 1
+            except OSError:
+                pass
+        return n
+
     def round_done(self, r: int) -> bool:
         return (self.round_dir(r) / ROUND_DONE).exists()
 

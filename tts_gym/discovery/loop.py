@@ -216,6 +216,7 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
             raise ValueError("cannot resume with different settings: " + ", ".join(
                 f"{k} (run: {saved.get(k)!r}, now: {cfg.to_json().get(k)!r})" for k in diff))
         elapsed_before = float(saved.get("_elapsed_s", 0.0))
+        run.remove_stale_temp_files()
     else:
         elapsed_before = 0.0
     write_json(run.config_path, dict(cfg.to_json(), _elapsed_s=elapsed_before))

@@ -679,6 +679,9 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
                                     + (f"\n    {exc.text.rstrip()}" if exc.text else ""))
     except ControllerRejected as exc:
         return ControllerEvaluation(False, betas, names, "rejected", str(exc))
+    except (RecursionError, MemoryError, ValueError) as exc:
+        return ControllerEvaluation(False, betas, names, "rejected",
+                                    f"the source cannot be parsed: {type(exc).__name__}: {exc}")
     cancel = threading.Event()
     own = executor is None
     pool = executor or ThreadPoolExecutor(max_workers=min(len(betas) * len(parts), os.cpu_count() or 1))
@@ -801,6 +804,8 @@ def check_controller_source(source: str) -> str | None:
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
     except ControllerRejected as exc:
         return str(exc)
+    except (RecursionError, MemoryError, ValueError) as exc:
+        return f"the source cannot be parsed: {type(exc).__name__}: {exc}"
     return None
 
 

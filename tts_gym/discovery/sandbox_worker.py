@@ -835,6 +835,9 @@ def run(payload: dict, config: dict, layers: dict, out_fd: int) -> None:  # noqa
     except ControllerRejected as exc:
         result.update(error_kind="rejected", error=str(exc))
         return finish()
+    except (RecursionError, MemoryError, ValueError) as exc:
+        result.update(error_kind="rejected", error=f"the source cannot be parsed: {exc}")
+        return finish()
     linecache.cache[CONTROLLER_FILENAME] = (len(source), None, source.splitlines(True),
                                             CONTROLLER_FILENAME)
 
