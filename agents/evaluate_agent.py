@@ -43,6 +43,7 @@ def main(argv=None):
     p.add_argument("--data", default=None)
     p.add_argument("--seeds", type=int, default=10, help="reference shuffle seeds 0..S-1 (the AutoTTS protocol uses 100)")
     p.add_argument("--gammas", type=float, nargs="+", default=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05])
+    p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling the trained policy")
     p.add_argument("--out", default="docs/rl_results.md")
     p.add_argument("--plot", default="docs/img/rl_curve.png")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
@@ -53,7 +54,7 @@ def main(argv=None):
     data = args.data or default_data_dir()
     stores = [s for b in HELD_OUT for s in training_stores(data, MODELS, b)]
     seeds = list(range(args.seeds))
-    base = load_agent_policy(args.agent)
+    base = load_agent_policy(args.agent, deterministic=args.greedy, seed=0)
     cfg = base.config
 
     # baselines + the agent on identical episodes, through tts_gym.evaluate
@@ -103,7 +104,7 @@ def write_report(args, cfg, rows, rl_labels, base_full, wall):
         f"    {cfg.get('command')}",
         "",
         f"and this page with `python agents/evaluate_agent.py --agent {args.agent} --seeds {args.seeds} "
-        f"--gammas {' '.join(f'{g:g}' for g in args.gammas)}`.",
+        f"--gammas {' '.join(f'{g:g}' for g in args.gammas)}{' --greedy' if args.greedy else ''}`.",
         "",
         f"**Episodes.** Reference protocol with shuffle seeds 0..{args.seeds - 1} ({args.seeds} of the "
         f"AutoTTS protocol's 100, because the agent is played through the Python evaluation loop) x "
@@ -111,7 +112,10 @@ def write_report(args, cfg, rows, rl_labels, base_full, wall):
         f"Every row, baselines included, is computed on exactly these episodes (the baselines through "
         f"`tts_gym.evaluate` and `tts_gym.protocol.evaluate_compiled`, which agree bit for bit). "
         f"`RL γ=g` is the single trained agent with its cost weight input set to g "
-        f"(reward = 1{{correct}} − g · tokens / 100k).",
+        f"(reward = 1{{correct}} − g · tokens / 100k), "
+        + ("acting greedily." if args.greedy else
+           "sampling its actions from the trained stochastic policy (generator seeded with 0; "
+           "greedy argmax play is degenerate for this agent: it never stops before reading every branch)."),
         "",
         "## Averaged over the 8 held-out stores",
         "",

@@ -112,7 +112,7 @@ def bench_single(env_kwargs: dict, width: int, seconds: float) -> dict:
     ctl.reset(env.unwrapped.episode.branch_limit)
     steps = episodes = 0
     t_end = time.perf_counter() + seconds
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     while True:
         for _ in range(1000):
             a = ctl.act()
@@ -126,8 +126,8 @@ def bench_single(env_kwargs: dict, width: int, seconds: float) -> dict:
                 ctl.observe(a, info)
         if time.perf_counter() >= t_end:
             break
-    dt = time.perf_counter() - t0
-    return {"steps_per_s": steps / dt, "steps": steps, "episodes": episodes}
+    dt, ct = time.perf_counter() - t0, time.process_time() - c0
+    return {"steps_per_s": steps / dt, "cpu_steps_per_s": steps / ct, "steps": steps, "episodes": episodes}
 
 
 def bench_vector(env_kwargs: dict, num_envs: int, width: int, seconds: float, copy: bool) -> dict:
@@ -143,7 +143,7 @@ def bench_vector(env_kwargs: dict, num_envs: int, width: int, seconds: float, co
     steps = calls = ended = 0
     t_policy = 0.0
     t_end = time.perf_counter() + seconds
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     while True:
         tp = time.perf_counter()
         round_robin_batch(state, width, rr, actions)
@@ -154,11 +154,11 @@ def bench_vector(env_kwargs: dict, num_envs: int, width: int, seconds: float, co
         ended += int(np.count_nonzero(term | trunc))
         if calls % 8 == 0 and time.perf_counter() >= t_end:
             break
-    dt = time.perf_counter() - t0
+    dt, ct = time.perf_counter() - t0, time.process_time() - c0
     # with NEXT_STEP autoreset the step after an ending is a reset, not a transition
     steps -= ended
-    return {"steps_per_s": steps / dt, "steps": steps, "calls": calls, "policy_share": t_policy / dt,
-            "env_only_steps_per_s": steps / max(dt - t_policy, 1e-9)}
+    return {"steps_per_s": steps / dt, "cpu_steps_per_s": steps / ct, "steps": steps, "calls": calls,
+            "policy_share": t_policy / dt, "env_only_steps_per_s": steps / max(dt - t_policy, 1e-9)}
 
 
 def bench_python(store, M: int, width: int, seconds: float, observe: bool) -> dict:
@@ -175,7 +175,7 @@ def bench_python(store, M: int, width: int, seconds: float, observe: bool) -> di
     reset()
     steps = 0
     t_end = time.perf_counter() + seconds
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     while time.perf_counter() < t_end:
         for _ in range(50):
             a = ctl.act()
@@ -185,8 +185,8 @@ def bench_python(store, M: int, width: int, seconds: float, observe: bool) -> di
                 reset()
             else:
                 ctl.observe(a, info)
-    dt = time.perf_counter() - t0
-    return {"steps_per_s": steps / dt, "steps": steps}
+    dt, ct = time.perf_counter() - t0, time.process_time() - c0
+    return {"steps_per_s": steps / dt, "cpu_steps_per_s": steps / ct, "steps": steps}
 
 
 def main(argv=None) -> dict:
@@ -216,23 +216,26 @@ def main(argv=None) -> dict:
     py_noobs = bench_python(store, args.max_branches, args.width, args.seconds / 2, observe=False)
     single = bench_single(kw, args.width, args.seconds)
     res["python"], res["python_no_obs"], res["single"] = py, py_noobs, single
-    base = py["steps_per_s"]
-    rows = [("pure Python (pyreplay, with observation)", base, None, None),
-            ("pure Python (pyreplay, no observation)", py_noobs["steps_per_s"], None, None),
-            ("single env, gymnasium.make", single["steps_per_s"], None, None)]
+    base, cbase = py["steps_per_s"], py["cpu_steps_per_s"]
+    rows = [("pure Python (pyreplay, with observation)", py, None),
+            ("pure Python (pyreplay, no observation)", py_noobs, None),
+            ("single env, gymnasium.make", single, None)]
     for E in args.num_envs:
         v = bench_vector(kw, E, args.width, args.seconds, copy=True)
         vn = bench_vector(kw, E, args.width, args.seconds, copy=False)
         res[f"vector_{E}"], res[f"vector_{E}_nocopy"] = v, vn
-        rows.append((f"vector env E={E} (copy=True)", v["steps_per_s"], v["env_only_steps_per_s"], v["policy_share"]))
-        rows.append((f"vector env E={E} (copy=False)", vn["steps_per_s"], vn["env_only_steps_per_s"], vn["policy_share"]))
+        rows.append((f"vector env E={E} (copy=True)", v, v["env_only_steps_per_s"]))
+        rows.append((f"vector env E={E} (copy=False)", vn, vn["env_only_steps_per_s"]))
     print()
-    print(f"{'configuration':<44} {'env-steps/s':>14} {'x pure Python':>14} {'env only':>14}")
-    for name, rate, env_only, share in rows:
-        extra = f"{env_only:>14,.0f}" if env_only is not None else f"{'':>14}"
-        print(f"{name:<44} {rate:>14,.0f} {rate / base:>13,.1f}x {extra}")
-    print(f"\n('env only' excludes the compiled controller's time; load average "
-          f"{os.getloadavg()[0]:.2f} at the end)")
+    print(f"{'configuration':<42} {'env-steps/s':>12} {'x Python':>9} {'env only':>12} "
+          f"{'per CPU-s':>12} {'x Python':>9}")
+    for name, r, env_only in rows:
+        extra = f"{env_only:>12,.0f}" if env_only is not None else f"{'':>12}"
+        print(f"{name:<42} {r['steps_per_s']:>12,.0f} {r['steps_per_s'] / base:>8,.1f}x {extra} "
+              f"{r['cpu_steps_per_s']:>12,.0f} {r['cpu_steps_per_s'] / cbase:>8,.1f}x")
+    print(f"\nenv-steps/s: wall clock; 'env only': without the compiled controller's time; 'per CPU-s': "
+          f"steps per second of this process's CPU time (what one uncontended core would give).\n"
+          f"load average {os.getloadavg()[0]:.2f} at the end")
     return res
 
 

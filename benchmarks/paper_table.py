@@ -128,7 +128,8 @@ def markdown_block(main_md: str, frontier_md: str, parity: tuple, wall: float, e
                    args, pngs: list[Path], n_cfg: int, n_eps: int) -> str:
     problems, checked, bad = parity
     cpu = os.cpu_count()
-    rel = [p.relative_to(ROOT / "docs") if (ROOT / "docs") in p.parents else p for p in pngs]
+    # links relative to the repository root: the block is merged into README.md
+    rel = [p.resolve().relative_to(ROOT) if ROOT in p.resolve().parents else p for p in pngs]
     if not checked:
         parity_line = "**Parity:** not checked (quick run: the parity protocol needs `--seeds 100`)."
     else:

@@ -360,6 +360,17 @@ def test_load_controller_policy_matches_sandbox(store):
     assert (int(res.sumC), int(res.sumTT)) == (21, 7_900_547)
 
 
+def test_eval_cli_takes_a_controller_file(capsys):
+    from tts_gym.cli import main
+    rc = main(["eval", "--controller", str(CMC_FILE), "--param", "beta=0.5", "--data",
+               str(SHARED_REPLAY_DIR), "--model", "Qwen3-1.7B", "--benchmark", "aime24", "--seeds", "1",
+               "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["sumC"], out["sumTT"], out["params"]) == (21, 7_900_547, {"beta": 0.5})
+    assert main(["eval", "--controller", str(CMC_FILE), "--param", "gamma=1"]) == 2
+
+
 # ------------------------------------------------------------------------------------------------
 # the loop, end to end, with the real anthropic client against the loopback server
 # ------------------------------------------------------------------------------------------------
@@ -427,7 +438,7 @@ def test_loop_records_every_failure_and_selects_the_good_controller(tmp_path, mo
 def test_candidates_per_round_layout_and_selection(tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
     with MessagesAPIServer([proposal(GOOD), proposal(GOOD2)]) as srv:
-        cfg = small_config(rounds=1, candidates_per_round=2, heldout=False)
+        cfg = small_config(rounds=1, candidates_per_round=2, heldout=False, betas=(1.0,))
         proposer = Proposer(ProposerConfig(model=MODEL, base_url=srv.url, max_retries=0))
         summary = run_discovery(cfg, tmp_path / "run", proposer=proposer)
         assert srv.count == 2

@@ -113,6 +113,8 @@ def test_result_api(store17):
         assert oc.bounds(r["sum_correct"], r["sum_tokens"])
     with pytest.raises(KeyError):
         res.outcome("SC@64")
+    one = evaluate(("sc", {"n": 4}), store17, seeds=[0], progress=False)   # a (family, params) pair
+    assert [c.label for c in one.configs] == ["SC@4"]
     with pytest.raises(ValueError):
         evaluate("nope", store17, progress=False)
     with pytest.raises(ValueError):

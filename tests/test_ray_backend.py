@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import shared_store
+from conftest import SHARED_REPLAY_DIR, shared_store
 from tts_gym.evaluation.evaluate import Sweep, evaluate
 
 
@@ -40,3 +40,19 @@ def test_ray_subsample_protocol(ray_local):
     local = evaluate(Sweep("asc", max_samples=[8, 16]), store, **kw)
     remote = evaluate(Sweep("asc", max_samples=[8, 16]), store, backend="ray", replicate_block=3, **kw)
     assert local.rows == remote.rows
+
+
+def test_eval_cli_ray_backend(ray_local, capsys):
+    import json
+
+    from tts_gym.cli import main
+    args = ["eval", "--policy", "pp", "--param", "num_chains=8", "--data",
+            str(SHARED_REPLAY_DIR), "--model", "Qwen3-4B",
+            "--benchmark", "aime25", "--seeds", "4", "--json"]
+    assert main(args) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert main(args + ["--backend", "ray"]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    assert remote["backend"] == "ray"
+    for k in ("sumC", "sumTT", "accuracy", "avg_tokens", "tokens_int"):
+        assert local[k] == remote[k]

@@ -102,6 +102,9 @@ def test_agent_policy_sees_the_training_observation(store):
             np.testing.assert_allclose(pos, obs["positions"], atol=1e-6)
             np.testing.assert_allclose(glob, obs["globals"], atol=1e-6)
             assert np.array_equal(mask, single.action_masks())
+            feats = np.concatenate([glob[None], pos.reshape(1, -1)], axis=1)
+            np.testing.assert_allclose(pol._numpy_actor(feats), pol.torch_logits(pos[None], glob[None]),
+                                       rtol=1e-4, atol=1e-4)
             a_small = pol.act(obs, single.unwrapped.episode)
             a_big = pol.act(None, big.unwrapped.episode)
             assert a_big == pol.to_env_action(a_small, 32)
@@ -125,7 +128,7 @@ def test_agent_learns_beyond_random(store, tmp_path):
     model = MaskablePPO(MaskableReplayPolicy, env, n_steps=32, batch_size=256, n_epochs=4,
                         learning_rate=1e-3, gamma=1.0, ent_coef=0.01, seed=0,
                         policy_kwargs={"hidden": 32, "gamma_range": (0.005, 0.1)})
-    model.learn(6144)
+    model.learn(4096)
     train_s = time.perf_counter() - t0
     z, _ = save_agent(model, tmp_path / "tiny", _config(env, gamma_range=[0.005, 0.1]))
     agent = load_agent_policy(z, gamma=GAMMA)
@@ -137,9 +140,10 @@ def test_agent_learns_beyond_random(store, tmp_path):
     mu, sd = float(np.mean(rand)), float(np.std(rand, ddof=1))
     print(f"trained in {train_s:.1f}s; agent {agent_ret:.3f} vs random {mu:.3f} ± {sd:.3f}")
     assert agent_ret > mu + max(5 * sd, 0.1)
-    # the batched monitor agrees with the Python loop on the reference episodes it plays
-    res = evaluate_batched(agent, [store], [GAMMA], seeds=[100, 101, 102, 103])[0]
-    same = run_episodes(play, agent, [(q, s) for s in range(100, 104) for q in range(store.num_questions)])
+    # the batched monitor agrees with the Python loop on the reference episodes it plays (greedy)
+    greedy = load_agent_policy(z, gamma=GAMMA, deterministic=True)
+    res = evaluate_batched(greedy, [store], [GAMMA], seeds=[100, 101, 102, 103])[0]
+    same = run_episodes(play, greedy, episodes)
     assert res["accuracy"] == pytest.approx(100 * same.correct.mean())
     assert res["tokens"] == pytest.approx(same.costs.mean())
 
@@ -154,3 +158,16 @@ def test_training_is_reproducible(store):
         return torch.cat([p.detach().flatten() for p in m.policy.parameters()])
 
     assert torch.equal(run(), run())
+
+
+def test_reference_hook_and_lookup_by_path(store, tmp_path):
+    env = make_replay_vec_env([store], 4, gamma=GAMMA, max_branches=M)
+    model = MaskablePPO(MaskableReplayPolicy, env, n_steps=8, batch_size=32, seed=0)
+    z, j = save_agent(model, tmp_path / "a", _config(env))
+    from tts_gym.rl import evaluate_agent_reference
+    r = evaluate_agent_reference(store, str(tmp_path / "a"), {"gamma": 0.05}, seeds=[0])
+    assert r.policy == "agent:test" and r.params["gamma"] == 0.05 and r.episodes == store.num_questions
+    with pytest.raises(ValueError):
+        evaluate_agent_reference(store, z, {"beta": 1}, seeds=[0])
+    with pytest.raises(FileNotFoundError):
+        load_agent_policy(tmp_path / "missing")

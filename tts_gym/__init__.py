@@ -43,3 +43,11 @@ __all__ += ["TTSReplayEnv", "TTSReplayVectorEnv"]
 from tts_gym.answers import ERR, extract_answer, extract_boxed, merge_equivalent_answers  # noqa: E402
 
 __all__ += ["ERR", "extract_answer", "extract_boxed", "merge_equivalent_answers"]
+
+# Reference evaluation protocol on the compiled baselines; voting primitives (issue 4, compiled half).
+from tts_gym.protocol import ProtocolBatch, ProtocolResult, evaluate_compiled, evaluate_grid_compiled  # noqa: E402
+from tts_gym.policies.common import cmc_schedule  # noqa: E402
+from tts_gym.voting import conf, conf_table, majority, top_two  # noqa: E402
+
+__all__ += ["ProtocolBatch", "ProtocolResult", "evaluate_compiled", "evaluate_grid_compiled",
+            "cmc_schedule", "conf", "conf_table", "majority", "top_two"]

@@ -146,7 +146,28 @@ class PyEpisode:
         return "ERR_FINISHED" if pos.finished else "OK"  # PRUNE
 
     def mask(self) -> list[bool]:
+        """Admissible actions: ``check(a) == "OK"`` for every action id (the definition)."""
         return [self.check(a) == "OK" for a in range(G + 4 * self.M)]
+
+    def fast_mask(self) -> list[bool]:
+        """The same list as :meth:`mask`, in one pass over the positions (used by the benchmark)."""
+        M = self.M
+        out = [False] * (G + 4 * M)
+        if self.done:
+            return out
+        over = self.over_budget()
+        out[BRANCH] = out[SAMPLE] = (not over) and self.cursor < self.limit
+        out[ANSWER] = out[ABSTAIN] = True
+        probe_ok = not self.fused and not (over and self.probe_cost > 0)
+        for i in range(self.cursor):
+            pos = self.positions[i]
+            out[G + 3 * M + i] = pos.latest is not None
+            if pos.pruned:
+                continue
+            out[G + i] = not pos.finished and not over
+            out[G + M + i] = probe_ok and pos.revealed_depth < pos.depth
+            out[G + 2 * M + i] = not pos.finished
+        return out
 
     def _charge(self, pos: PyPosition, tokens: int) -> None:
         self.cost += tokens
@@ -321,7 +342,7 @@ class PyReplayEnv:
         self.question = int(question)
         self.episode = PyEpisode.from_store(self.store, question, order, self.M, fused=self.fused,
                                             probe_cost=self.probe_cost)
-        return self._obs(), {"action_mask": self.episode.mask()}
+        return self._obs(), {"action_mask": self.episode.fast_mask()}
 
     def _obs(self):
         if not self.with_obs:
@@ -332,7 +353,7 @@ class PyReplayEnv:
         ep = self.episode
         out = ep.step(action)
         reward = -self.gamma * out["charge"] / self.token_scale
-        info = dict(out, cost=ep.cost, cursor=ep.cursor, action_mask=ep.mask())
+        info = dict(out, cost=ep.cost, cursor=ep.cursor, action_mask=ep.fast_mask())
         if ep.done:
             correct = ep.answer is not None and ep.answer == self.store.gold_answers[self.question]
             reward += float(correct)

@@ -185,7 +185,8 @@ def print_summary(console, summary: dict, select_beta: float) -> None:
     for key, val in final.items():
         if key in ("key", "label") or key.endswith("_baselines") or not isinstance(val, dict):
             continue
-        groups.append((f"{key} ({final['key']['final_seeds']} seeds)", val, final.get(f"{key}_baselines") or []))
+        title = f"{key} ({final['key']['final_seeds']} seeds)"
+        groups.append((title, val, final.get(f"{key}_baselines") or []))
     for title, scores, baselines in groups:
         t = Table(title=title, show_lines=False)
         t.add_column("controller")

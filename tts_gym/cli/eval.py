@@ -2,6 +2,7 @@
 
     tts-gym eval --policy asc --param max_samples=64 --param threshold=0.95 \\
                  [--data FILE_OR_DIR] [--model M --benchmark B] [--protocol reference] [--json]
+    tts-gym eval --controller agents/controllers/cmc.py --param beta=0.5 ...
 
 The reference protocol is the AutoTTS evaluation (``specs/replay-semantics.md`` section 3): seeds
 ``0..N-1`` (``--seeds N``, default 100), every question once per seed with its branches in the order
@@ -80,6 +81,23 @@ IMPLS: dict[str, Callable] = {"compiled": _eval_compiled, "python": _eval_python
 """Evaluation implementations selectable with ``--impl`` (name -> function)."""
 
 
+def _eval_controller_file(store, policy: str, params: dict, seeds, args: argparse.Namespace):
+    """``--controller FILE``: a controller file (``class Controller(beta)`` with ``solve(question)``,
+    e.g. written by ``tts-gym discover``) through the Python env loop, in-process (see
+    :func:`tts_gym.discovery.sandbox.load_controller_policy`)."""
+    from tts_gym.discovery.sandbox import load_controller_policy
+    from tts_gym.rollout import evaluate_reference_python
+    return evaluate_reference_python(store, load_controller_policy(args.controller, **params), seeds,
+                                     name=policy, params=dict(params))
+
+
+def _controller_params(params: dict) -> dict:
+    unknown = sorted(set(params) - {"beta"})
+    if unknown:
+        raise ValueError(f"a controller file takes only --param beta=B, got {unknown}")
+    return {"beta": float(params.get("beta", 0.5))}
+
+
 def _display_params(policy: str, params: dict) -> dict:
     from tts_gym.policies.common import normalize_params
     name, full = normalize_params(policy, params)
@@ -111,14 +129,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tts_gym.io.hdf5 import StoreNotFoundError
     try:
         params = parse_params(args.param, args.params)
-        policy = args.policy.strip().lower().replace("-", "_")
-        display = _display_params(policy, params)          # validates names and types
+        if getattr(args, "controller", None):              # --controller FILE (tts-gym discover)
+            if args.policy:
+                raise ValueError("give --policy or --controller, not both")
+            if getattr(args, "backend", "local") != "local":
+                raise ValueError("--controller runs locally only (no --backend)")
+            policy = f"controller:{args.controller}"
+            params = display = _controller_params(params)
+        elif not args.policy:
+            raise ValueError("give --policy (a built-in policy) or --controller FILE")
+        else:
+            policy = args.policy.strip().lower().replace("-", "_")
+            display = _display_params(policy, params)      # validates names and types
         if args.seeds < 1:
             raise ValueError("--seeds must be >= 1")
         store = resolve_store(args.data, args.model, args.benchmark)
         seeds = range(args.seeds)
         t0 = time.perf_counter()
-        result = IMPLS[args.impl](store, policy, params, seeds, args)
+        impl = _eval_controller_file if getattr(args, "controller", None) else IMPLS[args.impl]
+        if getattr(args, "backend", "local") != "local":   # --backend ray: sharded through tts_gym.evaluate
+            from tts_gym.cli.evaluate_cmds import eval_with_backend
+            impl = eval_with_backend
+        result = impl(store, policy, params, seeds, args)
         seconds = time.perf_counter() - t0
     except (StoreFormatError, StoreNotFoundError, OSError, ValueError, KeyError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -126,7 +158,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     summary = result.summary()
     summary.update(policy="parallel_probe" if policy == "pp" else policy, params=display,
-                   protocol=args.protocol, impl=args.impl, seconds=round(seconds, 4))
+                   protocol=args.protocol, seconds=round(seconds, 4),
+                   impl="python" if getattr(args, "controller", None) else args.impl)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -138,8 +171,12 @@ def register(sub) -> None:
     from tts_gym.voting import CONF_VARIANTS
     p = sub.add_parser("eval", help="evaluate one policy configuration (reference protocol)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--policy", required=True,
+    p.add_argument("--policy", default=None,
                    help="sc, asc, esc, parallel_probe (pp) or cmc")
+    p.add_argument("--controller", default=None, metavar="FILE",
+                   help="instead of --policy: a controller file (class Controller(beta) with "
+                        "solve(question), as written by tts-gym discover), run in-process through "
+                        "the Python env loop; --param beta=B (default 0.5)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a policy parameter (repeatable), e.g. --param max_samples=64")
     p.add_argument("--params", default=None, metavar="JSON",
@@ -164,5 +201,7 @@ def register(sub) -> None:
     g.add_argument("--conf-variant", choices=CONF_VARIANTS, default="exact",
                    help="rounding of the Beta-majority confidence table (both reproduce the "
                         "reference)")
+    from tts_gym.cli.evaluate_cmds import add_backend_args
+    add_backend_args(p, group=g)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.set_defaults(func=cmd_eval)

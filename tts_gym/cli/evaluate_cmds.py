@@ -25,9 +25,10 @@ DEFAULT_FAMILIES = ("sc", "asc", "esc", "parallel_probe", "cmc")
 # shared options
 # ---------------------------------------------------------------------------------------------
 
-def add_backend_args(parser: argparse.ArgumentParser) -> None:
-    """``--backend local|ray``, ``--address``, ``--num-cpus`` (reusable by other commands)."""
-    g = parser.add_argument_group("execution")
+def add_backend_args(parser: argparse.ArgumentParser, group=None) -> None:
+    """``--backend local|ray``, ``--address``, ``--num-cpus`` (reusable by other commands; pass an
+    existing argument ``group`` to add them there)."""
+    g = group if group is not None else parser.add_argument_group("execution")
     g.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="run in-process (default) or shard the sweep as Ray tasks")
     g.add_argument("--address", default=None,
@@ -39,6 +40,23 @@ def backend_kwargs(args: argparse.Namespace) -> dict:
     """The :func:`tts_gym.evaluate` keyword arguments of :func:`add_backend_args`' options."""
     return {"backend": getattr(args, "backend", "local"), "address": getattr(args, "address", None),
             "num_cpus": getattr(args, "num_cpus", None)}
+
+
+def eval_with_backend(store, policy: str, params: dict, seeds, args: argparse.Namespace):
+    """``tts-gym eval``'s evaluation through :func:`tts_gym.evaluate` with ``args.backend`` (e.g.
+    Ray): the reference protocol on ``seeds``, returned as the same
+    :class:`tts_gym.protocol.ProtocolResult` as the local compiled path (identical totals and
+    per-episode arrays)."""
+    from tts_gym.evaluation.evaluate import evaluate
+    from tts_gym.protocol import ProtocolResult
+    if getattr(args, "impl", "compiled") != "compiled":
+        raise ValueError(f"--backend {args.backend} runs the compiled kernels; use --impl compiled")
+    res = evaluate((policy, dict(params)), store, seeds=seeds, progress=False, **backend_kwargs(args))
+    o = res.outcome(res.configs[0])
+    return ProtocolResult(store=store.name, policy=policy, params=dict(params),
+                          seeds=tuple(int(s) for s in seeds), sumC=o.sum_correct, sumTT=o.sum_tokens,
+                          answers=o.answer, costs=o.cost, correct=o.correct, steps=o.steps,
+                          backend=str(args.backend))
 
 
 def add_data_args(parser: argparse.ArgumentParser, multi: bool = False) -> None:
@@ -144,12 +162,15 @@ def _compile_note(families) -> None:
     try:
         from tts_gym.policies import compiled as C
         from tts_gym.policies.compiled import policy_param_rows
+        from tts_gym.evaluation import oracle as O
         missing = []
         for f in families:
             kernel = policy_param_rows(f, [{}])[0]
             disp = getattr(C, f"rollout_{kernel}")
             if not os.path.exists(disp._cache._cache_file._index_path):
                 missing.append(kernel)
+        if not os.path.exists(O._reveal_costs._cache._cache_file._index_path):
+            missing.append("oracle")
         if missing:
             print(f"note: compiling numba kernels ({', '.join(sorted(set(missing)))}) -- first run only, "
                   f"cached afterwards; this can take a minute or two", file=sys.stderr)

@@ -25,14 +25,14 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tts_gym.discovery.history import RunDir, read_json, write_atomic, write_json
 from tts_gym.discovery.prices import Price, cost_usd, price_for
 from tts_gym.discovery.proposer import (
-    Proposer, ProposerConfig, build_prompt, extract_code, response_text, response_usage,
+    Proposer, build_prompt, extract_code, response_text, response_usage,
 )
 from tts_gym.discovery.sandbox import (
     DEFAULT_BETAS, ControllerEvaluation, SandboxLimits, SearchSet, evaluate_controller,
@@ -108,8 +108,9 @@ class DiscoveryConfig:
         if self.price_input is None and self.price_output is None:
             return None
         base = price_for(self.model) or Price(0.0, 0.0)
-        return {self.model: Price(self.price_input if self.price_input is not None else base.input_per_mtok,
-                                  self.price_output if self.price_output is not None else base.output_per_mtok)}
+        inp = self.price_input if self.price_input is not None else base.input_per_mtok
+        out = self.price_output if self.price_output is not None else base.output_per_mtok
+        return {self.model: Price(inp, out)}
 
 
 Progress = Callable[..., None]
@@ -219,13 +220,12 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
         run.remove_stale_temp_files()
     else:
         elapsed_before = 0.0
-    write_json(run.config_path, dict(cfg.to_json(), _elapsed_s=elapsed_before))
-
     jobs = cfg.jobs or os.cpu_count() or 1
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sandbox")
     try:
         progress("load", what="search stores")
         stores = load_stores(cfg.models, cfg.search_benchmarks, cfg.data)
+        write_json(run.config_path, dict(cfg.to_json(), _elapsed_s=elapsed_before))
         evaluator = _Evaluator(stores, cfg.seeds, cfg, pool)
         search = evaluator.search
         jobs_per_candidate = len(cfg.betas) * len(stores)
@@ -252,7 +252,8 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
             _write_scores(d, ev, search, cfg)
             progress("seed_done", name=name, scores=ev.to_json())
 
-        search_info = {"stores": search.names, "seeds": cfg.seeds, "betas": list(cfg.betas)}
+        search_info = {"stores": search.names, "seeds": cfg.seeds, "betas": list(cfg.betas),
+                       "episode_timeout_s": cfg.episode_timeout_s, "memory_mb": cfg.memory_mb}
         prices = cfg.prices()
         for r in range(cfg.rounds):
             if run.round_done(r):

@@ -69,8 +69,8 @@ Sandbox rules (checked before the code runs; a violation fails the candidate):
   numpy, dataclasses, typing (no os, sys, io, time, ...); no `import *`;
 * no `__dunder__` attributes or names except `__init__`, `__name__` and the usual operator methods;
   no `open`, `eval`, `exec`, `compile`, `globals`, `vars`, `str.format` (use f-strings);
-* limits: a few seconds of CPU per question, about 2 GB of memory; exceptions, time-outs and
-  inadmissible actions fail the whole candidate, and the error is reported back to you;
+* a time limit per question and a memory limit (see the search setting); exceptions, time-outs
+  and inadmissible actions fail the whole candidate, and the error is reported back to you;
 * `print` output is collected (first few kB) and shown to you after the evaluation;
 * the code must not depend on specific answer strings or on the identity of questions: the final
   controller is also evaluated on other, held-out benchmarks.
@@ -293,7 +293,8 @@ def build_prompt(history: Sequence[dict], *, search: dict, baselines: Sequence[d
 
     ``history``: candidate records in chronological order, each a dict with ``label``, ``code``
     (or ``None``), ``scores`` (:meth:`ControllerEvaluation.to_json`), ``traces`` (text) and
-    optionally ``note``. ``search``: ``{"stores": [...], "seeds": int, "betas": [...]}``.
+    optionally ``note``. ``search``: ``{"stores": [...], "seeds": int, "betas": [...]}`` and
+    optionally ``episode_timeout_s`` / ``memory_mb`` (shown as the sandbox limits).
     ``baselines``: ``[{"label", "accuracy", "tokens"}]`` (mean over the search stores).
     """
     intro = [
@@ -304,6 +305,9 @@ def build_prompt(history: Sequence[dict], *, search: dict, baselines: Sequence[d
         f"per question; reported: accuracy in % and mean tokens per question. Candidates are ranked by "
         f"mean accuracy at beta={select_beta:g}.",
     ]
+    if search.get("episode_timeout_s") or search.get("memory_mb"):
+        intro.append(f"Sandbox limits: {search.get('episode_timeout_s', '?'):g} s per question, "
+                     f"about {search.get('memory_mb', '?')} MB of memory.")
     if baselines:
         intro += ["", "Built-in baselines on the same benchmarks and branch orders (mean over the "
                       "benchmarks):", _baseline_table(baselines)]

@@ -43,7 +43,7 @@ import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numba as nb
 import numpy as np
@@ -67,7 +67,7 @@ DEFAULT_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Limits of one sandbox job (one controller x one beta over all search stores).
+    """Limits of one sandbox job (one controller, one beta, the episodes of a :class:`SearchSet`).
 
     ``timeout_s``: wall-clock limit enforced by the parent (process group killed);
     ``episode_timeout_s``: per-episode timer inside the child; ``cpu_s``: ``RLIMIT_CPU``
@@ -606,8 +606,8 @@ def summarize_episode(search: SearchSet, ep: dict, e: int, beta: float, why: str
         head += "the correct answer never appeared.\n"
     else:
         head += f"the correct answer is {gold_label}.\n"
-    head += (f"committed: {labels.get(committed, '-') if committed is not None and committed >= 0 else 'None'}"
-             f"{' (correct)' if ok else ''}\n")
+    shown = labels.get(committed, "-") if committed is not None and committed >= 0 else "None"
+    head += f"committed: {shown}{' (correct)' if ok else ''}\n"
     tally: dict = {}
     for p in sorted(seqs):
         tally[seqs[p][-1]] = tally.get(seqs[p][-1], 0) + 1
@@ -818,7 +818,10 @@ class FileController:
         import linecache
         self.path = str(path)
         source = Path(path).read_text()
-        self.code = compile_controller(source, filename=self.path)
+        try:
+            self.code = compile_controller(source, filename=self.path)
+        except SyntaxError as exc:
+            raise ControllerRejected(f"{self.path}: SyntaxError: {exc.msg} (line {exc.lineno})") from exc
         linecache.cache[self.path] = (len(source), None, source.splitlines(True), self.path)
         self.beta = float(beta)
         self.config = {"beta": self.beta}

@@ -139,8 +139,8 @@ class _Checker(ast.NodeVisitor):
         elif "." in name:
             sub = name.split(".", 1)[1]
             if sub not in ALLOWED_SUBMODULES.get(top, ()):
-                self._err(node, f"import of '{name}' is not allowed (allowed sub-modules: "
-                                f"{', '.join(f'{t}.{s}' for t, ss in ALLOWED_SUBMODULES.items() for s in ss)})")
+                subs = ", ".join(f"{t}.{s}" for t, ss in ALLOWED_SUBMODULES.items() for s in ss)
+                self._err(node, f"import of '{name}' is not allowed (allowed sub-modules: {subs})")
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -388,7 +388,8 @@ def make_question(rq, on_violation):
     """
     def _bad(call: str, exc: BaseException):
         text = str(exc)
-        msg = f"inadmissible action: {text}" if text.startswith(call) else f"inadmissible action {call}: {text}"
+        msg = (f"inadmissible action: {text}" if text.startswith(call)
+               else f"inadmissible action {call}: {text}")
         on_violation(msg)
         raise InadmissibleAction(msg)
 

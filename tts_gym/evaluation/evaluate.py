@@ -216,7 +216,9 @@ class Sweep:
 
 
 def _as_configs(policies, params=None, grid=None) -> list[Config]:
-    if isinstance(policies, (Sweep, Config, str)) or not isinstance(policies, (list, tuple)):
+    pair = (isinstance(policies, tuple) and len(policies) == 2 and isinstance(policies[0], str)
+            and isinstance(policies[1], Mapping))
+    if pair or isinstance(policies, (Sweep, Config, str)) or not isinstance(policies, (list, tuple)):
         policies = [policies]
     if (params is not None or grid is not None) and len(policies) != 1:
         raise ValueError("params/grid apply to a single policy; use Sweep objects for several")
@@ -228,6 +230,8 @@ def _as_configs(policies, params=None, grid=None) -> list[Config]:
             out.extend(p.configs())
         elif isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str):
             out.extend(Sweep(p[0], grid=[p[1]]).configs())
+        elif isinstance(p, Mapping):
+            raise TypeError("a parameter dict must come with its policy: (name, params) or Sweep(name, ...)")
         else:
             g = grid if grid is not None else ([params] if params is not None else None)
             if g is None and isinstance(p, str) and canonical_family(p) in BUILTIN_FAMILIES:

@@ -241,6 +241,20 @@ def episode_esc(state, data, params, e, max_samples, window_size, counts, first)
 
 
 @nb.njit(inline="always", **_JIT)
+def _vote_active(state, e, active, nact, counts):
+    """Majority of the active branches' latest answers given their ``counts``: the first branch in
+    opening order whose answer has the top count (= earliest first occurrence among the tied)."""
+    w = -1
+    best = 0
+    for i in range(nact):
+        a = state.latest[e, active[i]]
+        if counts[a] > best:
+            best = counts[a]
+            w = a
+    return w
+
+
+@nb.njit(inline="always", **_JIT)
 def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience, warm_up,
                            probe_burst, max_steps, counts, fin, off, active, acts, codes):
     """Parallel-Probe (spec 5.4). ``counts``: per-answer scratch (zero on entry/exit);
@@ -249,46 +263,58 @@ def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience
 
     A round is one batch: the previous round's prunes, then ``probe_burst`` CONTINUEs per live
     branch in opening order (a finished branch's extra CONTINUEs are refused by the env, which is
-    the reference's ``if br.finished: break``)."""
+    the reference's ``if br.finished: break``). ``counts`` is the vote over the active branches'
+    latest answers, kept up to date as answers change and branches are pruned."""
     M = params.max_branches
     nq = 0
     for _ in range(num_chains):
         acts[nq] = BRANCH
         nq += 1
     phase = _PH_OPEN
-    n_open = 0
     nact = 0
     stable = 0
     prev = -1
     step = 0
     while True:
         for j in range(nq):
-            code, _c = _step(state, data, params, e, acts[j])
+            a = acts[j]
+            if a >= NUM_GLOBAL_ACTIONS and a < NUM_GLOBAL_ACTIONS + M:   # CONTINUE(p)
+                p = a - NUM_GLOBAL_ACTIONS
+                old = state.latest[e, p]
+                code, _c = _step(state, data, params, e, a)
+                new = state.latest[e, p]
+                if new != old:
+                    counts[old] -= 1
+                    counts[new] += 1
+                if code != OK or (state.flags[e, p] & FINISHED) != 0:
+                    fin[p] = 1
+            else:
+                code, _c = _step(state, data, params, e, a)
             codes[j] = code
         if phase == _PH_DONE:
             break
+        nq = 0
         answer = -2                                   # -2: play another round
         if phase == _PH_OPEN:
-            n_open = state.cursor[e]
-            for p in range(n_open):
+            nact = state.cursor[e]
+            for p in range(nact):
                 fin[p] = 1 if (state.flags[e, p] & FINISHED) != 0 else 0
                 off[p] = 0
                 active[p] = p
-            nact = n_open
-            nq = 0
-            if n_open == 0 or max_steps <= 0:
-                answer = -1
+                counts[state.latest[e, p]] += 1
             phase = _PH_ROUND
+            if nact == 0 or max_steps <= 0:
+                answer = -1
+            else:
+                for i in range(nact):
+                    if fin[i] == 0:
+                        for _b in range(probe_burst):
+                            acts[nq] = NUM_GLOBAL_ACTIONS + i
+                            nq += 1
+                continue                              # round 0: forward pass first
         else:
-            # results of the forward pass (the prunes queued first are no-ops for the policy)
-            for j in range(nq):
-                a = acts[j]
-                if a < NUM_GLOBAL_ACTIONS + M:
-                    p = a - NUM_GLOBAL_ACTIONS
-                    if codes[j] != OK or (state.flags[e, p] & FINISHED) != 0:
-                        fin[p] = 1
-            w = _majority_latest(state, e, active, nact, counts)
-            nq = 0
+            w = _vote_active(state, e, active, nact, counts)
+            # off-track update and pruning (same condition for both); the recount after pruning
             if step >= warm_up and nact > 1:
                 newly = False
                 for i in range(nact):
@@ -298,6 +324,7 @@ def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience
                         if off[p] >= prune_patience:
                             acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
                             nq += 1
+                            counts[state.latest[e, p]] -= 1
                             newly = True
                 if newly:
                     m = 0
@@ -310,33 +337,37 @@ def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience
                     if nact == 0:
                         answer = prev
                     else:
-                        w = _majority_latest(state, e, active, nact, counts)
+                        w = _vote_active(state, e, active, nact, counts)
             if answer == -2:
+                # termination: stability, then everything finished or pruned, then max_steps
                 stable = stable + 1 if w == prev else 0
                 prev = w
                 if stable >= T:
                     answer = w
                 else:
+                    n_prunes = nq
                     live = 0
                     for i in range(nact):
-                        live += 1 - fin[active[i]]
+                        p = active[i]
+                        if fin[p] == 0:
+                            live += 1
+                            for _b in range(probe_burst):
+                                acts[nq] = NUM_GLOBAL_ACTIONS + p
+                                nq += 1
                     if live == 0:
                         answer = w
                     else:
                         step += 1
                         if step >= max_steps:
                             answer = prev
+                    if answer != -2:
+                        nq = n_prunes
         if answer != -2:
+            for i in range(nact):
+                counts[state.latest[e, active[i]]] = 0
             acts[nq] = _commit_action(state, params, e, answer)
             nq += 1
             phase = _PH_DONE
-        else:
-            for i in range(nact):
-                p = active[i]
-                if fin[p] == 0:
-                    for _b in range(probe_burst):
-                        acts[nq] = NUM_GLOBAL_ACTIONS + p
-                        nq += 1
 
 
 @nb.njit(inline="always", **_JIT)
@@ -390,10 +421,23 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
         nq += 1
     phase = _PH_SPAWN
     first_spawn = True
+    n_live = 0                           # branches neither finished nor abandoned
     while True:
         for j in range(nq):
-            code, _c = _step(state, data, params, e, acts[j])
+            a = acts[j]
+            code, _c = _step(state, data, params, e, a)
             codes[j] = code
+            if a >= NUM_GLOBAL_ACTIONS and a < NUM_GLOBAL_ACTIONS + M:       # CONTINUE(p)
+                p = a - NUM_GLOBAL_ACTIONS
+                if flags[p] == 0:        # (a refused extra burst step on a finished one: no-op)
+                    if code == OK:
+                        pcount[p] += 1
+                        if (state.flags[e, p] & FINISHED) == 0:
+                            continue
+                    flags[p] = 1         # finished now (finishing events in execution order)
+                    n_live -= 1
+                    if state.latest[e, p] >= 0:
+                        _pool_push(counts, first, pool, ps, state.latest[e, p])
         if phase == _PH_DONE:
             break
         answer = -2                      # -2: go on; -3: leave the loop (final vote)
@@ -407,6 +451,8 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
                 if (state.flags[e, p] & FINISHED) != 0:
                     flags[p] = 1
                     _pool_push(counts, first, pool, ps, state.latest[e, p])
+                else:
+                    n_live += 1
             nbr = state.cursor[e]
             if first_spawn and spawned == 0:
                 answer = -1
@@ -447,6 +493,7 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
                             acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
                             nq += 1
                             flags[p] = 2
+                            n_live -= 1
                 nl = 0                                                 # (3) depth allocation
                 for p in range(nbr):
                     if flags[p] == 0:
@@ -463,21 +510,7 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
                 phase = _PH_ROUND
                 continue
         else:
-            # ---- round r: after probing (finishing events in execution order) ----
-            for j in range(nq):
-                a = acts[j]
-                if a >= NUM_GLOBAL_ACTIONS + M:
-                    continue                                           # an abandonment
-                p = a - NUM_GLOBAL_ACTIONS
-                if flags[p] != 0:
-                    continue                                           # finished earlier
-                if codes[j] == OK:
-                    pcount[p] += 1
-                    if (state.flags[e, p] & FINISHED) == 0:
-                        continue
-                flags[p] = 1
-                if state.latest[e, p] >= 0:
-                    _pool_push(counts, first, pool, ps, state.latest[e, p])
+            # ---- round r: after probing ----
             w1 = ps[0]                                                 # (4) post-probe EMA
             c = _pool_conf(table, ps)
             ema = (1.0 - ema_alpha) * ema + ema_alpha * c
@@ -486,12 +519,7 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
             if warm and ps[3] >= min_complete and ema >= conf_thresh and delta >= -delta_slack:
                 answer = w1                                            # (5) stopping gate
             else:
-                resolved = True                                        # (6) all resolved?
-                for p in range(nbr):
-                    if flags[p] == 0:
-                        resolved = False
-                        break
-                if resolved:
+                if n_live == 0:                                        # (6) all resolved?
                     answer = -3
                 else:
                     nq = 0                                             # (7) widening
@@ -539,7 +567,7 @@ def _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps):
 
 
 @nb.njit(**_JIT)
-def rollout_asc(data, params, state, slot, worker, workers, table, questions, perms,
+def rollout_asc(data, params, state, slot, worker, workers, table, questions, perms, tasks,
                 policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
                 out_steps):
     E = questions.shape[0]
@@ -547,8 +575,9 @@ def rollout_asc(data, params, state, slot, worker, workers, table, questions, pe
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
     for t in range(worker, G * E, workers):
-        g = t // E
-        j = t - g * E
+        i = t // G
+        g = t - i * G
+        j = tasks[i]
         reset_episode(state, slot, questions[j], perms[j])
         episode_asc(state, data, params, slot, int(policy_params[g, 0]), policy_params[g, 1],
                     table, counts, first)
@@ -556,7 +585,7 @@ def rollout_asc(data, params, state, slot, worker, workers, table, questions, pe
 
 
 @nb.njit(**_JIT)
-def rollout_esc(data, params, state, slot, worker, workers, table, questions, perms,
+def rollout_esc(data, params, state, slot, worker, workers, table, questions, perms, tasks,
                 policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
                 out_steps):
     E = questions.shape[0]
@@ -564,8 +593,9 @@ def rollout_esc(data, params, state, slot, worker, workers, table, questions, pe
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
     for t in range(worker, G * E, workers):
-        g = t // E
-        j = t - g * E
+        i = t // G
+        g = t - i * G
+        j = tasks[i]
         reset_episode(state, slot, questions[j], perms[j])
         episode_esc(state, data, params, slot, int(policy_params[g, 0]), int(policy_params[g, 1]),
                     counts, first)
@@ -574,7 +604,7 @@ def rollout_esc(data, params, state, slot, worker, workers, table, questions, pe
 
 @nb.njit(**_JIT)
 def rollout_parallel_probe(data, params, state, slot, worker, workers, table, questions, perms,
-                           policy_params, iscratch, fscratch, acts, out_answer, out_cost,
+                           tasks, policy_params, iscratch, fscratch, acts, out_answer, out_cost,
                            out_correct, out_steps):
     E = questions.shape[0]
     G = policy_params.shape[0]
@@ -584,8 +614,9 @@ def rollout_parallel_probe(data, params, state, slot, worker, workers, table, qu
     active = iscratch[_LIST]
     codes = iscratch[_CODES]
     for t in range(worker, G * E, workers):
-        g = t // E
-        j = t - g * E
+        i = t // G
+        g = t - i * G
+        j = tasks[i]
         reset_episode(state, slot, questions[j], perms[j])
         row = policy_params[g]
         episode_parallel_probe(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
@@ -595,7 +626,7 @@ def rollout_parallel_probe(data, params, state, slot, worker, workers, table, qu
 
 
 @nb.njit(**_JIT)
-def rollout_cmc(data, params, state, slot, worker, workers, table, questions, perms,
+def rollout_cmc(data, params, state, slot, worker, workers, table, questions, perms, tasks,
                 policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
                 out_steps):
     E = questions.shape[0]
@@ -611,8 +642,9 @@ def rollout_cmc(data, params, state, slot, worker, workers, table, questions, pe
     ps = iscratch[_PS]
     codes = iscratch[_CODES]
     for t in range(worker, G * E, workers):
-        g = t // E
-        j = t - g * E
+        i = t // G
+        g = t - i * G
+        j = tasks[i]
         reset_episode(state, slot, questions[j], perms[j])
         row = policy_params[g]
         episode_cmc(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
@@ -788,9 +820,12 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     iscr = [np.zeros((_ISCRATCH_ROWS, width), np.int32) for _ in range(W)]
     fscr = [np.zeros(H + 8, np.float64) for _ in range(W)]
     acts = [np.zeros(Lq, np.int64) for _ in range(W)]
+    # play the episodes question by question (every seed and parameter row of a question while its
+    # replay data is in cache); the results do not depend on the order
+    tasks = np.argsort(questions, kind="stable").astype(np.int32)
 
     def work(w: int) -> None:
-        rollout(data, params, state, w * _SLOT_STRIDE, w, W, table, questions, perms,
+        rollout(data, params, state, w * _SLOT_STRIDE, w, W, table, questions, perms, tasks,
                 policy_params, iscr[w], fscr[w], acts[w], out["answer"], out["cost"],
                 out["correct"], out["steps"])
 

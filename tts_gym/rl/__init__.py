@@ -12,7 +12,8 @@
 
 Needs the ``rl`` extra (``pip install tts_gym[rl]``: torch, stable-baselines3, sb3-contrib, tensorboard).
 """
-from tts_gym.rl.agent import AgentPolicy, load_agent, load_agent_policy, resolve_agent, save_agent
+from tts_gym.rl.agent import (AgentPolicy, evaluate_agent_reference, load_agent, load_agent_policy, resolve_agent,
+                             save_agent)
 from tts_gym.rl.networks import (DEFAULT_ACTION_KINDS, EquivariantNet, MaskableReplayPolicy,
                                  ReplayActorCriticPolicy, ReplayFeatures, allowed_actions)
 from tts_gym.rl.train import (EpisodeStatsCallback, HeldInEvalCallback, add_common_args, agent_config,
@@ -23,7 +24,7 @@ __all__ = [
     "ReplayVecEnv", "GammaSampler", "make_replay_vec_env",
     "EquivariantNet", "ReplayFeatures", "MaskableReplayPolicy", "ReplayActorCriticPolicy",
     "allowed_actions", "DEFAULT_ACTION_KINDS",
-    "AgentPolicy", "load_agent_policy", "load_agent", "save_agent", "resolve_agent",
+    "AgentPolicy", "load_agent_policy", "evaluate_agent_reference", "load_agent", "save_agent", "resolve_agent",
     "training_stores", "add_common_args", "agent_config", "evaluate_batched", "EpisodeStatsCallback",
     "HeldInEvalCallback", "standard_callbacks", "set_torch_threads",
 ]

@@ -33,7 +33,7 @@ from tts_gym.observation import ObsParams, confidence_table, make_scratch, obser
 from tts_gym.policies.base import Policy, PolicyError
 
 __all__ = ["AgentPolicy", "load_agent_policy", "load_agent", "save_agent", "agent_dirs",
-           "resolve_agent", "obs_params_dict", "AGENTS_ENV"]
+           "resolve_agent", "obs_params_dict", "evaluate_agent_reference", "AGENTS_ENV"]
 
 AGENTS_ENV = "TTS_GYM_AGENTS"
 
@@ -104,8 +104,8 @@ class AgentPolicy(Policy):
     """A trained agent at cost weight ``gamma`` (see the module docstring).
 
     ``model``: an SB3 model; ``config``: its json config (``max_branches``, ``obs_params``,
-    ``default_gamma``). ``deterministic``: argmax of the masked logits (default) or sampling
-    (seeded by ``seed``). :meth:`act` needs the view (every evaluator passes it);
+    ``default_gamma``). ``deterministic``: argmax of the masked logits (default) or sampling from
+    them (Gumbel-max, generator seeded by ``seed``: reproducible for a fixed episode order). :meth:`act` needs the view (every evaluator passes it);
     :meth:`predict` (SB3 signature) works on observations of an env with the agent's own
     ``max_branches`` and overrides their ``gamma`` entry."""
 
@@ -131,6 +131,7 @@ class AgentPolicy(Policy):
         self.oparams = ObsParams(**{k: float(op[k]) for k in ObsParams._fields})
         self.params_agent = EnvParams(max_branches=M, fused=True, probe_cost=0, token_budget=0)
         self.conf = confidence_table()
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._data = None
         self._scratch = None
@@ -139,6 +140,11 @@ class AgentPolicy(Policy):
         self._th = th
         self._policy = model.policy
         self._policy.set_training_mode(False)
+        # the equivariant actor also runs in numpy (batch-of-one calls); a snapshot of the weights,
+        # so policies built during training (held-in evaluation) are rebuilt at each evaluation
+        from tts_gym.rl.networks import EquivariantNet
+        ext = getattr(self._policy, "mlp_extractor", None)
+        self._numpy_actor = ext.numpy_actor() if isinstance(ext, EquivariantNet) else None
 
     # -- episode protocol ----------------------------------------------------------------------------
     def reset(self, view) -> None:
@@ -171,6 +177,13 @@ class AgentPolicy(Policy):
         return pos[e], glob[e], mask
 
     def _logits(self, positions: np.ndarray, globals_: np.ndarray) -> np.ndarray:
+        if self._numpy_actor is not None and positions.ndim == 2:   # batch of one: numpy path
+            feats = np.concatenate([globals_.reshape(1, -1), positions.reshape(1, -1)], axis=1)
+            return self._numpy_actor(feats)
+        return self.torch_logits(positions, globals_)
+
+    def torch_logits(self, positions: np.ndarray, globals_: np.ndarray) -> np.ndarray:
+        """Logits (or Q-values) of the SB3 policy for a batch of observations."""
         th = self._th
         with th.no_grad():
             obs = {"positions": th.as_tensor(positions, dtype=th.float32).reshape(-1, self.M, positions.shape[-1]),
@@ -230,15 +243,36 @@ class AgentPolicy(Policy):
     def with_gamma(self, gamma: float) -> "AgentPolicy":
         """The same agent at another operating point (shares the model)."""
         return AgentPolicy(self.model, self.config, gamma=gamma, deterministic=self.deterministic,
-                           name=self.agent_name)
+                           name=self.agent_name, seed=self.seed)
 
     def __repr__(self) -> str:
         return f"AgentPolicy({self.agent_name!r}, gamma={self.gamma:g})"
 
 
-def load_agent_policy(name_or_path, gamma: float | None = None, deterministic: bool = True) -> AgentPolicy:
+def load_agent_policy(name_or_path, gamma: float | None = None, deterministic: bool | None = None,
+                      seed: int | None = 0) -> AgentPolicy:
     """A stored agent (by name, e.g. ``"maskable_ppo_aime24"``, or path) as a :class:`Policy` at cost
-    weight ``gamma`` (default: the config's ``default_gamma``)."""
+    weight ``gamma`` (default: the config's ``default_gamma``). ``deterministic``: greedy actions, or
+    sampling from the trained (stochastic) policy with a generator seeded by ``seed``; default: the
+    config's ``deterministic`` entry, else sampling."""
     model, config = load_agent(name_or_path)
     name = config.get("name") or Path(os.fspath(name_or_path)).stem
-    return AgentPolicy(model, config, gamma=gamma, deterministic=deterministic, name=name)
+    if deterministic is None:
+        deterministic = bool(config.get("deterministic", False))
+    return AgentPolicy(model, config, gamma=gamma, deterministic=deterministic, name=name, seed=seed)
+
+
+def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | None = None, seeds=range(100)):
+    """The reference protocol (spec section 3) for a stored agent through the Python env loop
+    (:func:`tts_gym.rollout.evaluate_reference_python`): the hook of ``tts-gym eval --agent NAME``.
+    ``params``: ``gamma`` (default: the agent's ``default_gamma``), ``greedy`` (bool, default false:
+    sample the trained policy, seeded), ``seed`` (0)."""
+    from tts_gym.rollout import evaluate_reference_python
+    p = dict(params or {})
+    unknown = sorted(set(p) - {"gamma", "greedy", "seed"})
+    if unknown:
+        raise ValueError(f"an agent takes --param gamma=G / greedy=true / seed=S, got {unknown}")
+    pol = load_agent_policy(name_or_path, gamma=p.get("gamma"),
+                            deterministic=bool(p["greedy"]) if "greedy" in p else None, seed=int(p.get("seed", 0)))
+    shown = {"gamma": pol.gamma, "greedy": pol.deterministic}
+    return evaluate_reference_python(store, pol, seeds, name=f"agent:{pol.agent_name}", params=shown)

@@ -124,6 +124,40 @@ class EquivariantNet(nn.Module):
         logits = th.cat([self.glob_out(z), pos_logits], dim=1)
         return logits.masked_fill(self.blocked, -1e8)
 
+    def numpy_actor(self):
+        """A numpy copy of the actor (``features [B, G + M*F] -> logits [B, 4 + 4M]``): the same
+        function as :meth:`forward_actor` (float32), without torch's per-op overhead -- several times
+        faster for the batch-of-one calls of the Python evaluation loop. Snapshot of the current
+        weights."""
+        W = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.state_dict().items()}
+        G, M, F = self.G, self.M, self.F
+        c, hw, floor, gi = self.g_centre, self.g_half, self.g_floor, G_COST_WEIGHT
+        blocked = self.blocked.cpu().numpy()
+
+        def lin(x, name, bias=True):
+            y = x @ W[name + ".weight"].T
+            return y + W[name + ".bias"] if bias else y
+
+        def relu(x):
+            return np.maximum(x, 0.0)
+
+        def actor(features: np.ndarray) -> np.ndarray:
+            f = np.asarray(features, np.float32).reshape(-1, G + M * F)
+            g = f[:, :G].copy()
+            g[:, gi] = (np.log(np.maximum(g[:, gi], floor)) - c) / hw
+            p = f[:, G:].reshape(-1, M, F)
+            ge = relu(lin(relu(lin(g, "glob.0")), "glob.2"))
+            h = relu(lin(p, "pos_in") + lin(ge, "pos_ctx", False)[:, None, :])
+            hm = h * p[..., :1]
+            n = np.maximum(p[..., :1].sum(1), 1.0)
+            z = relu(lin(np.concatenate([ge, hm.sum(1) / n, hm.max(1)], axis=1), "pool.0"))
+            pos = (lin(h, "pos_out") + lin(z, "pos_zout", False)[:, None, :]).transpose(0, 2, 1)
+            logits = np.concatenate([lin(z, "glob_out"), pos.reshape(f.shape[0], 4 * M)], axis=1)
+            logits[:, blocked] = -1e8
+            return logits
+
+        return actor
+
     def forward(self, features: th.Tensor):
         h, z = self.encode(features)
         return self.actor(h, z), self.value_hid(z)
