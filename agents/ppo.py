@@ -36,7 +36,8 @@ def main(argv=None):
     model = PPO(ReplayActorCriticPolicy, env, learning_rate=args.lr, n_steps=args.n_steps,
                 batch_size=args.batch_size, n_epochs=args.epochs, gamma=1.0, ent_coef=args.ent_coef,
                 seed=args.seed, verbose=args.verbose, tensorboard_log=args.logdir,
-                policy_kwargs={"hidden": args.hidden, "gamma_range": args.gamma_range})
+                policy_kwargs={"hidden": args.hidden, "gamma_range": args.gamma_range,
+                       "action_kinds": args.action_kinds})
     config = agent_config(model, env, args, "PPO")
     run_dir = Path(args.logdir) / args.name
     callbacks, held_in = standard_callbacks(args, stores, env, config, run_dir)

@@ -8,12 +8,13 @@ Two measurements, both with a warm JIT cache (a warm-up call runs first):
    stores packed into one :class:`~tts_gym.protocol.ProtocolBatch` and each policy played in one
    compiled call (CMC's two betas in one grid). Reported: wall and CPU seconds per configuration
    and in total (target: < 10 s on 2 cores), episodes/s and env steps/s.
-2. **Compiled vs Python, per baseline** -- the same episodes (``--python-seeds`` seeds x all
-   questions of ``--store``) through the Python policies of :mod:`tts_gym.policies.baselines`
-   played in the env (:func:`tts_gym.rollout.evaluate_reference_python`) and through the compiled
-   kernels (repeated until ``--min-time`` seconds to time them); episodes/s of both and the ratio
-   (target: >= 1000x). The per-episode results are checked to be identical. If the Python path is
-   unavailable (older checkout), this part is skipped with a note.
+2. **Compiled vs Python, per baseline** -- the Python policies of
+   :mod:`tts_gym.policies.baselines` played through the env
+   (:func:`tts_gym.rollout.evaluate_reference_python`) on ``--python-seeds`` seeds x all questions
+   of ``--store``, and the compiled kernels on all 100 seeds of that store (repeated until
+   ``--min-time`` seconds); episodes/s of both and the ratio (target: >= 1000x), also per CPU
+   second. The per-episode results of the common episodes are checked to be identical. If the
+   Python path is unavailable (older checkout), this part is skipped with a note.
 
     python benchmarks/eval_throughput.py                 # ~1 min on 2 cores (most of it Python)
     python benchmarks/eval_throughput.py --skip-python --reps 3
@@ -192,7 +193,7 @@ def main(argv=None) -> int:
             store = next((s for s in stores if (s.model, s.benchmark) == (m, b)), None)
             if store is None:
                 store = load_stores(args.data, [m], [b])[0]
-            rows = per_baseline(store, range(args.python_seeds), args.workers, args.min_time)
+            rows = per_baseline(store, args.python_seeds, args.workers, args.min_time)
             report["per_baseline"] = rows
             print(f"\nCompiled vs Python on {args.store}: compiled on seeds 0..99 "
                   f"({rows[0]['compiled_episodes']} episodes), Python on seeds "

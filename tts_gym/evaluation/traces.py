@@ -9,15 +9,18 @@ aggregator -- with its top-two counts). Answer ids are per-question intern ids
 (:meth:`tts_gym.store.ReplayStore.answer`); the gold answer is never recorded.
 
 How it is recorded (the hook). The compiled baselines (:mod:`tts_gym.policies.compiled`) act only
-through :func:`tts_gym.kernels.step_episode` on an :class:`~tts_gym.kernels.EnvState`. Here they are
-*re-targeted*: their Python sources are re-jitted with ``step_episode`` / ``reset_episode`` bound to
-recording wrappers and the state replaced by :class:`TraceState`, a named tuple with every
-``EnvState`` field plus the trace buffers. The policy logic is exactly B's code; only the two kernel
-entry points differ, and the wrappers call the original kernels. Traced runs are serial (one slot),
-so the ``t``-th episode reset writes trace row ``t`` -- the order of B's drivers
-(``t = config * E + episode``). The re-targeted functions are cached by numba like any other, under
-their own names (``traced__<name>``), so only the first traced run of a policy pays the compile (the cache names carry a digest of
-the recorder's and the kernels' sources, so an edit to either compiles afresh).
+through the env kernels (``step_episode``, or its inlined copy ``_step``, and ``reset_episode``) on
+an :class:`~tts_gym.kernels.EnvState`. Here they are *re-targeted*: every numba function of that
+module that reaches those names is re-jitted from its own Python source with the names bound to
+recording wrappers, and ``run_compiled`` is called with a state factory that returns a
+:class:`TraceState` (every ``EnvState`` field plus the trace buffers). The policy logic, the
+drivers and the argument preparation are exactly B's code; only the two kernel entry points differ,
+and the wrappers call the original kernels. Each reset opens a trace row tagged with the episode's
+question and branch order; rows are put back in episode order by that tag, so the order in which a
+driver plays its episodes does not matter (one serial run per configuration). The re-targeted
+functions are cached by numba under their own names (``traced_<digest>__<name>``, the digest
+covering the recorder's, kernels' and voting sources), so only the first traced run of a policy
+pays the compile. Nothing here changes the untraced fast path.
 
 Use :func:`record_traces` (or ``tts_gym.evaluate(..., traces=True)``) on the episodes you want to
 inspect; traces are for a few hundred episodes, not for full sweeps.
@@ -81,6 +84,9 @@ class TraceState(NamedTuple):
     trace: np.ndarray        # int64 [T, S, F]
     trace_len: np.ndarray    # int64 [T]  actions attempted in episode row t (may exceed S: truncated)
     trace_row: np.ndarray    # int64 [W]  row of the episode the slot is playing
+    next_row: np.ndarray     # int64 [1]  rows handed out so far (one per episode reset)
+    row_question: np.ndarray  # int64 [T] question of each row's episode
+    row_order: np.ndarray    # int32 [T, M] branch order of each row's episode (as reset saw it)
     vote_counts: np.ndarray  # int32 [W, A] scratch
     vote_first: np.ndarray   # int32 [W, A] scratch
 
@@ -94,6 +100,8 @@ def make_trace_state(rows: int, max_steps: int, max_branches: int, max_answers: 
     base = K.make_state(slots, max_branches)
     return TraceState(*base, trace=np.zeros((rows, max_steps, NUM_FIELDS), np.int64),
                       trace_len=np.zeros(rows, np.int64), trace_row=np.full(slots, -1, np.int64),
+                      next_row=np.zeros(1, np.int64), row_question=np.full(rows, -1, np.int64),
+                      row_order=np.zeros((rows, max_branches), np.int32),
                       vote_counts=np.zeros((slots, max_answers), np.int32),
                       vote_first=np.zeros((slots, max_answers), np.int32))
 
@@ -102,11 +110,18 @@ def make_trace_state(rows: int, max_steps: int, max_branches: int, max_answers: 
 
 @nb.njit(cache=True, nogil=True)
 def traced_reset_episode(state, e, question, perm):
+    """:func:`tts_gym.kernels.reset_episode` that opens a new trace row and notes which episode
+    it holds (question and branch order: the rows are matched to episodes afterwards, so the order
+    in which a driver plays its episodes does not matter)."""
     K.reset_episode(state, e, question, perm)
-    row = state.trace_row[e] + 1
+    row = state.next_row[0]
+    state.next_row[0] = row + 1
     state.trace_row[e] = row
     if row < state.trace_len.shape[0]:
         state.trace_len[row] = 0
+        state.row_question[row] = question
+        for p in range(state.order.shape[1]):
+            state.row_order[row, p] = state.order[e, p]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -372,30 +387,62 @@ def record_traces(data: K.ReplayData, kernel: str, policy_params: np.ndarray, qu
                   labels=(), shape=()) -> tuple[Traces, dict]:
     """Run ``G`` configurations (rows of ``policy_params``, kernel layout) on ``E`` episodes with
     traces. Returns ``(traces, outcomes)``; ``outcomes`` has the same arrays as
-    :func:`tts_gym.policies.compiled.run_compiled` (and equals them)."""
+    :func:`tts_gym.policies.compiled.run_compiled` (and equals them).
+
+    Each configuration is one serial run of B's ``run_compiled`` with the recording kernels; every
+    reset opens a trace row tagged with the episode's question and branch order, and the rows are
+    then put in episode order by that tag (identical tags are identical, deterministic episodes)."""
     questions = np.ascontiguousarray(questions, np.int32)
     perms = np.ascontiguousarray(perms, np.int32)
     policy_params = np.ascontiguousarray(policy_params, np.float64)
     G, E = policy_params.shape[0], questions.shape[0]
+    S = int(max_steps)
     A = int(max(1, data.num_answers.max(initial=1)))
-    holder = []
-
-    def factory(slots, M):
-        st = make_trace_state(G * E, int(max_steps), int(M), A, slots=int(slots))
-        holder.append(st)
-        return st
-
-    out = traced_run_compiled(factory)(data, kernel, [], questions, perms, max_branches=max_branches,
-                                       workers=1, conf_variant=conf_variant,
-                                       policy_params=policy_params)
+    buf = np.zeros((G, E, S, NUM_FIELDS), np.int64)
+    length = np.zeros((G, E), np.int64)
+    outs = []
     M_used = int(max_branches)
-    if holder:
+    for g in range(G):
+        holder = []
+
+        def factory(slots, M):
+            st = make_trace_state(E, S, int(M), A, slots=int(slots))
+            holder.append(st)
+            return st
+
+        out = traced_run_compiled(factory)(data, kernel, [], questions, perms,
+                                           max_branches=max_branches, workers=1,
+                                           conf_variant=conf_variant,
+                                           policy_params=policy_params[g:g + 1])
+        outs.append(out)
+        if not holder:
+            continue
         st = holder[0]
-        buf, length = st.trace, st.trace_len
         M_used = int(st.order.shape[1])   # the kernels may run with fewer positions than asked
-    else:
-        buf = np.zeros((G * E, int(max_steps), NUM_FIELDS), np.int64)
-        length = np.zeros(G * E, np.int64)
-    tr = Traces(buf.reshape(G, E, int(max_steps), NUM_FIELDS), length.reshape(G, E), questions,
-                np.asarray(data.gold_ids)[questions], M_used, tuple(labels), tuple(shape))
+        rows = _match_rows(st, questions, perms, M_used)
+        buf[g] = st.trace[rows]
+        length[g] = st.trace_len[rows]
+    out = {k: np.concatenate([o[k] for o in outs]) if outs else np.zeros((0, E))
+           for k in ("answer", "cost", "correct", "steps")}
+    tr = Traces(buf, length, questions, np.asarray(data.gold_ids)[questions], M_used, tuple(labels),
+                tuple(shape))
     return tr, out
+
+
+def _match_rows(st: TraceState, questions, perms, M: int) -> np.ndarray:
+    """Trace row of each episode ``j`` (its question and the first ``M`` positions of its order)."""
+    n = int(min(st.next_row[0], st.trace_len.shape[0]))
+    index = {}
+    for r in range(n):
+        index.setdefault((int(st.row_question[r]), st.row_order[r].tobytes()), r)
+    order = np.zeros((len(questions), M), np.int32)
+    k = min(M, perms.shape[1])
+    order[:, :k] = perms[:, :k]
+    rows = np.empty(len(questions), np.int64)
+    for j in range(len(questions)):
+        r = index.get((int(questions[j]), order[j].tobytes()))
+        if r is None:
+            raise RuntimeError(f"episode {j} was not played by the traced rollout (question "
+                               f"{int(questions[j])}); the compiled driver changed how it resets episodes")
+        rows[j] = r
+    return rows

@@ -65,6 +65,8 @@ def add_common_args(p: argparse.ArgumentParser, *, timesteps: int = 1_000_000) -
     g.add_argument("--timesteps", type=int, default=timesteps)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--hidden", type=int, default=32)
+    g.add_argument("--action-kinds", nargs="+", default=["branch", "sample", "answer", "continue", "prune"],
+                   help="actions the agent may choose (tts_gym.rl.networks.ACTION_KINDS)")
     g.add_argument("--lr", type=float, default=3e-4)
     g.add_argument("--threads", type=int, default=1, help="torch threads")
     g = p.add_argument_group("logging")
