@@ -196,7 +196,7 @@ def observe_episode(state, data, params, oparams, conf, gamma, e, pos, glob, scr
     limit = position_limit(state, data, params, e)
     cnt = scratch[0]
     fcnt = scratch[1]
-    # pass 1: vote counts over the pool, finished counts, flag counts
+    # pass 1: vote counts over the pool, finished-answer counts, flag counts
     pool = 0
     nfin = 0      # finished positions
     nfinal = 0    # ... whose final answer has been revealed (the "finished answers")

@@ -475,12 +475,9 @@ class EvalResult:
 
     def frontier(self, family: str | None = None, store=None) -> Frontier:
         """Pareto frontier of a family's sweep (all configurations when ``family`` is None)."""
-        rows = self.select(family, store if store is not None or len(self.stores) > 1 else None)
-        if store is None and len(self.stores) > 1:
-            raise ValueError("name the store")
+        rows = self.select(family, self._store_name(store))
         label = FAMILY_NAMES.get(canonical_family(family), family) if family else "all"
-        f = pareto_frontier([r["avg_tokens"] for r in rows], [r["accuracy"] for r in rows], label)
-        return f
+        return pareto_frontier([r["avg_tokens"] for r in rows], [r["accuracy"] for r in rows], label)
 
     def oracle(self, store=None):
         """The adaptive oracle-selection curve on this result's episodes (:mod:`.oracle`)."""

@@ -23,38 +23,49 @@ the gold answer (scoring is :func:`tts_gym.kernels.is_correct`). The action sequ
 included) is the one the Python policies of :mod:`tts_gym.policies.baselines` emit, so ``steps``
 match episode for episode.
 
+Structure
+---------
+Each policy is a small state machine with **one** env call site: the policy queues its next
+action(s) (a sample, a round of CONTINUEs preceded by that round's PRUNEs, the widening BRANCHes,
+the final ANSWER_WITH), one loop applies them through ``step_episode`` in order, and the policy
+reads the effects back from the state. The action sequence is exactly the reference's, so
+``steps`` equals the Python policies' count.
+
 Performance notes
 -----------------
-* ``step_episode`` is called through :data:`_step`, the *same Python function*
-  (``kernels.step_episode.py_func``) compiled with ``forceinline``: passing the ``EnvState`` /
-  ``ReplayData`` NamedTuples to an out-of-line call marshals ~190 machine words per call
-  (~110 ns/step); inlined, a step costs ~15 ns. Call sites are kept few (compile time grows with
-  each inlined copy).
-* No NRT (``_nrt=False``): nothing allocates inside the kernels; per-worker scratch comes from
-  Python (:func:`run_compiled`).
+* ``step_episode`` is called through ``_step``, the *same Python function*
+  (``kernels.step_episode.py_func``) compiled with ``forceinline``: an out-of-line call passing the
+  ``EnvState`` / ``ReplayData`` NamedTuples marshals ~190 machine words (~50-100 ns per call);
+  inlined at the single call site, a step costs ~35-40 ns of CPU here, most of the per-step time.
+* No NRT (``_nrt=False``): nothing allocates inside the kernels; per-worker scratch (answer counts,
+  per-position lists, the action queue) is allocated once per call by :func:`run_compiled`.
 * A whole evaluation -- every (parameter row, episode) pair -- is one compiled call per worker.
-  Worker ``w`` of ``W`` plays tasks ``w, w + W, ...`` in its own state slot (slots are padded apart
-  to avoid false sharing); workers are Python threads running the ``nogil`` kernels, so results do
-  not depend on the worker count.
+  Episodes are played question by question (all seeds and parameter rows of a question while its
+  replay data is in cache); worker ``w`` of ``W`` plays every ``W``-th task in its own state slot
+  (slots padded apart against false sharing). Workers are Python threads running the ``nogil``
+  kernels, so results do not depend on the worker count. The env runs with
+  ``min(M, positions_needed)`` positions (less state to reset; identical results).
 * The on-disk cache of these functions is keyed on the sources they inline
-  (``kernels.py``, ``voting.py``, ``actions.py``, this file): numba alone would only look at this
-  file and could serve stale code after a kernel change.
+  (``kernels.py``, ``actions.py``, ``voting.py``, ``policies/common.py``, this file): numba alone
+  only stamps this file and could serve stale code after a kernel change.
 
 Kernel signature::
 
-    rollout_<policy>(data, params, state, slot, worker, workers, table, questions, perms,
-                     policy_params, iscratch, fscratch, out_answer, out_cost, out_correct, out_steps)
+    rollout_<policy>(data, params, state, slot, worker, workers, table, questions, perms, tasks,
+                     policy_params, iscratch, fscratch, acts,
+                     out_answer, out_cost, out_correct, out_steps)
 
 ``data``/``params``: :class:`~tts_gym.kernels.ReplayData` / :class:`~tts_gym.kernels.EnvParams`;
-``state``: an :class:`~tts_gym.kernels.EnvState`, episode slot ``slot``; ``table``:
-:func:`tts_gym.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms`` int32 ``[E, M]``; ``policy_params``
-float64 ``[G, P]`` (columns :data:`POLICY_PARAM_NAMES`); ``iscratch`` int32 ``[10, >= max(A, M)]``
-(``A`` = largest answer table), ``fscratch`` float64 ``[>= max T_ema]``; outputs ``[G, E]``.
+``state``: an :class:`~tts_gym.kernels.EnvState`, this worker's episode slot ``slot``; ``table``:
+:func:`tts_gym.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms`` int32 ``[E, >=M]``;
+``tasks`` int32 ``[E]``: the order to play the episodes in; ``policy_params`` float64 ``[G, P]``
+(columns :data:`POLICY_PARAM_NAMES`); scratch ``iscratch`` int32 ``[10, >= max(A, M, len(acts))]``
+(``A`` = largest answer table), ``fscratch`` float64 ``[>= max T_ema]``, ``acts`` int64 (the action
+queue); outputs ``[G, E]``.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
@@ -63,7 +74,7 @@ import numpy as np
 
 from tts_gym import kernels as _kernels
 from tts_gym.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
-from tts_gym.kernels import (FINISHED, OK, PRUNED, EnvParams, ReplayData, is_correct, make_state,
+from tts_gym.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, make_state,
                              reset_episode)
 from tts_gym.policies.common import (CMC_MAX_BRANCH, CMC_MAX_ROUNDS, CMC_SCHEDULE_KEYS,
                                      cmc_schedule, normalize_params)
@@ -92,8 +103,8 @@ _step = nb.njit(nogil=True, _nrt=False, forceinline=True)(_kernels.step_episode.
 _JIT = dict(cache=True, nogil=True, _nrt=False)
 
 # scratch rows of ``iscratch``
-_COUNTS, _FIRST, _COUNTS2, _FIRST2, _FIN, _AUX, _LIST, _POOL, _DISAGREE, _PS, _CODES = range(11)
-_ISCRATCH_ROWS = 11
+_COUNTS, _FIRST, _COUNTS2, _FIN, _AUX, _LIST, _POOL, _DISAGREE, _PS, _CODES = range(10)
+_ISCRATCH_ROWS = 10
 
 # phases of the single-call-site state machines
 _PH_DONE = 0

@@ -1,0 +1,128 @@
+"""The compiled baselines beyond the parity data: branch exhaustion (the reference's ``None``
+paths, never reached on the 128-branch stores), questions with different branch counts, a position
+cap below what a policy wants, degenerate parameters, and argument checking. The compiled results
+are compared episode for episode with the Python policies played through the env."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from tts_gym.kernels import pack_stores
+from tts_gym.permutations import reference_permutations
+from tts_gym.policies import make_policy
+from tts_gym.policies.compiled import policy_param_rows, positions_needed, run_compiled
+from tts_gym.protocol import ProtocolBatch, evaluate_compiled
+from tts_gym.rollout import evaluate_reference_python, make_reference_env
+from tts_gym.store import ReplayStore
+from tts_gym.synthetic import synthesize
+
+CONFIGS = [
+    ("sc", {"n": 16}),
+    ("asc", {"max_samples": 16, "threshold": 0.8}),
+    ("esc", {"max_samples": 16, "window_size": 4}),
+    ("esc", {"max_samples": 16, "window_size": 5}),
+    ("parallel_probe", {"num_chains": 16, "T": 4, "prune_patience": 2, "warm_up": 2}),
+    ("parallel_probe", {"num_chains": 8, "probe_burst": 2, "max_steps": 7}),
+    ("cmc", {"beta": 0.0}),
+    ("cmc", {"beta": 0.6}),
+    ("cmc", {"beta": 1.0}),
+]
+IDS = [f"{n}-{'-'.join(f'{k}{v}' for k, v in p.items())}" for n, p in CONFIGS]
+
+
+@lru_cache(maxsize=None)
+def ragged_store() -> ReplayStore:
+    """A small synthetic store whose questions have 3..14 branches (so every policy runs out)."""
+    base = synthesize(num_questions=12, num_branches=14, seed=3, max_probes=12)
+    records = base.to_records()
+    for q, rec in enumerate(records):
+        n = 3 + (q * 5) % 12
+        rec["each_branch"] = rec["each_branch"][:n]
+        rec["final_answers_trace"] = rec["final_answers_trace"][:n]
+    return ReplayStore.from_records("synthetic", "ragged", records)
+
+
+@pytest.mark.parametrize("name,params", CONFIGS, ids=IDS)
+def test_exhaustion_matches_python(name, params):
+    store = ragged_store()
+    seeds = (0, 1, 7)
+    comp = evaluate_compiled(store, name, params, seeds=seeds, workers=2)
+    py = evaluate_reference_python(store, make_policy(name, **params), seeds)
+    for f in ("answers", "costs", "correct", "steps"):
+        np.testing.assert_array_equal(getattr(py, f), getattr(comp, f), err_msg=f)
+
+
+@pytest.mark.parametrize("name,params", CONFIGS, ids=IDS)
+def test_position_cap_matches_python(name, params):
+    """``max_branches`` below what the policy would open (the subsample protocol's cap)."""
+    store = synthesize(num_questions=6, num_branches=32, seed=5, max_probes=10)
+    seeds = (2, 3)
+    M = 6
+    qs = np.tile(np.arange(store.num_questions, dtype=np.int32), len(seeds))
+    perms = np.repeat(reference_permutations(seeds, store.max_branches), store.num_questions, axis=0)
+    out = run_compiled(pack_stores([store]), name, [params], qs, perms, max_branches=M, workers=1)
+    env = make_reference_env(store, max_branches=M)
+    py = evaluate_reference_python(store, make_policy(name, **params), seeds, env=env)
+    np.testing.assert_array_equal(py.answers.ravel(), out["answer"][0])
+    np.testing.assert_array_equal(py.costs.ravel(), out["cost"][0])
+    np.testing.assert_array_equal(py.steps.ravel(), out["steps"][0])
+
+
+def test_degenerate_parameters():
+    store = ragged_store()
+    b = ProtocolBatch(store, (0, 1))
+    # ESC with max_samples < window_size: zero windows -> None at zero cost
+    r = evaluate_compiled(b, "esc", {"max_samples": 3, "window_size": 8})
+    assert (r.answers == -1).all() and (r.costs == 0).all() and (r.steps == 1).all()
+    assert r.sumC == 0 and r.accuracy == 0.0
+    # ASC@1: one full read, its answer
+    r = evaluate_compiled(b, "asc", {"max_samples": 1, "threshold": 0.95})
+    assert (r.steps == 2).all()
+    # SC@0 / PP with no chains / PP with max_steps 0: nothing to vote on
+    for policy, params in (("sc", {"n": 0}), ("parallel_probe", {"num_chains": 0}),
+                           ("parallel_probe", {"max_steps": 0})):
+        r = evaluate_compiled(b, policy, params)
+        assert (r.answers == -1).all(), policy
+
+
+def test_grid_rows_are_independent():
+    """A grid call equals the single-configuration calls row by row."""
+    store = ragged_store()
+    grid = [{"beta": b} for b in (0.0, 0.3, 0.9)]
+    from tts_gym.protocol import evaluate_grid_compiled
+    together = evaluate_grid_compiled(store, "cmc", grid, seeds=(4, 5))
+    for params, res in zip(grid, together):
+        alone = evaluate_compiled(store, "cmc", params, seeds=(4, 5))
+        np.testing.assert_array_equal(res.answers, alone.answers)
+        np.testing.assert_array_equal(res.costs, alone.costs)
+
+
+def test_policy_param_rows_and_checks():
+    kernel, rows = policy_param_rows("sc", [{"n": 8}, {"max_samples": 4}])
+    assert kernel == "asc" and rows.tolist() == [[8, 1.01], [4, 1.01]]
+    kernel, rows = policy_param_rows("cmc", [{"beta": 0.5}])
+    assert kernel == "cmc" and rows.shape == (1, 12) and rows[0, 0] == 5
+    assert positions_needed("esc", np.array([[16, 5]], float)) == 15
+    assert positions_needed("cmc", rows) == 34
+    with pytest.raises(ValueError):
+        policy_param_rows("asc", [{"beta": 1}])
+    data = pack_stores([ragged_store()])
+    qs = np.zeros(2, np.int32)
+    with pytest.raises(ValueError):
+        run_compiled(data, "nope", [{}], qs, np.zeros((2, 14), np.int32))
+    with pytest.raises(ValueError):
+        run_compiled(data, "asc", [{}], qs, np.zeros((3, 14), np.int32))
+    with pytest.raises(ValueError):
+        run_compiled(data, "asc", [], qs, np.zeros((2, 14), np.int32),
+                     policy_params=np.zeros((1, 3)))
+
+
+def test_compiled_cache_keyed_on_inlined_sources():
+    """numba stamps a cache with its own file only; ours also depends on the inlined kernels."""
+    from tts_gym.policies import compiled as C
+    digest = C._sources_digest()
+    for disp in C._ROLLOUTS.values():
+        stamp = disp._cache._cache_file._source_stamp
+        assert isinstance(stamp, tuple) and stamp[-1] == digest
