@@ -25,7 +25,7 @@ from tts_gym.pyreplay import InadmissibleAction, PyEpisode, toy_store
 from tts_gym.synthetic import synthesize
 
 STORE_KEYS = ("toy", "synthetic", "Qwen3-1.7B/aime24", "Qwen3-0.6B/hmmt25", "Qwen3-8B/aime25")
-SETTINGS = settings(max_examples=70, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -9,7 +9,6 @@ from gymnasium.vector import AutoresetMode
 
 from tts_gym import actions as A
 from tts_gym.env import TTSReplayEnv
-from tts_gym.pyreplay import toy_store
 from tts_gym.synthetic import synthesize
 from tts_gym.vector import TTSReplayVectorEnv
 

@@ -205,6 +205,12 @@ def resolve_stores(store: Any = None, model: str | None = None,
     raise TypeError(f"store must be None, a ReplayStore, a path or a list of them, got {type(store).__name__}")
 
 
+def _uniform_ints(rng: np.random.Generator, high: int, n: int) -> np.ndarray:
+    """``n`` uniform integers in ``0 .. high - 1`` (``floor(U * high)``; ``Generator.integers`` costs
+    ~10 us of overhead per call, too much for the autoreset path)."""
+    return np.minimum((rng.random(n) * high).astype(np.int64), high - 1)
+
+
 def _check_cost_weight(cost_weight) -> tuple[float, float]:
     if isinstance(cost_weight, (tuple, list, np.ndarray)):
         if len(cost_weight) != 2:
@@ -313,12 +319,26 @@ class ReplaySetup:
         """Draw ``n`` episodes: ``(questions[n], shuffle_seeds[n] (-1: random order), perms[n, M],
         gammas[n])``. ``counter`` numbers the episodes for sequential sampling. Vectorised."""
         Q, S = self.Q, self.num_shuffle_seeds
+        if questions is None and shuffle_seeds is None and permutations is None and cost_weights is None \
+                and self.permutation == "reference":
+            # the autoreset path: a handful of numpy calls
+            if self.question_sampling == "sequential":
+                k = counter + np.arange(n, dtype=np.int64)
+                q, seeds = (k % Q).astype(np.int32), (k // Q) % S
+            else:
+                q = _uniform_ints(rng, Q, n).astype(np.int32)
+                seeds = _uniform_ints(rng, S, n)
+            if self.gamma_low == self.gamma_high:
+                g = np.zeros(n) + self.gamma_low
+            else:
+                g = rng.uniform(self.gamma_low, self.gamma_high, size=n)
+            return q, seeds, self.perm_table[self.n_index[q], seeds], g
         k = counter + np.arange(n, dtype=np.int64)
         if questions is None:
             if self.question_sampling == "sequential":
                 q = (k % Q).astype(np.int32)
             else:
-                q = rng.integers(0, Q, size=n).astype(np.int32)
+                q = _uniform_ints(rng, Q, n).astype(np.int32)
         else:
             q = np.broadcast_to(np.asarray(questions, dtype=np.int64), (n,)).astype(np.int32)
             if q.min() < 0 or q.max() >= Q:
@@ -342,7 +362,7 @@ class ReplaySetup:
                 if self.question_sampling == "sequential":
                     seeds = (k // Q) % S
                 else:
-                    seeds = rng.integers(0, S, size=n)
+                    seeds = _uniform_ints(rng, S, n)
             else:
                 seeds = np.broadcast_to(np.asarray(shuffle_seeds, dtype=np.int64), (n,)).copy()
                 if seeds.min() < 0:

@@ -86,7 +86,7 @@ import numba as nb
 import numpy as np
 from gymnasium import spaces
 
-from tts_gym.kernels import FINISHED, OPENED, PRUNED, SAMPLED, EnvParams, ReplayData, position_limit
+from tts_gym.kernels import FINISHED, PRUNED, SAMPLED, EnvParams, ReplayData, position_limit
 
 POSITION_FEATURES = ("opened", "live", "finished", "pruned", "sampled", "available", "depth",
                      "revealed", "unrevealed", "share", "agrees_top1", "agrees_top2", "stability",

@@ -39,26 +39,29 @@ Performance notes
   inlined at the single call site, a step costs ~35-40 ns of CPU here, most of the per-step time.
 * No NRT (``_nrt=False``): nothing allocates inside the kernels; per-worker scratch (answer counts,
   per-position lists, the action queue) is allocated once per call by :func:`run_compiled`.
-* A whole evaluation -- every (parameter row, episode) pair -- is one compiled call per worker.
+* A whole evaluation -- every (parameter row, episode) pair -- is a few compiled calls.
   Episodes are played question by question (all seeds and parameter rows of a question while its
-  replay data is in cache); worker ``w`` of ``W`` plays every ``W``-th task in its own state slot
-  (slots padded apart against false sharing). Workers are Python threads running the ``nogil``
-  kernels, so results do not depend on the worker count. The env runs with
-  ``min(M, positions_needed)`` positions (less state to reset; identical results).
+  replay data is in cache), in contiguous chunks handed to whichever worker is free; a worker plays
+  in its own state slot (slots padded apart against false sharing). Workers are Python threads
+  running the ``nogil`` kernels; results do not depend on the worker count or the schedule. The
+  env runs with ``min(M, positions_needed)`` positions (less state to reset; identical results).
 * The on-disk cache of these functions is keyed on the sources they inline
   (``kernels.py``, ``actions.py``, ``voting.py``, ``policies/common.py``, this file): numba alone
   only stamps this file and could serve stale code after a kernel change.
 
 Kernel signature::
 
-    rollout_<policy>(data, params, state, slot, worker, workers, table, questions, perms, tasks,
+    rollout_<policy>(data, params, state, slot, t_begin, t_end, table, questions, perms, tasks,
                      policy_params, iscratch, fscratch, acts,
                      out_answer, out_cost, out_correct, out_steps)
 
-``data``/``params``: :class:`~tts_gym.kernels.ReplayData` / :class:`~tts_gym.kernels.EnvParams`;
-``state``: an :class:`~tts_gym.kernels.EnvState`, this worker's episode slot ``slot``; ``table``:
-:func:`tts_gym.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms`` int32 ``[E, >=M]``;
-``tasks`` int32 ``[E]``: the order to play the episodes in; ``policy_params`` float64 ``[G, P]``
+``data``/``params``: :class:`~tts_gym.kernels.ReplayData` / :class:`~tts_gym.kernels.EnvParams` (only
+``max_branches`` is read: the kernels always run the reference semantics -- fused reveals,
+``probe_cost = 0``, no budget -- as compile-time constants, which lets LLVM drop those branches);
+``state``: an :class:`~tts_gym.kernels.EnvState`, this worker's episode slot ``slot``; tasks
+``t_begin <= t < t_end`` are played, task ``t = i * G + g`` being episode ``tasks[i]`` with parameter
+row ``g``; ``table``: :func:`tts_gym.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms``
+int32 ``[E, >=M]``; ``tasks`` int32 ``[E]``: the order to play the episodes in; ``policy_params`` float64 ``[G, P]``
 (columns :data:`POLICY_PARAM_NAMES`); scratch ``iscratch`` int32 ``[10, >= max(A, M, len(acts))]``
 (``A`` = largest answer table), ``fscratch`` float64 ``[>= max T_ema]``, ``acts`` int64 (the action
 queue); outputs ``[G, E]``.
@@ -66,6 +69,7 @@ queue); outputs ``[G, E]``.
 from __future__ import annotations
 
 import hashlib
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
@@ -96,6 +100,7 @@ POLICY_PARAM_NAMES: dict[str, tuple[str, ...]] = {
 KERNELS = tuple(POLICY_PARAM_NAMES)
 
 _SLOT_STRIDE = 16  # episode slots of different workers are this far apart (no false sharing)
+_CHUNKS_PER_WORKER = 16  # dynamic scheduling granularity of run_compiled
 
 # the env's step function, inlined at each call site (same source: kernels.step_episode)
 _step = nb.njit(nogil=True, _nrt=False, forceinline=True)(_kernels.step_episode.py_func)
@@ -566,7 +571,7 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
 
 
 # ---------------------------------------------------------------------------------------------
-# whole-evaluation drivers (one worker's share of the tasks)
+# whole-evaluation drivers (a contiguous range of tasks)
 # ---------------------------------------------------------------------------------------------
 
 @nb.njit(inline="always", **_JIT)
@@ -578,14 +583,14 @@ def _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps):
 
 
 @nb.njit(**_JIT)
-def rollout_asc(data, params, state, slot, worker, workers, table, questions, perms, tasks,
+def rollout_asc(data, params, state, slot, t_begin, t_end, table, questions, perms, tasks,
                 policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
                 out_steps):
-    E = questions.shape[0]
     G = policy_params.shape[0]
+    params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
-    for t in range(worker, G * E, workers):
+    for t in range(t_begin, t_end):
         i = t // G
         g = t - i * G
         j = tasks[i]
@@ -596,14 +601,14 @@ def rollout_asc(data, params, state, slot, worker, workers, table, questions, pe
 
 
 @nb.njit(**_JIT)
-def rollout_esc(data, params, state, slot, worker, workers, table, questions, perms, tasks,
+def rollout_esc(data, params, state, slot, t_begin, t_end, table, questions, perms, tasks,
                 policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
                 out_steps):
-    E = questions.shape[0]
     G = policy_params.shape[0]
+    params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
-    for t in range(worker, G * E, workers):
+    for t in range(t_begin, t_end):
         i = t // G
         g = t - i * G
         j = tasks[i]
@@ -614,17 +619,17 @@ def rollout_esc(data, params, state, slot, worker, workers, table, questions, pe
 
 
 @nb.njit(**_JIT)
-def rollout_parallel_probe(data, params, state, slot, worker, workers, table, questions, perms,
+def rollout_parallel_probe(data, params, state, slot, t_begin, t_end, table, questions, perms,
                            tasks, policy_params, iscratch, fscratch, acts, out_answer, out_cost,
                            out_correct, out_steps):
-    E = questions.shape[0]
     G = policy_params.shape[0]
+    params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
     counts = iscratch[_COUNTS]
     fin = iscratch[_FIN]
     off = iscratch[_AUX]
     active = iscratch[_LIST]
     codes = iscratch[_CODES]
-    for t in range(worker, G * E, workers):
+    for t in range(t_begin, t_end):
         i = t // G
         g = t - i * G
         j = tasks[i]
@@ -637,11 +642,11 @@ def rollout_parallel_probe(data, params, state, slot, worker, workers, table, qu
 
 
 @nb.njit(**_JIT)
-def rollout_cmc(data, params, state, slot, worker, workers, table, questions, perms, tasks,
+def rollout_cmc(data, params, state, slot, t_begin, t_end, table, questions, perms, tasks,
                 policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
                 out_steps):
-    E = questions.shape[0]
     G = policy_params.shape[0]
+    params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
     counts2 = iscratch[_COUNTS2]
@@ -652,7 +657,7 @@ def rollout_cmc(data, params, state, slot, worker, workers, table, questions, pe
     disagree = iscratch[_DISAGREE]
     ps = iscratch[_PS]
     codes = iscratch[_CODES]
-    for t in range(worker, G * E, workers):
+    for t in range(t_begin, t_end):
         i = t // G
         g = t - i * G
         j = tasks[i]
@@ -773,7 +778,7 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
                  questions: np.ndarray, perms: np.ndarray, *, max_branches: int | None = None,
                  workers: int | None = None, conf_variant: str = "exact",
                  policy_params: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Play every (parameter row, episode) of one policy in one compiled call per worker.
+    """Play every (parameter row, episode) of one policy in compiled calls (a few per worker).
 
     ``questions`` int32 ``[E]`` and ``perms`` int32 ``[E, >=M]`` define the episodes (question index
     into ``data``, and the branch order: stored index per position). ``params_list``: parameter
@@ -812,7 +817,8 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     if G * E == 0:
         return out
     W = int(workers if workers is not None else default_workers())
-    W = max(1, min(W, G * E))
+    total = G * E
+    W = max(1, min(W, total))
     A = int(max(1, int(data.num_answers.max(initial=1))))
     if kernel == "cmc":
         H = max(1, int(policy_params[:, 4].max()))
@@ -831,17 +837,33 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     iscr = [np.zeros((_ISCRATCH_ROWS, width), np.int32) for _ in range(W)]
     fscr = [np.zeros(H + 8, np.float64) for _ in range(W)]
     acts = [np.zeros(Lq, np.int64) for _ in range(W)]
-    # play the episodes question by question (every seed and parameter row of a question while its
-    # replay data is in cache); the results do not depend on the order
+    # tasks t = i * G + g: episode tasks[i] with parameter row g, episodes question by question
+    # (every seed and row of a question while its replay data is in cache); results do not
+    # depend on the order or on which worker plays a task
     tasks = np.argsort(questions, kind="stable").astype(np.int32)
 
-    def work(w: int) -> None:
-        rollout(data, params, state, w * _SLOT_STRIDE, w, W, table, questions, perms, tasks,
+    def play(w: int, t0: int, t1: int) -> None:
+        rollout(data, params, state, w * _SLOT_STRIDE, t0, t1, table, questions, perms, tasks,
                 policy_params, iscr[w], fscr[w], acts[w], out["answer"], out["cost"],
                 out["correct"], out["steps"])
 
     if W == 1:
-        work(0)
+        play(0, 0, total)
     else:
-        list(_executor(W).map(work, range(W)))
+        # dynamic scheduling: contiguous chunks handed to whichever worker is free (a worker
+        # slowed by other load does not hold the others up)
+        n_chunks = min(total, _CHUNKS_PER_WORKER * W)
+        bounds = [total * k // n_chunks for k in range(n_chunks + 1)]
+        slots: queue.SimpleQueue = queue.SimpleQueue()
+        for w in range(W):
+            slots.put(w)
+
+        def chunk(k: int) -> None:
+            w = slots.get()
+            try:
+                play(w, bounds[k], bounds[k + 1])
+            finally:
+                slots.put(w)
+
+        list(_executor(W).map(chunk, range(n_chunks)))
     return out
