@@ -3,15 +3,14 @@ schedule (spec section 5.5)."""
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
+import numba as nb
 import numpy as np
 import pytest
 
-from tts_gym.policies.common import (CMC_SCHEDULE_KEYS, cmc_schedule, normalize_params)
+from tts_gym.policies.common import CMC_SCHEDULE_KEYS, cmc_schedule, normalize_params
 from tts_gym.voting import (CONF_TABLE_SIZE, conf, conf_exact, conf_lookup, conf_table,
                             majority, majority_ids, top_two, top_two_ids, vote_push)
-import numba as nb
 
 
 # ---- majority / top_two ------------------------------------------------------------------------

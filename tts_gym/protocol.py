@@ -16,8 +16,8 @@ equality with the gold answer (answer id == gold id; ``None`` is wrong). Totals 
 depends on its summation order in the last bits.
 
 The compiled path (:func:`evaluate_compiled`, :func:`evaluate_grid_compiled`) plays the whole
-protocol -- seeds x questions x parameter grid, several stores at once -- in one call of a
-:mod:`tts_gym.policies.compiled` kernel. :class:`ProtocolBatch` packs stores and permutations once
+protocol -- seeds x questions x parameter grid, several stores at once -- in one run of a
+:mod:`tts_gym.policies.compiled` kernel (no per-episode Python). :class:`ProtocolBatch` packs stores and permutations once
 so repeated evaluations (grids, benchmarks) skip that work.
 """
 from __future__ import annotations
@@ -185,7 +185,7 @@ def _as_batch(stores, seeds) -> ProtocolBatch:
 def evaluate_grid_compiled(stores, policy: str, params_grid: Sequence[Mapping[str, Any]],
                            seeds=None, *, workers: int | None = None,
                            conf_variant: str = "exact"):
-    """Reference protocol for every parameter dict of ``params_grid`` in one compiled call.
+    """Reference protocol for every parameter dict of ``params_grid`` in one compiled run.
 
     ``stores``: a :class:`ReplayStore`, a sequence of them, or a :class:`ProtocolBatch`.
     Returns ``[G]`` results, each a :class:`ProtocolResult` for a single store or a list (one per
