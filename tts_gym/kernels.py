@@ -229,6 +229,19 @@ def _advance(state, data, params, e, p):
     return charge
 
 
+@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
+def _decode(action, M):
+    """``(kind, position)`` of a per-position action id (kind 0..3 = CONTINUE, PROBE, PRUNE,
+    ANSWER_WITH). Comparisons, not ``//`` and ``%``: a 64-bit division per step was the largest
+    single cost of the compiled rollouts."""
+    rel = action - NUM_GLOBAL_ACTIONS
+    kind = 0
+    while rel >= M and kind < 3:
+        rel -= M
+        kind += 1
+    return kind, rel
+
+
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
 def check_action(state, data, params, e, action):
     """Result code that :func:`step_episode` would return for ``action`` (0 = admissible)."""
@@ -246,8 +259,7 @@ def check_action(state, data, params, e, action):
         return OK
     if action == ANSWER or action == ABSTAIN:
         return OK
-    kind = (action - NUM_GLOBAL_ACTIONS) // M
-    p = (action - NUM_GLOBAL_ACTIONS) % M
+    kind, p = _decode(action, M)
     if p >= state.cursor[e]:
         return ERR_NOT_OPENED
     f = state.flags[e, p]
@@ -331,8 +343,7 @@ def step_episode(state, data, params, e, action):
         state.answer[e] = -1
         state.done[e] = True
     else:
-        kind = (action - NUM_GLOBAL_ACTIONS) // M
-        p = (action - NUM_GLOBAL_ACTIONS) % M
+        kind, p = _decode(action, M)
         if kind == 0:
             _advance(state, data, params, e, p)
         elif kind == 1:
