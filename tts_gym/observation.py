@@ -196,35 +196,40 @@ def observe_episode(state, data, params, oparams, conf, gamma, e, pos, glob, scr
     limit = position_limit(state, data, params, e)
     cnt = scratch[0]
     fcnt = scratch[1]
+    # this episode's rows as 1-D views (hoisted out of the loops)
+    flags = state.flags[e]
+    latest = state.latest[e]
+    depth = state.depth[e]
+    rdepth = state.revealed_depth[e]
+    stable = state.stable[e]
+    rtime = state.reveal_time[e]
     # pass 1: vote counts over the pool, finished-answer counts, flag counts
     pool = 0
     nfin = 0      # finished positions
     nfinal = 0    # ... whose final answer has been revealed (the "finished answers")
-    nlive = 0
     npruned = 0
     for p in range(n):
-        f = state.flags[e, p]
+        f = flags[p]
         if f & PRUNED:
             npruned += 1
             continue
-        if f & FINISHED:
-            nfin += 1
-        else:
-            nlive += 1
-        a = state.latest[e, p]
+        fin = (f & FINISHED) != 0
+        nfin += fin
+        a = latest[p]
         if a >= 0:
             pool += 1
             cnt[a] += 1
-            if (f & FINISHED) and state.revealed_depth[e, p] == state.depth[e, p]:
+            if fin and rdepth[p] == depth[p]:
                 fcnt[a] += 1
                 nfinal += 1
+    nlive = n - npruned - nfin
     # pass 2: plurality / runner-up (first-occurrence tie rule) and finished top-2 counts.
     # A processed answer's count is negated to mark it seen.
     b1, c1, b2, c2, distinct = -1, 0, -1, 0, 0
     t1, t2 = 0, 0
     for p in range(n):
-        a = state.latest[e, p]
-        if a < 0 or (state.flags[e, p] & PRUNED):
+        a = latest[p]
+        if a < 0 or (flags[p] & PRUNED):
             continue
         c = cnt[a]
         if c > 0:
@@ -247,42 +252,48 @@ def observe_episode(state, data, params, oparams, conf, gamma, e, pos, glob, scr
     inv_depth = 1.0 / oparams.depth_scale
     last = state.steps[e] - 1
     # pass 3: per-position rows of opened positions
+    pe = pos[e]
     for p in range(n):
-        f = state.flags[e, p]
-        a = state.latest[e, p]
+        f = flags[p]
+        a = latest[p]
+        dp = depth[p]
         pruned = (f & PRUNED) != 0
         finished = (f & FINISHED) != 0
-        row = pos[e, p]
+        row = pe[p]
         row[P_OPENED] = 1.0
         row[P_LIVE] = 1.0 if not (pruned or finished) else 0.0
         row[P_FINISHED] = 1.0 if finished else 0.0
         row[P_PRUNED] = 1.0 if pruned else 0.0
         row[P_SAMPLED] = 1.0 if (f & SAMPLED) else 0.0
         row[P_AVAILABLE] = 0.0
-        d = state.depth[e, p] * inv_depth
+        d = dp * inv_depth
         row[P_DEPTH] = d if d < 1.0 else 1.0
-        row[P_REVEALED] = 1.0 if a >= 0 else 0.0
-        row[P_UNREVEALED] = 1.0 if state.depth[e, p] > state.revealed_depth[e, p] else 0.0
-        if a >= 0 and not pruned:
-            row[P_SHARE] = -cnt[a] * inv_pool
-            row[P_TOP1] = 1.0 if a == b1 else 0.0
-            row[P_TOP2] = 1.0 if a == b2 else 0.0
+        row[P_UNREVEALED] = 1.0 if dp > rdepth[p] else 0.0
+        if a >= 0:
+            row[P_REVEALED] = 1.0
+            if not pruned:
+                row[P_SHARE] = -cnt[a] * inv_pool
+                row[P_TOP1] = 1.0 if a == b1 else 0.0
+                row[P_TOP2] = 1.0 if a == b2 else 0.0
+            else:
+                row[P_SHARE] = 0.0
+                row[P_TOP1] = 0.0
+                row[P_TOP2] = 0.0
+            s = stable[p] * inv_h
+            row[P_STABILITY] = s if s < 1.0 else 1.0
+            row[P_FINISHED_SHARE] = fcnt[a] * inv_fin
+            row[P_FRESH] = 1.0 if rtime[p] == last else 0.0
         else:
+            row[P_REVEALED] = 0.0
             row[P_SHARE] = 0.0
             row[P_TOP1] = 0.0
             row[P_TOP2] = 0.0
-        if a >= 0:
-            s = state.stable[e, p] * inv_h
-            row[P_STABILITY] = s if s < 1.0 else 1.0
-            row[P_FINISHED_SHARE] = fcnt[a] * inv_fin
-            row[P_FRESH] = 1.0 if state.reveal_time[e, p] == last else 0.0
-        else:
             row[P_STABILITY] = 0.0
             row[P_FINISHED_SHARE] = 0.0
             row[P_FRESH] = 0.0
-    # pass 4: clear the scratch (only touched entries)
+    # pass 4: clear the scratch (only touched entries; after pass 3, which reads it)
     for p in range(n):
-        a = state.latest[e, p]
+        a = latest[p]
         if a >= 0:
             cnt[a] = 0
             fcnt[a] = 0
