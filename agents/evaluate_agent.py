@@ -29,7 +29,7 @@ SWEEPS = {"SC": ("sc", [{"max_samples": n} for n in (1, 2, 4, 8, 16, 32, 64)]),
           "ASC": ("asc", [{"max_samples": n, "threshold": 0.95} for n in (4, 8, 16, 32, 64)]),
           "ESC": ("esc", [{"max_samples": n, "window_size": 8} for n in (16, 32, 64)]),
           "Parallel-Probe": ("parallel_probe", [{"num_chains": n} for n in (4, 8, 16, 32, 64)]),
-          "CMC": ("cmc", [{"beta": b} for b in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)])}
+          "CMC": ("cmc", [{"beta": round(0.05 * i, 2)} for i in range(21)])}
 
 
 def avg(rows, label):
@@ -43,7 +43,11 @@ def main(argv=None):
     p.add_argument("--data", default=None)
     p.add_argument("--seeds", type=int, default=10, help="reference shuffle seeds 0..S-1 (the AutoTTS protocol uses 100)")
     p.add_argument("--gammas", type=float, nargs="+", default=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05])
-    p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling the trained policy")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--greedy", dest="greedy", action="store_true", default=None,
+                      help="argmax actions (default: the agent config's 'deterministic' entry)")
+    mode.add_argument("--sampled", dest="greedy", action="store_false",
+                      help="sample actions from the trained stochastic policy (seeded)")
     p.add_argument("--out", default="docs/rl_results.md")
     p.add_argument("--plot", default="docs/img/rl_curve.png")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
@@ -56,6 +60,7 @@ def main(argv=None):
     seeds = list(range(args.seeds))
     base = load_agent_policy(args.agent, deterministic=args.greedy, seed=0)
     cfg = base.config
+    args.greedy = base.deterministic
 
     # baselines + the agent on identical episodes, through tts_gym.evaluate
     rl_labels = [f"RL γ={g:g}" for g in args.gammas]
@@ -71,11 +76,12 @@ def main(argv=None):
             row = res.row(label, st)
             assert (row["sum_correct"], row["sum_tokens"]) == (r.sumC, r.sumTT), (label, st.name)
     # baseline sweeps for the curves (compiled)
-    curves = {}
+    curves, sweep_params = {}, {}
     for name, (fam, grid) in SWEEPS.items():
         out = evaluate_grid_compiled(stores, fam, grid, seeds=seeds)
         curves[name] = [(float(np.mean([x.avg_tokens for x in r])), float(np.mean([x.accuracy for x in r])))
                         for r in out]
+        sweep_params[name] = grid
     curves["RL agent (γ sweep)"] = [avg(rows, lab)[::-1] for lab in rl_labels]
     base_full = {}   # 100-seed reference numbers of the two CMC rows, for context
     for fam, params in (("cmc", {"beta": 0.5}), ("cmc", {"beta": 1.0})):
@@ -84,14 +90,32 @@ def main(argv=None):
                                                 float(np.mean([x.avg_tokens for x in r])))
     wall = time.perf_counter() - t0
 
-    write_report(args, cfg, rows, rl_labels, base_full, wall)
+    write_report(args, cfg, rows, rl_labels, base_full, wall, curves, sweep_params)
     plot(args.plot, curves, rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
     print(Path(args.out).read_text())
 
 
-def write_report(args, cfg, rows, rl_labels, base_full, wall):
+def at_equal_tokens(curve, tokens):
+    """A baseline curve's accuracy interpolated (in log tokens) at ``tokens``."""
+    pts = sorted(curve)
+    return float(np.interp(np.log(tokens), np.log([t for t, _ in pts]), [a for _, a in pts]))
+
+
+def matched_budget_table(rows, rl_labels, curves, sweep_params):
+    lines = ["| RL operating point | accuracy % | tokens / question | CMC at equal tokens | Δ vs CMC | "
+             "ASC at equal tokens | CMC configurations it dominates |", "|---|---:|---:|---:|---:|---:|---|"]
+    for lab in rl_labels:
+        a, t = avg(rows, lab)
+        c, asc = at_equal_tokens(curves["CMC"], t), at_equal_tokens(curves["ASC"], t)
+        dom = [f"β={p['beta']:g}" for p, (ct, ca) in zip(sweep_params["CMC"], curves["CMC"]) if a >= ca and t <= ct]
+        lines.append(f"| {lab} | {a:.2f} | {t / 1000:,.1f}k | {c:.2f} | {a - c:+.2f} | {asc:.2f} | "
+                     f"{', '.join(dom) or '—'} |")
+    return lines
+
+
+def write_report(args, cfg, rows, rl_labels, base_full, wall, curves, sweep_params):
     labels = list(dict.fromkeys(r["label"] for r in rows))
     cmc_acc, cmc_tok = avg(rows, "CMC β=0.5")
     lines = [
@@ -104,7 +128,7 @@ def write_report(args, cfg, rows, rl_labels, base_full, wall):
         f"    {cfg.get('command')}",
         "",
         f"and this page with `python agents/evaluate_agent.py --agent {args.agent} --seeds {args.seeds} "
-        f"--gammas {' '.join(f'{g:g}' for g in args.gammas)}{' --greedy' if args.greedy else ''}`.",
+        f"--gammas {' '.join(f'{g:g}' for g in args.gammas)}`.",
         "",
         f"**Episodes.** Reference protocol with shuffle seeds 0..{args.seeds - 1} ({args.seeds} of the "
         f"AutoTTS protocol's 100, because the agent is played through the Python evaluation loop) x "
@@ -113,9 +137,9 @@ def write_report(args, cfg, rows, rl_labels, base_full, wall):
         f"`tts_gym.evaluate` and `tts_gym.protocol.evaluate_compiled`, which agree bit for bit). "
         f"`RL γ=g` is the single trained agent with its cost weight input set to g "
         f"(reward = 1{{correct}} − g · tokens / 100k), "
-        + ("acting greedily." if args.greedy else
-           "sampling its actions from the trained stochastic policy (generator seeded with 0; "
-           "greedy argmax play is degenerate for this agent: it never stops before reading every branch)."),
+        + ("acting greedily (argmax of its masked action logits)." if args.greedy else
+           "sampling its actions from the trained stochastic policy (generator seeded with 0).")
+        + (f" Model selection: {cfg['selection']}." if cfg.get("selection") else ""),
         "",
         "## Averaged over the 8 held-out stores",
         "",
@@ -137,6 +161,10 @@ def write_report(args, cfg, rows, rl_labels, base_full, wall):
                    "(CMC β=0.5 on these episodes).") if ok else
               f"**Goal not met:** no RL operating point reaches CMC β=0.5's {cmc_acc:.2f} % at ≤ "
               f"{cmc_tok / 1000:.1f}k tokens per question on these episodes (see the curve and the notes).", ""]
+    lines += ["### The agent against CMC's and ASC's curves", "",
+              "CMC swept over β = 0, 0.05, ..., 1 and ASC over max_samples = 4..64 on the same episodes; "
+              "their accuracy is interpolated (in log tokens) at each RL point's token count.", ""]
+    lines += matched_budget_table(rows, rl_labels, curves, sweep_params) + [""]
     if base_full:
         lines += ["For reference, with all 100 seeds: " + "; ".join(
             f"{k} {a:.2f} % at {t / 1000:.1f}k" for k, (a, t) in base_full.items()) + ".", ""]
@@ -160,8 +188,11 @@ def plot(path, curves, rows):
         pts = sorted(pts)
         x, y = [t / 1000 for t, _ in pts], [a for _, a in pts]
         rl = name.startswith("RL")
-        ax.plot(x, y, "o-" if not rl else "s-", lw=2.5 if rl else 1.3, ms=6 if rl else 4, label=name,
+        ax.plot(x, y, "o-" if not rl else "s-", lw=2.5 if rl else 1.3, ms=6 if rl else 3, label=name,
                 color="black" if rl else None, zorder=5 if rl else 2)
+    cmc = avg(rows, "CMC β=0.5")
+    ax.plot([cmc[1] / 1000], [cmc[0]], "*", ms=16, color="tab:purple", mec="black", zorder=6,
+            label="CMC β=0.5 (target)")
     ax.set_xscale("log")
     ax.set_xlabel("tokens per question (thousands, log scale)")
     ax.set_ylabel("accuracy % (mean of 8 held-out stores)")

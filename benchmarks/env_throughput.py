@@ -17,7 +17,8 @@ reward, the infos and the action mask (single env: ``info["action_mask"]``; vect
 * vector env: ``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``, the controller
   compiled (numba, reading the raw state; its time is reported separately and included in the
   env-steps/s), ``copy=True`` (fresh observation arrays each step) and ``copy=False`` (the env's
-  buffers, valid until the next step);
+  buffers, valid until the next step); then the same with ``num_threads=2`` (``--num-threads``) at
+  ``--threaded-num-envs`` (default 1024, 8192): the batch's step split over 2 threads;
 * pure Python: :class:`tts_gym.pyreplay.PyReplayEnv` (same rules, same observation features,
   plain Python), the controller in Python.
 
@@ -130,9 +131,10 @@ def bench_single(env_kwargs: dict, width: int, seconds: float) -> dict:
     return {"steps_per_s": steps / dt, "cpu_steps_per_s": steps / ct, "steps": steps, "episodes": episodes}
 
 
-def bench_vector(env_kwargs: dict, num_envs: int, width: int, seconds: float, copy: bool) -> dict:
+def bench_vector(env_kwargs: dict, num_envs: int, width: int, seconds: float, copy: bool,
+                 num_threads: int = 1) -> dict:
     venv = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", copy=copy,
-                        **env_kwargs)
+                        num_threads=num_threads, **env_kwargs)
     inner = venv.unwrapped
     state = inner.state
     actions = np.zeros(num_envs, np.int64)
@@ -155,6 +157,7 @@ def bench_vector(env_kwargs: dict, num_envs: int, width: int, seconds: float, co
         if calls % 8 == 0 and time.perf_counter() >= t_end:
             break
     dt, ct = time.perf_counter() - t0, time.process_time() - c0
+    venv.close()
     # with NEXT_STEP autoreset the step after an ending is a reset, not a transition
     steps -= ended
     return {"steps_per_s": steps / dt, "cpu_steps_per_s": steps / ct, "steps": steps, "calls": calls,
@@ -198,6 +201,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--width", type=int, default=8, help="branches the controller opens")
     ap.add_argument("--num-envs", type=int, nargs="+", default=[1, 64, 1024, 8192])
     ap.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    ap.add_argument("--num-threads", type=int, default=2,
+                    help="num_threads of the threaded vector env rows (1: no such rows)")
+    ap.add_argument("--threaded-num-envs", type=int, nargs="*", default=[1024, 8192],
+                    help="batch sizes of the threaded vector env rows")
     args = ap.parse_args(argv)
 
     kw = dict(store=args.data, model=args.model, benchmark=args.benchmark, max_branches=args.max_branches)
@@ -226,12 +233,19 @@ def main(argv=None) -> dict:
         res[f"vector_{E}"], res[f"vector_{E}_nocopy"] = v, vn
         rows.append((f"vector env E={E} (copy=True)", v, v["env_only_steps_per_s"]))
         rows.append((f"vector env E={E} (copy=False)", vn, vn["env_only_steps_per_s"]))
+    T = args.num_threads
+    for E in (args.threaded_num_envs if T > 1 else []):
+        v = bench_vector(kw, E, args.width, args.seconds, copy=True, num_threads=T)
+        vn = bench_vector(kw, E, args.width, args.seconds, copy=False, num_threads=T)
+        res[f"vector_{E}_t{T}"], res[f"vector_{E}_t{T}_nocopy"] = v, vn
+        rows.append((f"vector env E={E} (copy=True, {T} threads)", v, v["env_only_steps_per_s"]))
+        rows.append((f"vector env E={E} (copy=False, {T} threads)", vn, vn["env_only_steps_per_s"]))
     print()
-    print(f"{'configuration':<42} {'env-steps/s':>12} {'x Python':>9} {'env only':>12} "
+    print(f"{'configuration':<44} {'env-steps/s':>12} {'x Python':>9} {'env only':>12} "
           f"{'per CPU-s':>12} {'x Python':>9}")
     for name, r, env_only in rows:
         extra = f"{env_only:>12,.0f}" if env_only is not None else f"{'':>12}"
-        print(f"{name:<42} {r['steps_per_s']:>12,.0f} {r['steps_per_s'] / base:>8,.1f}x {extra} "
+        print(f"{name:<44} {r['steps_per_s']:>12,.0f} {r['steps_per_s'] / base:>8,.1f}x {extra} "
               f"{r['cpu_steps_per_s']:>12,.0f} {r['cpu_steps_per_s'] / cbase:>8,.1f}x")
     print(f"\nenv-steps/s: wall clock; 'env only': without the compiled controller's time; 'per CPU-s': "
           f"steps per second of this process's CPU time (what one uncontended core would give).\n"

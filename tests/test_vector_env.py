@@ -278,3 +278,69 @@ def test_maskable_ppo_learns_a_few_steps(synth):
     obs = venv.reset()
     action, _ = model.predict(obs, action_masks=venv.action_masks(), deterministic=True)
     assert venv.action_masks()[np.arange(4), action].all()
+
+
+def _assert_same_tree(a, b, path="infos"):
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (path, sorted(a), sorted(b))
+        for k in a:
+            _assert_same_tree(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b), path
+        for k, (x, y) in enumerate(zip(a, b)):
+            _assert_same_tree(x, y, f"{path}[{k}]")
+    else:
+        np.testing.assert_array_equal(a, b, err_msg=path)
+        assert np.asarray(a).dtype == np.asarray(b).dtype, path
+
+
+@pytest.mark.parametrize("mode, invalid", [(AutoresetMode.NEXT_STEP, "raise"),
+                                           (AutoresetMode.SAME_STEP, "penalize")])
+def test_num_threads_matches_single_thread(synth, mode, invalid):
+    E, M, steps = 256, 6, 300
+    kw = dict(store=synth, max_branches=M, autoreset_mode=mode, invalid_action=invalid,
+              cost_weight=(0.0, 1.0), max_episode_steps=40)
+    envs = [TTSReplayVectorEnv(E, num_threads=t, **kw) for t in (1, 2)]
+    assert envs[1].num_threads == 2 and envs[0].num_threads == 1
+    outs = [env.reset(seed=11) for env in envs]
+    _assert_same_tree(outs[0], outs[1], "reset")
+    rng = np.random.default_rng(3)
+    n_actions = 4 + 4 * M
+    ended = invalid_seen = 0
+    for t in range(steps):
+        masks = [env.action_masks() for env in envs]
+        np.testing.assert_array_equal(masks[0], masks[1])
+        score = rng.random(masks[0].shape) * masks[0]
+        score[:, [A.ANSWER, A.ABSTAIN]] *= 0.1  # longer episodes
+        actions = score.argmax(axis=1)
+        if invalid == "penalize":  # some in-space but possibly inadmissible actions
+            wild = rng.random(E) < 0.05
+            actions[wild] = rng.integers(0, n_actions, int(wild.sum()))
+        outs = [env.step(actions.copy()) for env in envs]
+        for k, name in enumerate(("obs", "rewards", "terminated", "truncated", "infos")):
+            _assert_same_tree(outs[0][k], outs[1][k], f"step {t} {name}")
+        ended += int(np.count_nonzero(outs[0][2] | outs[0][3]))
+        invalid_seen += int(np.count_nonzero(outs[0][4]["invalid_action"]))
+    assert ended > E  # autoresets happened in both halves of the batch
+    assert (invalid_seen > 0) == (invalid == "penalize")
+    for env in envs:
+        env.close()
+
+
+def test_num_threads_raise_checks_whole_batch_first(synth):
+    E = 64
+    env = TTSReplayVectorEnv(E, store=synth, max_branches=4, num_threads=2)
+    with pytest.raises(ValueError, match="num_threads"):
+        TTSReplayVectorEnv(E, store=synth, max_branches=4, num_threads=0)
+    obs, _ = env.reset(seed=0)
+    pos, glob = obs["positions"].copy(), obs["globals"].copy()
+    cursor = env.state.cursor.copy()
+    actions = np.full(E, A.BRANCH, np.int64)
+    actions[E - 1] = 4 + 3  # CONTINUE an unopened position, in the second thread's half
+    with pytest.raises(ValueError, match=f"sub-env {E - 1}"):
+        env.step(actions)
+    np.testing.assert_array_equal(env.state.cursor, cursor)  # nothing stepped, first half included
+    np.testing.assert_array_equal(env._pos, pos)
+    np.testing.assert_array_equal(env._glob, glob)
+    env.close()
+    env.step(np.full(E, A.BRANCH, np.int64))  # after close(): single-threaded, still works

@@ -36,9 +36,14 @@ rewards, observations and infos), with these vector conventions:
   the observation arrays are the env's internal buffers, overwritten by the next ``step``/``reset``
   (faster for consumers that copy anyway).
 * **Rendering**: ``render()`` returns a 1-tuple with the frame of sub-env 0.
+* **Threads**: ``num_threads=T > 1`` checks all actions first (on the calling thread), then steps ``T``
+  contiguous slices of the batch concurrently (the kernel releases the GIL; one persistent worker
+  pool per env, each slice with its own scratch buffer). Results are identical to ``num_threads=1``
+  (the default, one compiled call per step); worth it for large batches on idle cores.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba as nb
@@ -118,22 +123,15 @@ F_TERMINATED, F_TRUNCATED, F_DONE, F_FINISHED, F_CORRECT, F_INVALID = range(6)
 
 
 @nb.njit(cache=True, nogil=True, _nrt=False)
-def vec_step(state, data, params, oparams, conf, gammas, pos, glob, scratch, actions, skip,
-             raise_mode, penalty, dense, inv_scale, max_steps, elapsed, codes, ints, flags, rewards):
-    """Check, step, reward and observe every episode whose ``skip`` flag is off.
+def vec_check(state, data, params, actions, skip, raise_mode, e0, e1):
+    """Check the actions of episodes ``e0 <= e < e1`` (skipped ones excluded) without changing anything.
 
-    Before anything changes, every action is checked; returns ``(bad, 0, 0)`` with ``bad`` the index
-    of the first episode whose action is out of the space, addresses an ended episode, or
-    (``raise_mode``) is inadmissible -- then nothing was stepped -- else ``(-1, ended, invalid)``:
-    the numbers of episodes that ended and of inadmissible actions (no-ops rewarded ``-penalty``).
-    Rewards: dense ``-gamma * charge * inv_scale`` per step, plus ``1{correct}`` at the end; sparse
-    ``1{correct} - gamma * cost * inv_scale`` at the end (``-gamma * cost * inv_scale`` on truncation).
-    Per-episode outputs go to ``ints[I_*, e]`` (int64), ``flags[F_*, e]`` (bool) and ``rewards[e]``;
-    skipped episodes get neutral values."""
-    E = actions.shape[0]
+    Returns ``(bad, code)``: ``bad`` the index of the first episode whose action is out of the space,
+    addresses an ended episode, or (``raise_mode``) is inadmissible, with its error code; ``(-1, OK)``
+    if all pass."""
     M = params.max_branches
     n_actions = NUM_GLOBAL_ACTIONS + 4 * M
-    for e in range(E):
+    for e in range(e0, e1):
         if skip[e]:
             continue
         if raise_mode:
@@ -143,12 +141,23 @@ def vec_step(state, data, params, oparams, conf, gammas, pos, glob, scratch, act
         else:
             c = ERR_DONE if state.done[e] else OK
         if c != OK:
-            codes[e] = c
-            return e, 0, 0
+            return e, c
+    return -1, OK
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False)
+def vec_step_range(state, data, params, oparams, conf, gammas, pos, glob, scratch, actions, skip,
+                   penalty, dense, inv_scale, max_steps, elapsed, codes, ints, flags, rewards, e0, e1):
+    """Step, reward and observe episodes ``e0 <= e < e1`` whose ``skip`` flag is off (their actions
+    already checked by :func:`vec_check`); returns ``(ended, invalid)`` over the range.
+
+    Touches only rows ``e0 .. e1-1`` of the state and outputs, plus ``scratch`` (left zeroed): disjoint
+    ranges with their own scratch buffers may run concurrently (the kernel releases the GIL)."""
+    M = params.max_branches
     n_done = 0
     n_invalid = 0
-    for e in range(E):
-        if e + PREFETCH_DISTANCE < E:
+    for e in range(e0, e1):
+        if e + PREFETCH_DISTANCE < e1:
             _prefetch_episode(state, pos, glob, e + PREFETCH_DISTANCE)
         if skip[e]:
             codes[e] = 0
@@ -212,6 +221,30 @@ def vec_step(state, data, params, oparams, conf, gammas, pos, glob, scratch, act
             n_done += 1
         if c == OK:
             observe_episode(state, data, params, oparams, conf, g, e, pos, glob, scratch, False)
+    return n_done, n_invalid
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False)
+def vec_step(state, data, params, oparams, conf, gammas, pos, glob, scratch, actions, skip,
+             raise_mode, penalty, dense, inv_scale, max_steps, elapsed, codes, ints, flags, rewards):
+    """Check, step, reward and observe every episode whose ``skip`` flag is off.
+
+    Before anything changes, every action is checked; returns ``(bad, 0, 0)`` with ``bad`` the index
+    of the first episode whose action is out of the space, addresses an ended episode, or
+    (``raise_mode``) is inadmissible -- then nothing was stepped -- else ``(-1, ended, invalid)``:
+    the numbers of episodes that ended and of inadmissible actions (no-ops rewarded ``-penalty``).
+    Rewards: dense ``-gamma * charge * inv_scale`` per step, plus ``1{correct}`` at the end; sparse
+    ``1{correct} - gamma * cost * inv_scale`` at the end (``-gamma * cost * inv_scale`` on truncation).
+    Per-episode outputs go to ``ints[I_*, e]`` (int64), ``flags[F_*, e]`` (bool) and ``rewards[e]``;
+    skipped episodes get neutral values. (= :func:`vec_check` then :func:`vec_step_range` over all.)"""
+    E = actions.shape[0]
+    bad, c = vec_check(state, data, params, actions, skip, raise_mode, 0, E)
+    if bad >= 0:
+        codes[bad] = c
+        return bad, 0, 0
+    n_done, n_invalid = vec_step_range(state, data, params, oparams, conf, gammas, pos, glob, scratch,
+                                       actions, skip, penalty, dense, inv_scale, max_steps, elapsed,
+                                       codes, ints, flags, rewards, 0, E)
     return -1, n_done, n_invalid
 
 
@@ -250,6 +283,24 @@ def _vec_core_step(core, actions, skip, raise_mode, penalty, dense, inv_scale, m
 
 
 @nb.njit(cache=True, nogil=True)
+def _vec_core_check(core, actions, skip, raise_mode):
+    """Threaded step, phase 1: check every action (records the first bad one's code)."""
+    bad, c = vec_check(core.state, core.data, core.params, actions, skip, raise_mode, 0, actions.shape[0])
+    if bad >= 0:
+        core.codes[bad] = c
+    return bad
+
+
+@nb.njit(cache=True, nogil=True)
+def _vec_core_step_range(core, scratch, actions, skip, penalty, dense, inv_scale, max_steps, e0, e1):
+    """Threaded step, phase 2: step episodes ``[e0, e1)`` with their own ``scratch`` (GIL released)."""
+    return vec_step_range(core.state, core.data, core.params, core.oparams, core.conf, core.gammas,
+                          core.pos, core.glob, scratch, actions, skip, penalty, dense, inv_scale,
+                          max_steps, core.elapsed, core.codes, core.ints, core.flags, core.rewards,
+                          e0, e1)
+
+
+@nb.njit(cache=True, nogil=True)
 def _vec_core_reset(core, questions, perms, ids):
     """Start episodes ``questions[j]`` with orders ``perms[j]`` in sub-envs ``ids[j]`` and observe them
     (the caller has set their ``gammas``)."""
@@ -263,7 +314,8 @@ def _vec_core_mask(core):
     action_mask_batch(core.state, core.data, core.params, core.mask)
 
 
-refresh_numba_cache([vec_step, _make_vec_core, _vec_core_step, _vec_core_reset, _vec_core_mask],
+refresh_numba_cache([vec_check, vec_step_range, vec_step, _make_vec_core, _vec_core_step,
+                     _vec_core_check, _vec_core_step_range, _vec_core_reset, _vec_core_mask],
                     KERNEL_MODULES)
 
 
@@ -282,7 +334,7 @@ class TTSReplayVectorEnv(VectorEnv):
     """``num_envs`` replay episodes stepped in one compiled call (see the module docstring).
 
     Accepts every argument of :class:`tts_gym.env.TTSReplayEnv` plus ``num_envs``,
-    ``autoreset_mode``, ``copy`` and ``mask_in_info``.
+    ``autoreset_mode``, ``copy``, ``mask_in_info`` and ``num_threads``.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4,
@@ -296,9 +348,11 @@ class TTSReplayVectorEnv(VectorEnv):
                  dense_reward: bool = False, invalid_action: str = "raise",
                  invalid_action_penalty: float = 0.1, question_sampling: str = "uniform",
                  permutation: str = "reference", num_shuffle_seeds: int = 100,
-                 max_episode_steps: int | None = None):
+                 max_episode_steps: int | None = None, num_threads: int = 1):
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if int(num_threads) < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
@@ -356,6 +410,18 @@ class TTSReplayVectorEnv(VectorEnv):
                                         np.zeros((0, M), np.int32), np.zeros(0, np.int64))
         self._mask_fn = compiled_entry(_vec_core_mask, self._core)
         self._mask_dirty = True
+        # num_threads > 1: check on the calling thread, then step contiguous slices concurrently
+        self.num_threads = T = min(int(num_threads), E)
+        self._pool = None
+        if T > 1:
+            bounds = np.linspace(0, E, T + 1).round().astype(np.int64)
+            scratches = [self._scratch] + [make_scratch(su.data) for _ in range(T - 1)]
+            self._check_fn = compiled_entry(_vec_core_check, self._core, np.zeros(E, np.int64), skip_all,
+                                            self._step_args[0])
+            self._range_fn = compiled_entry(_vec_core_step_range, self._core, self._scratch,
+                                            np.zeros(E, np.int64), skip_all, *self._step_args[1:], 0, 0)
+            self._slices = [(scratches[i], int(bounds[i]), int(bounds[i + 1])) for i in range(T)]
+            self._pool = ThreadPoolExecutor(max_workers=T - 1, thread_name_prefix="tts_gym-vec")
 
     # -- helpers -----------------------------------------------------------------------------------
     def _reset_ids(self, ids: np.ndarray, options: dict | None = None) -> dict:
@@ -391,6 +457,24 @@ class TTSReplayVectorEnv(VectorEnv):
         if self.copy:
             return {"positions": self._pos.copy(), "globals": self._glob.copy()}
         return {"positions": self._pos, "globals": self._glob}
+
+    def _step_threaded(self, a: np.ndarray, skip: np.ndarray):
+        """``_step_fn`` split over ``num_threads`` threads: the whole batch is checked before anything
+        is stepped, then the slices run concurrently (slice 0 on the calling thread)."""
+        raise_mode, penalty, dense, inv_scale, max_steps = self._step_args
+        bad = self._check_fn(self._core, a, skip, raise_mode)
+        if bad >= 0:
+            return bad, 0, 0
+        fn, core = self._range_fn, self._core
+        futures = [self._pool.submit(fn, core, sc, a, skip, penalty, dense, inv_scale, max_steps, e0, e1)
+                   for sc, e0, e1 in self._slices[1:]]
+        sc, e0, e1 = self._slices[0]
+        n_done, n_invalid = fn(core, sc, a, skip, penalty, dense, inv_scale, max_steps, e0, e1)
+        for f in futures:
+            d, i = f.result()
+            n_done += d
+            n_invalid += i
+        return -1, n_done, n_invalid
 
     def error_message(self, e: int, action: int, code: int) -> str:
         return (f"sub-env {e}: inadmissible action {action} = {describe(action, self.max_branches)}: "
@@ -450,7 +534,10 @@ class TTSReplayVectorEnv(VectorEnv):
             self._reset_ids(np.flatnonzero(skip))
         else:
             skip = self._no_skip
-        bad, n_done, n_invalid = self._step_fn(self._core, a, skip, *self._step_args)
+        if self._pool is None:
+            bad, n_done, n_invalid = self._step_fn(self._core, a, skip, *self._step_args)
+        else:
+            bad, n_done, n_invalid = self._step_threaded(a, skip)
         if bad >= 0:
             if mode is AutoresetMode.NEXT_STEP and skip is not self._no_skip:
                 self._needs_reset[skip] = False  # those sub-envs were reset above
@@ -532,4 +619,7 @@ class TTSReplayVectorEnv(VectorEnv):
                              cost_weight=float(self._gammas[0])),)
 
     def close_extras(self, **kwargs):
-        pass
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            self._pool = None
+            pool.shutdown(wait=True)

@@ -3,6 +3,7 @@
     tts-gym eval --policy asc --param max_samples=64 --param threshold=0.95 \\
                  [--data FILE_OR_DIR] [--model M --benchmark B] [--protocol reference] [--json]
     tts-gym eval --controller agents/controllers/cmc.py --param beta=0.5 ...
+    tts-gym eval --agent maskable_ppo_aime24 --param gamma=0.01 ...   (a trained RL agent, tts_gym.rl)
 
 The reference protocol is the AutoTTS evaluation (``specs/replay-semantics.md`` section 3): seeds
 ``0..N-1`` (``--seeds N``, default 100), every question once per seed with its branches in the order
@@ -91,6 +92,17 @@ def _eval_controller_file(store, policy: str, params: dict, seeds, args: argpars
                                      name=policy, params=dict(params))
 
 
+def _eval_agent(store, policy: str, params: dict, seeds, args: argparse.Namespace):
+    """``--agent NAME``: a trained RL agent (``agents/trained/NAME`` or a path; ``--param gamma=G``,
+    ``greedy=true|false``, ``seed=S``) through the Python env loop
+    (:func:`tts_gym.rl.agent.evaluate_agent_reference`; needs the ``rl`` extra)."""
+    try:
+        from tts_gym.rl import evaluate_agent_reference
+    except ImportError as exc:
+        raise ValueError(f"--agent needs the rl extra (pip install tts_gym[rl]): {exc}") from None
+    return evaluate_agent_reference(store, args.agent, params, seeds)
+
+
 def _controller_params(params: dict) -> dict:
     unknown = sorted(set(params) - {"beta"})
     if unknown:
@@ -129,7 +141,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tts_gym.io.hdf5 import StoreNotFoundError
     try:
         params = parse_params(args.param, args.params)
-        if getattr(args, "controller", None):              # --controller FILE (tts-gym discover)
+        agent = getattr(args, "agent", None)
+        if agent:                                           # --agent NAME (tts_gym.rl)
+            if args.policy or getattr(args, "controller", None):
+                raise ValueError("give one of --policy, --controller or --agent")
+            if getattr(args, "backend", "local") != "local":
+                raise ValueError("--agent runs locally only (no --backend)")
+            policy = f"agent:{agent}"
+            display = params
+        elif getattr(args, "controller", None):              # --controller FILE (tts-gym discover)
             if args.policy:
                 raise ValueError("give --policy or --controller, not both")
             if getattr(args, "backend", "local") != "local":
@@ -146,7 +166,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         store = resolve_store(args.data, args.model, args.benchmark)
         seeds = range(args.seeds)
         t0 = time.perf_counter()
-        impl = _eval_controller_file if getattr(args, "controller", None) else IMPLS[args.impl]
+        impl = (_eval_agent if agent else
+                _eval_controller_file if getattr(args, "controller", None) else IMPLS[args.impl])
         if getattr(args, "backend", "local") != "local":   # --backend ray: sharded through tts_gym.evaluate
             from tts_gym.cli.evaluate_cmds import eval_with_backend
             impl = eval_with_backend
@@ -159,7 +180,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     summary = result.summary()
     summary.update(policy="parallel_probe" if policy == "pp" else policy, params=display,
                    protocol=args.protocol, seconds=round(seconds, 4),
-                   impl="python" if getattr(args, "controller", None) else args.impl)
+                   impl="python" if (getattr(args, "controller", None) or agent) else args.impl)
+    if agent:
+        summary["params"] = dict(result.params)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -177,6 +200,10 @@ def register(sub) -> None:
                    help="instead of --policy: a controller file (class Controller(beta) with "
                         "solve(question), as written by tts-gym discover), run in-process through "
                         "the Python env loop; --param beta=B (default 0.5)")
+    p.add_argument("--agent", default=None, metavar="NAME",
+                   help="instead of --policy: a trained RL agent (agents/trained/NAME.zip or a path, "
+                        "see tts_gym.rl.load_agent_policy), through the Python env loop; "
+                        "--param gamma=G (its cost weight), greedy=true|false, seed=S")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a policy parameter (repeatable), e.g. --param max_samples=64")
     p.add_argument("--params", default=None, metavar="JSON",

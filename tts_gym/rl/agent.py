@@ -44,7 +44,7 @@ def agent_dirs() -> list[Path]:
     out = [Path(p).expanduser() for p in os.environ.get(AGENTS_ENV, "").split(os.pathsep) if p]
     out.append(Path(__file__).resolve().parents[2] / "agents" / "trained")
     out.append(Path.cwd() / "agents" / "trained")
-    return out
+    return list(dict.fromkeys(out))
 
 
 def resolve_agent(name_or_path) -> tuple[Path, Path]:
