@@ -508,3 +508,18 @@ def test_toy_records_roundtrip():
     store = ReplayStore.from_records("toy", "toy", toy_records())
     assert store.num_questions == 3 and store.gold_ids[2] == -1
     assert tts_gym.TTSReplayEnv is TTSReplayEnv
+
+
+def test_episode_view_carries_no_gold_and_exposes_the_mask():
+    """Code controllers get the EpisodeView: it must not hold the gold ids (the env scores from its
+    own tensors), and its public mask equals the env's."""
+    env = TTSReplayEnv(shared_store("Qwen3-1.7B", "aime24"), max_branches=8)
+    env.reset(options={"question": 0, "shuffle_seed": 0})
+    view = env.episode
+    assert (env.data.gold_ids >= 0).any()
+    assert (view._data.gold_ids == -1).all()
+    env.step(A.BRANCH)
+    assert np.array_equal(view.action_mask(), env.action_masks())
+    assert view.committed_answer == -1
+    env.step(A.answer_with_action(0, 8))
+    assert view.committed_answer == int(env.state.answer[0]) >= 0

@@ -57,11 +57,11 @@ class RolloutResult:
         return len(self.episodes)
 
 
-def _outcome(view):
-    """Committed answer id and correctness of the episode behind ``view`` (kernel state; the gold
-    answer is read here, by the evaluator, never by the policy)."""
-    st, e = view._state, view._e
-    return int(st.answer[e]), bool(K.is_correct(st, view._data, e))
+def _outcome(env):
+    """Committed answer id and correctness of the env's current episode. The gold answer is read
+    here, by the evaluator, from the env's own store tensors: the policy's view has no gold ids."""
+    u = env.unwrapped
+    return int(u.state.answer[0]), bool(K.is_correct(u.state, u.data, 0))
 
 
 def run_episode(env, policy, question: int, shuffle_seed: int, *, max_steps: int | None = None,
@@ -76,7 +76,7 @@ def run_episode(env, policy, question: int, shuffle_seed: int, *, max_steps: int
         out = run_autotts_controller(env, policy, int(question), int(shuffle_seed),
                                      reset_options=reset_options)
         view = env.unwrapped.episode
-        a, ok = _outcome(view)
+        a, ok = _outcome(env)
         return a, view.cost, ok, view.steps, out.total_reward
     obs, _ = env.reset(options=options)
     view = env.unwrapped.episode
@@ -94,7 +94,7 @@ def run_episode(env, policy, question: int, shuffle_seed: int, *, max_steps: int
         if max_steps is not None and n >= max_steps:
             raise PolicyError(f"{getattr(policy, 'name', policy)!r} did not answer within "
                               f"{max_steps} steps (question {question}, seed {shuffle_seed})")
-    a, ok = _outcome(view)
+    a, ok = _outcome(env)
     return a, view.cost, ok, view.steps, total
 
 

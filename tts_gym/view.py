@@ -26,6 +26,9 @@ class EpisodeView:
 
     def __init__(self, state: EnvState, data: ReplayData, params: EnvParams, e: int,
                  answer_tables):
+        # the view carries the store tensors without the gold ids: a policy holding it cannot score
+        # itself (scoring reads the env's own ReplayData)
+        data = data._replace(gold_ids=np.full_like(data.gold_ids, -1))
         self._state, self._data, self._params, self._e = state, data, params, int(e)
         self._tables = answer_tables  # indexed by the packed question index (all stores concatenated)
 
@@ -112,6 +115,19 @@ class EpisodeView:
 
     def is_sampled(self, i: int) -> bool:
         return bool(self._state.flags[self._e, i] & SAMPLED)
+
+    def action_mask(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Admissible actions of this episode now (bool, length ``4 + 4M``; one compiled call)."""
+        from tts_gym.kernels import action_mask_episode
+        if out is None:
+            out = np.zeros(4 + 4 * self.max_branches, np.bool_)
+        action_mask_episode(self._state, self._data, self._params, self._e, out)
+        return out
+
+    @property
+    def committed_answer(self) -> int:
+        """Answer id committed by the terminating action (-1: none yet, or abstained)."""
+        return int(self._state.answer[self._e])
 
     def answer_string(self, answer_id: int) -> str | None:
         """The exact string of a revealed answer id (``None`` for -1)."""

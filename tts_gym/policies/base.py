@@ -58,9 +58,7 @@ class PolicyError(RuntimeError):
 def action_mask(view) -> np.ndarray:
     """Admissible-action mask (bool, ``4 + 4M``) of the episode behind ``view``; exactly the env's
     ``action_masks()`` (both call :func:`tts_gym.kernels.action_mask_episode`)."""
-    out = np.zeros(A.num_actions(view.max_branches), dtype=np.bool_)
-    K.action_mask_episode(view._state, view._data, view._params, view._e, out)
-    return out
+    return view.action_mask()
 
 
 def answer_action(view, answer_id) -> int:
