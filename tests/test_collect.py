@@ -137,6 +137,20 @@ def test_merging_math_verify_roundtrips_hdf5(tmp_path):
     assert would["majority_accuracy_after"] == 1.0
 
 
+def test_data_info_reports_the_effect_of_merging(tmp_path, capsys):
+    pytest.importorskip("math_verify", reason="math-verify is the optional 'answers' extra")
+    from tts_gym.cli import main
+    store = _store(["0.5", "ERR", "1/2", r"\frac{1}{2}", "ERR", "ERR", "2", "2.0"], gold=r"\frac{1}{2}")
+    save_stores(tmp_path / "m.h5", A.merge_equivalent_answers(store))
+    assert main(["data", "info", str(tmp_path / "m.h5")]) == 0
+    out = capsys.readouterr().out
+    assert "answer merging: math-verify" in out and "0.00 % -> 100.00 %" in out
+    save_stores(tmp_path / "plain.h5", store)
+    assert main(["data", "info", str(tmp_path / "plain.h5"), "--merging-effect", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["answer_merging"]["would_merge"]["majority_accuracy_after"] == 1.0
+
+
 # -- collector units (scripted fake client) ----------------------------------------------------------
 class ScriptedClient:
     """Generates ``length`` characters per branch, then stops; probes answer with the prompt length."""

@@ -92,7 +92,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.model or args.benchmark:
         stores = {k: v for k, v in stores.items()
                   if (args.model is None or k[0] == args.model) and (args.benchmark is None or k[1] == args.benchmark)}
+    from tts_gym.answers import answer_merging_summary, format_answer_merging
     rows = [summarize_store(s) for s in stores.values()]
+    # answer merging (math equivalence, recorded by `tts-gym collect --answer-merging`): its effect
+    # on majority accuracy; --merging-effect estimates it for an unmerged store (needs math-verify)
+    merging = [answer_merging_summary(s, compute=args.merging_effect) for s in stores.values()]
+    for r, m in zip(rows, merging):
+        r["answer_merging"] = m
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         print()
@@ -115,6 +121,9 @@ def cmd_info(args: argparse.Namespace) -> int:
                       f"{100 * r['majority_acc']:.1f} %", f"{100 * r['pass_acc']:.1f} %",
                       f"{r['distinct_finals']:.1f}", f"{r['distinct_answers']:.1f}")
     console.print(table)
+    for (key, _), m in zip(stores.items(), merging):
+        if m["answer_merging"] != "none" or "would_merge" in m:
+            console.print(f"{key[0]}/{key[1]}: " + "; ".join(format_answer_merging(m)))
     return 0
 
 
@@ -163,4 +172,6 @@ def register(subparsers) -> None:
     sp.add_argument("--model")
     sp.add_argument("--benchmark")
     sp.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    sp.add_argument("--merging-effect", action="store_true",
+                    help="estimate what math-equivalence merging would do to majority accuracy (math-verify)")
     sp.set_defaults(func=cmd_info)
