@@ -8,13 +8,16 @@ Two measurements, both with a warm JIT cache (a warm-up call runs first):
    stores packed into one :class:`~tts_gym.protocol.ProtocolBatch` and each policy played in one
    compiled call (CMC's two betas in one grid). Reported: wall and CPU seconds per configuration
    and in total (target: < 10 s on 2 cores), episodes/s and env steps/s.
-2. **Compiled vs Python, per baseline** -- the Python policies of
+2. **Compiled vs Python, per baseline** -- the compiled kernels on every episode of the main
+   table's batch (all stores x 100 seeds, repeated until ``--min-time`` seconds: a whole
+   evaluation, which is how the compiled path is used) and the Python policies of
    :mod:`tts_gym.policies.baselines` played through the env
-   (:func:`tts_gym.rollout.evaluate_reference_python`) on ``--python-seeds`` seeds x all questions
-   of ``--store``, and the compiled kernels on all 100 seeds of that store (repeated until
-   ``--min-time`` seconds); episodes/s of both and the ratio (target: >= 1000x), also per CPU
-   second. The per-episode results of the common episodes are checked to be identical. If the
-   Python path is unavailable (older checkout), this part is skipped with a note.
+   (:func:`tts_gym.rollout.evaluate_reference_python`) on seeds 0, 1, ... of the same stores
+   (``--python-stores``; at least ``--python-seeds`` seeds and ``--python-min-time`` seconds), so both play the same questions (mean steps per
+   episode of both are printed). Episodes/s of both and the ratio (target: >= 1000x), also per
+   CPU second, i.e. per core: the compiled path runs one worker thread per core, the Python loop
+   one thread. The per-episode results of the common episodes are checked to be identical. If
+   the Python path is unavailable (older checkout), this part is skipped with a note.
 
     python benchmarks/eval_throughput.py                 # ~1 min on 2 cores (most of it Python)
     python benchmarks/eval_throughput.py --skip-python --reps 3
@@ -110,37 +113,59 @@ def python_available() -> str | None:
     return None
 
 
-def per_baseline(store, py_seeds, workers, min_time, seeds=100):
-    """Episodes/s of each baseline: compiled on all ``seeds`` seeds of ``store`` (timed in a loop
-    of at least ``min_time`` s), Python on the first ``py_seeds`` of them; per-episode results of
-    the common episodes must be identical."""
+def per_baseline(batch, py_seeds, workers, min_time, store_names=None, py_min_time=0.0):
+    """Episodes/s of each baseline, compiled vs Python, on the same stores.
+
+    Compiled: every episode of ``batch`` (all its stores x seeds), timed in a loop of at least
+    ``min_time`` s -- a whole evaluation, as the compiled path is used. Python: the Python policy
+    through the env on seeds 0, 1, ... of every store (``store_names``: a subset) -- at least
+    ``py_seeds`` of them and until ``py_min_time`` seconds are spent -- the same stores and
+    questions, so the episode mix matches (mean steps per episode of both are reported). The per-episode results of the common episodes must be identical."""
     from tts_gym.policies import make_policy
-    from tts_gym.protocol import ProtocolBatch, evaluate_compiled
+    from tts_gym.protocol import evaluate_grid_compiled
     from tts_gym.rollout import evaluate_reference_python, make_reference_env
-    env = make_reference_env(store)
-    batch = ProtocolBatch(store, range(seeds))
+    picked = [i for i, s in enumerate(batch.stores)
+              if store_names is None or f"{s.model}/{s.benchmark}" in store_names]
+    envs = {i: make_reference_env(batch.stores[i]) for i in picked}
     out = []
     for label, policy, params in PER_BASELINE:
-        evaluate_compiled(batch, policy, params, workers=workers)  # warm
+        evaluate_grid_compiled(batch, policy, [params], workers=workers)  # warm
         n, t0, c0 = 0, time.perf_counter(), time.process_time()
         while True:
-            comp = evaluate_compiled(batch, policy, params, workers=workers)
+            comp = evaluate_grid_compiled(batch, policy, [params], workers=workers)[0]
             n += 1
             if time.perf_counter() - t0 >= min_time:
                 break
         cw, cc = (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
+        ce = sum(r.episodes for r in comp)
+        csteps = sum(int(r.steps.sum()) for r in comp)
         pol = make_policy(policy, **params)
-        py, pw, pc = timed(evaluate_reference_python, store, pol, range(py_seeds), env=env)
-        k = py_seeds
-        same = all(np.array_equal(getattr(py, f), getattr(comp, f)[:k])
-                   for f in ("answers", "costs", "correct", "steps"))
-        ce, pe = comp.episodes, py.episodes
+        pe = psteps = 0
+        pw = pc = 0.0
+        same = True
+        played = 0
+        # seed by seed over every picked store, at least py_seeds seeds and py_min_time seconds
+        while played < len(batch.seeds) and (played < py_seeds or pw < py_min_time):
+            s = batch.seeds[played]
+            for i in picked:
+                py, w, c = timed(evaluate_reference_python, batch.stores[i], pol, [s],
+                                 env=envs[i])
+                pw, pc = pw + w, pc + c
+                pe += py.episodes
+                psteps += int(py.steps.sum())
+                same = same and all(
+                    np.array_equal(getattr(py, f)[0], getattr(comp[i], f)[played])
+                    for f in ("answers", "costs", "correct", "steps"))
+            played += 1
         out.append({"config": label, "compiled_episodes": ce, "python_episodes": pe,
-                    "compiled_steps_per_episode": float(comp.steps.mean()),
+                    "compiled_steps_per_episode": csteps / ce,
+                    "python_steps_per_episode": psteps / pe,
+                    "compiled_wall_s": cw, "compiled_cpu_s": cc, "python_wall_s": pw,
+                    "python_cpu_s": pc,
                     "compiled_eps_per_s": ce / cw, "compiled_cpu_eps_per_s": ce / cc,
                     "python_eps_per_s": pe / pw, "python_cpu_eps_per_s": pe / pc,
                     "ratio": (ce / cw) / (pe / pw), "ratio_cpu": (ce / cc) / (pe / pc),
-                    "identical": bool(same)})
+                    "python_seeds": played, "identical": bool(same)})
     return out
 
 
@@ -153,9 +178,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=100, help="main table: seeds 0..N-1 (default 100)")
     ap.add_argument("--workers", type=int, default=None, help="compiled worker threads (default: all)")
     ap.add_argument("--reps", type=int, default=2, help="main table repetitions (best is kept)")
-    ap.add_argument("--store", default="Qwen3-1.7B/aime24", help="per-baseline comparison store")
-    ap.add_argument("--python-seeds", type=int, default=2,
-                    help="per-baseline comparison: Python on seeds 0..N-1 (it is slow); compiled on 0..99")
+    ap.add_argument("--python-stores", nargs="*", default=["all"],
+                    help="per-baseline comparison: stores (model/benchmark) the Python path plays "
+                         "(default: all loaded stores)")
+    ap.add_argument("--python-seeds", type=int, default=1,
+                    help="per-baseline comparison: Python plays at least seeds 0..N-1 of those stores")
+    ap.add_argument("--python-min-time", type=float, default=2.0,
+                    help="... and more seeds until this many seconds are spent per configuration")
     ap.add_argument("--min-time", type=float, default=0.5, help="compiled timing loop, seconds")
     ap.add_argument("--skip-python", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
@@ -166,7 +195,8 @@ def main(argv=None) -> int:
     from tts_gym.protocol import ProtocolBatch
     report: dict = {"machine": {"cpus": os.cpu_count(), "numba_threads": numba.get_num_threads(),
                                 "python": platform.python_version(), "numba": numba.__version__,
-                                "loadavg": os.getloadavg()}}
+                                "loadavg": os.getloadavg()},
+              "workers": args.workers or numba.get_num_threads()}
     stores, w, c = timed(load_stores, args.data, args.models, args.benchmarks)
     batch, bw, _ = timed(ProtocolBatch, stores, range(args.seeds))
     print(f"loaded {len(stores)} stores in {w:.2f}s, packed {batch.num_episodes} episodes in {bw:.2f}s "
@@ -189,24 +219,25 @@ def main(argv=None) -> int:
             print(f"\n{note}: per-baseline comparison skipped")
             report["per_baseline"] = note
         else:
-            m, b = args.store.split("/")
-            store = next((s for s in stores if (s.model, s.benchmark) == (m, b)), None)
-            if store is None:
-                store = load_stores(args.data, [m], [b])[0]
-            rows = per_baseline(store, args.python_seeds, args.workers, args.min_time)
+            names = None if args.python_stores == ["all"] else set(args.python_stores)
+            rows = per_baseline(batch, args.python_seeds, args.workers, args.min_time, names,
+                                args.python_min_time)
             report["per_baseline"] = rows
-            print(f"\nCompiled vs Python on {args.store}: compiled on seeds 0..99 "
-                  f"({rows[0]['compiled_episodes']} episodes), Python on seeds "
-                  f"0..{args.python_seeds - 1} ({rows[0]['python_episodes']} episodes); per-episode "
-                  f"results of the common episodes checked identical")
-            print(f"{'config':20s} {'steps/ep':>8s} {'compiled eps/s':>15s} {'python eps/s':>13s} "
-                  f"{'ratio':>8s} {'per CPU-s':>10s} {'identical':>9s}")
+            where = "every store" if names is None else ", ".join(sorted(names))
+            print(f"\nCompiled vs Python: compiled on all {batch.num_episodes} episodes "
+                  f"({len(stores)} stores x {args.seeds} seeds), Python on the first seeds of "
+                  f"{where} (>= {args.python_seeds} seeds and >= {args.python_min_time:g} s per "
+                  f"config; episodes below); per-episode results of the common episodes checked "
+                  f"identical")
+            print(f"{'config':20s} {'py eps':>6s} {'steps/ep c|py':>13s} {'compiled eps/s':>15s} "
+                  f"{'python eps/s':>13s} {'ratio':>8s} {'per CPU-s':>10s} {'identical':>9s}")
             for r in rows:
-                print(f"{r['config']:20s} {r['compiled_steps_per_episode']:8.0f} "
+                steps = f"{r['compiled_steps_per_episode']:.0f}|{r['python_steps_per_episode']:.0f}"
+                print(f"{r['config']:20s} {r['python_episodes']:6d} {steps:>13s} "
                       f"{r['compiled_eps_per_s']:15.0f} {r['python_eps_per_s']:13.1f} "
                       f"{r['ratio']:7.0f}x {r['ratio_cpu']:9.0f}x {str(r['identical']):>9s}")
-            print("ratio = episodes/s compiled (all workers) / Python (one thread); per CPU-s = the "
-                  "same per CPU second")
+            print(f"ratio = episodes/s compiled ({report['workers']} worker threads) / Python (one "
+                  f"thread, the only way it runs); per CPU-s = the same per CPU second, i.e. per core")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

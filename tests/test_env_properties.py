@@ -170,3 +170,38 @@ def test_fast_mask_equals_check_action(fused, probe_cost, budget):
         if not live.all():
             venv.reset(options={"reset_mask": ~live})
         venv.step(acts)
+
+
+@given(cfg=configs, seed=st.integers(0, 10_000), n_actions=st.integers(0, 80))
+@SETTINGS
+def test_reset_after_any_episode_equals_fresh_state(cfg, seed, n_actions):
+    """reset_episode clears only the positions the previous episode opened; whatever that episode
+    did, the reset state equals a reset of a fresh make_state, field for field."""
+    store = get_store(cfg["store"])
+    M = cfg["M"]
+    params = K.EnvParams(M, cfg["fused"], cfg["probe_cost"], cfg["budget"] or 0)
+    data = K.pack_stores([store])
+    rng = np.random.default_rng(seed)
+    used = K.make_state(1, M)
+    q = int(rng.integers(store.num_questions))
+    perm = np.full(M, 0, np.int32)
+    n = int(store.num_branches[q])
+    perm[:min(M, n)] = rng.permutation(n)[:min(M, n)]
+    K.reset_episode(used, 0, q, perm)
+    mask = np.zeros(A.num_actions(M), np.bool_)
+    for _ in range(n_actions):
+        K.action_mask_episode(used, data, params, 0, mask)
+        allowed = np.flatnonzero(mask)
+        # mostly non-terminal actions, so episodes get long
+        live = [a for a in allowed if a not in (A.ANSWER, A.ABSTAIN)
+                and a < A.NUM_GLOBAL_ACTIONS + 3 * M]   # no ANSWER_WITH
+        if not live:
+            break
+        assert K.step_episode(used, data, params, 0, int(rng.choice(live)))[0] == K.OK
+    q2 = int(rng.integers(store.num_questions))
+    perm2 = np.roll(perm, 1)
+    K.reset_episode(used, 0, q2, perm2)
+    fresh = K.make_state(1, M)
+    K.reset_episode(fresh, 0, q2, perm2)
+    for name in K.EnvState._fields:
+        np.testing.assert_array_equal(getattr(used, name), getattr(fresh, name), err_msg=name)
