@@ -523,3 +523,45 @@ def test_episode_view_carries_no_gold_and_exposes_the_mask():
     assert view.committed_answer == -1
     env.step(A.answer_with_action(0, 8))
     assert view.committed_answer == int(env.state.answer[0]) >= 0
+
+
+@pytest.mark.parametrize("kw", [dict(cost_weight=(0.0, 1.0)),
+                                dict(fused=False, probe_cost=11, token_budget=9000, cost_weight=0.5)])
+def test_episode_view_write_observation_equals_env_observation(synth, kw):
+    """EpisodeView.write_observation with the env's own normalisers and gamma reproduces the env's
+    observation (single env, and every sub-env of a vector env), and its action_mask the env's."""
+    from tts_gym.vector import TTSReplayVectorEnv
+    M = 8
+    pos = np.zeros((M, NUM_POSITION_FEATURES), np.float32)
+    glob = np.zeros(NUM_GLOBAL_FEATURES, np.float32)
+    rng = np.random.default_rng(0)
+    env = TTSReplayEnv(synth, max_branches=M, **kw)
+    op = env.setup.oparams
+    view = env.episode
+    assert view.fused == env.params.fused
+    for q in range(3):
+        obs, _ = env.reset(options={"question": q, "shuffle_seed": q})
+        done = False
+        while not done:
+            pos.fill(7.0)
+            glob.fill(7.0)
+            out = view.write_observation(op, env.cost_weight, pos, glob)
+            assert out[0] is pos and out[1] is glob
+            np.testing.assert_array_equal(pos, obs["positions"])
+            np.testing.assert_array_equal(glob, obs["globals"])
+            assert np.array_equal(view.action_mask(params=env.params), env.action_masks())
+            obs, _, term, trunc, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+            done = term or trunc
+    venv = TTSReplayVectorEnv(4, synth, max_branches=M, **kw)
+    obs, _ = venv.reset(seed=1)
+    for _ in range(40):
+        views = [venv.episode(e) for e in range(4)]
+        gammas = venv.cost_weights
+        for e, v in enumerate(views):
+            v.write_observation(venv.setup.oparams, gammas[e], pos, glob)
+            np.testing.assert_array_equal(pos, obs["positions"][e])
+            np.testing.assert_array_equal(glob, obs["globals"][e])
+        masks = venv.action_masks()
+        obs, *_ = venv.step(np.array([rng.choice(np.flatnonzero(m)) for m in masks]))
+    with pytest.raises(ValueError, match="float32"):
+        view.write_observation(op, 0.0, np.zeros((M + 1, NUM_POSITION_FEATURES), np.float32), glob)

@@ -179,6 +179,21 @@ def test_traces(store17):
     assert "SAMPLE" in text and "more" in text
 
 
+def test_trace_hook_is_checked(monkeypatch):
+    """traces.py hooks the env calls compiled.py declares in TRACE_HOOK, and refuses a table that
+    does not match the module (a wrong name, or an undeclared alias of an env kernel)."""
+    from tts_gym.evaluation import traces as T
+    from tts_gym.policies import compiled as C
+    assert T._trace_hook(C) is C.TRACE_HOOK
+    monkeypatch.setattr(C, "_step_alias", C._step, raising=False)
+    with pytest.raises(RuntimeError, match="_step_alias"):
+        T._trace_hook(C)
+    monkeypatch.delattr(C, "_step_alias")
+    monkeypatch.setattr(C, "TRACE_HOOK", dict(C.TRACE_HOOK, reset=("is_correct",)))
+    with pytest.raises(RuntimeError, match="is_correct"):
+        T._trace_hook(C)
+
+
 def test_main_table_markdown():
     rows = []
     for m in ("Qwen3-8B", "Qwen3-0.6B"):

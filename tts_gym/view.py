@@ -7,12 +7,19 @@ nothing about the gold answer.
 
 Answer ids are per-question intern ids: two positions hold the same answer iff their ids are equal.
 :meth:`EpisodeView.answer_string` maps an id back to the exact revealed string.
+
+Code that wants the RL observation of the episode under *other* settings (a trained agent played in
+an env with more positions, or with its own training normalisers: :class:`tts_gym.rl.AgentPolicy`)
+uses :meth:`EpisodeView.write_observation` and :meth:`EpisodeView.action_mask` with its own
+:class:`~tts_gym.kernels.EnvParams`; both run the env's own kernels on this episode's state.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from tts_gym.kernels import FINISHED, OPENED, PRUNED, SAMPLED, EnvParams, EnvState, ReplayData
+from tts_gym.observation import (NUM_GLOBAL_FEATURES, NUM_POSITION_FEATURES, ObsParams, confidence_table,
+                                 make_scratch, observe_episode)
 
 
 class EpisodeView:
@@ -22,7 +29,7 @@ class EpisodeView:
     ``max_branches`` and meaningful for positions ``< cursor``.
     """
 
-    __slots__ = ("_state", "_data", "_params", "_e", "_tables")
+    __slots__ = ("_state", "_data", "_params", "_e", "_tables", "_state1", "_scratch")
 
     def __init__(self, state: EnvState, data: ReplayData, params: EnvParams, e: int,
                  answer_tables):
@@ -31,6 +38,8 @@ class EpisodeView:
         data = data._replace(gold_ids=np.full_like(data.gold_ids, -1))
         self._state, self._data, self._params, self._e = state, data, params, int(e)
         self._tables = answer_tables  # indexed by the packed question index (all stores concatenated)
+        self._state1 = None   # this episode as a batch of one (live slices), built on first use
+        self._scratch = None  # observation kernel's counting scratch, idem
 
     # --- scalars ---------------------------------------------------------------------------------
     @property
@@ -41,6 +50,12 @@ class EpisodeView:
     def branch_limit(self) -> int:
         """Positions this episode may open: ``min(max_branches, N_q)``."""
         return int(min(self._params.max_branches, self._data.num_branches[self._state.question[self._e]]))
+
+    @property
+    def fused(self) -> bool:
+        """Whether the env runs fused: ``CONTINUE``/``BRANCH`` also reveal the new answer (no
+        ``PROBE``)."""
+        return bool(self._params.fused)
 
     @property
     def num_branches(self) -> int:
@@ -116,13 +131,55 @@ class EpisodeView:
     def is_sampled(self, i: int) -> bool:
         return bool(self._state.flags[self._e, i] & SAMPLED)
 
-    def action_mask(self, out: np.ndarray | None = None) -> np.ndarray:
-        """Admissible actions of this episode now (bool, length ``4 + 4M``; one compiled call)."""
+    def action_mask(self, out: np.ndarray | None = None, *, params: EnvParams | None = None) -> np.ndarray:
+        """Admissible actions of this episode now (bool, length ``4 + 4M``; one compiled call).
+
+        ``params``: judge admissibility under these :class:`~tts_gym.kernels.EnvParams` (their
+        ``max_branches`` ``M`` sets the action layout, their budget and ``fused`` the masking) instead
+        of the env's own. ``out``: a bool buffer of length ``4 + 4M`` to write into."""
         from tts_gym.kernels import action_mask_episode
+        p = self._params if params is None else params
+        n = 4 + 4 * int(p.max_branches)
         if out is None:
-            out = np.zeros(4 + 4 * self.max_branches, np.bool_)
-        action_mask_episode(self._state, self._data, self._params, self._e, out)
+            out = np.zeros(n, np.bool_)
+        elif out.shape != (n,):
+            raise ValueError(f"action mask buffer must have shape ({n},), got {out.shape}")
+        action_mask_episode(self._state, self._data, p, self._e, out)
         return out
+
+    def write_observation(self, oparams: ObsParams, gamma: float, positions: np.ndarray,
+                          globals_: np.ndarray, *, params: EnvParams | None = None):
+        """Write this episode's RL observation (:mod:`tts_gym.observation`) into caller buffers.
+
+        Runs the env's observation kernel (:func:`tts_gym.observation.observe_episode`, a full write)
+        on this episode's current state, with normalisers ``oparams``, cost weight ``gamma`` (the
+        ``cost_weight`` global) and ``params`` (default: the env's own; only ``max_branches`` ``M``
+        matters: it sets the number of rows and the ``available``/``limit`` features).
+        ``positions``: float32 ``[M, NUM_POSITION_FEATURES]``; ``globals_``: float32
+        ``[NUM_GLOBAL_FEATURES]``. With the env's own ``params``, ``oparams`` and ``gamma`` the result
+        equals the observation the env returned for this state. The gold answer is not read.
+
+        Not thread-safe for one view (a counting scratch is kept on the view). Returns
+        ``(positions, globals_)``."""
+        p = self._params if params is None else params
+        M = int(p.max_branches)
+        if (positions.shape != (M, NUM_POSITION_FEATURES) or positions.dtype != np.float32
+                or globals_.shape != (NUM_GLOBAL_FEATURES,) or globals_.dtype != np.float32):
+            raise ValueError(f"observation buffers must be float32 [{M}, {NUM_POSITION_FEATURES}] and "
+                             f"[{NUM_GLOBAL_FEATURES}], got {positions.dtype} {positions.shape} and "
+                             f"{globals_.dtype} {globals_.shape}")
+        if self._state.cursor[self._e] > M:
+            raise ValueError(f"the episode has opened {self.cursor} positions, more than max_branches={M}")
+        st = self._state1
+        if st is None:
+            # the episode as a batch of one: slices of the live state arrays (no copies), so the
+            # kernel writes row 0 of the caller's buffers
+            e = self._e
+            st = self._state1 = EnvState(*(getattr(self._state, f)[e:e + 1] for f in EnvState._fields))
+            self._scratch = make_scratch(self._data)
+        observe_episode(st, self._data, p, oparams, confidence_table(), float(gamma), 0,
+                        positions[None], globals_[None], self._scratch, True)
+        return positions, globals_
 
     @property
     def committed_answer(self) -> int:

@@ -9,11 +9,16 @@ aggregator -- with its top-two counts). Answer ids are per-question intern ids
 (:meth:`tts_gym.store.ReplayStore.answer`); the gold answer is never recorded.
 
 How it is recorded (the hook). The compiled baselines (:mod:`tts_gym.policies.compiled`) act only
-through the env kernels (``step_episode``, or its inlined copy ``_step``, and ``reset_episode``) on
-an :class:`~tts_gym.kernels.EnvState`. Here they are *re-targeted*: every numba function of that
-module that reaches those names is re-jitted from its own Python source with the names bound to
-recording wrappers, and ``run_compiled`` is called with a state factory that returns a
-:class:`TraceState` (every ``EnvState`` field plus the trace buffers). The policy logic, the
+through the env kernels (``step_episode`` and ``reset_episode``) on an
+:class:`~tts_gym.kernels.EnvState`, under the global names that module declares in its
+``TRACE_HOOK`` table (e.g. ``_step``, its inlined copy of ``step_episode``). Here they are
+*re-targeted*: every numba function of that module that reaches those names is re-jitted from its
+own Python source with the names bound to recording wrappers, and a copy of ``run_compiled`` (with
+the hook's ``rollouts`` and ``make_state`` globals rebound) is called with a state factory that
+returns a :class:`TraceState` (every ``EnvState`` field plus the trace buffers). The table is checked
+before use (each name is the kernel it claims to be, and no other global of the module aliases an
+env kernel), and after each run the applied actions recorded must add up to the env's ``steps``, so
+an env call that bypasses the hook is an error, not a silently incomplete trace. The policy logic, the
 drivers and the argument preparation are exactly B's code; only the two kernel entry points differ,
 and the wrappers call the original kernels. Each reset opens a trace row tagged with the episode's
 question and branch order; rows are put back in episode order by that tag, so the order in which a
@@ -194,10 +199,30 @@ def traced_step_episode(state, data, params, e, action):
 
 _TRACED: dict[str, CPUDispatcher] = {}
 
-# names under which the compiled policies call the env kernels (``_step`` is compiled.py's inlined
-# copy of ``kernels.step_episode``)
-STEP_NAMES = ("step_episode", "_step")
-RESET_NAMES = ("reset_episode",)
+
+def _trace_hook(C) -> dict:
+    """``C.TRACE_HOOK`` (see :mod:`tts_gym.policies.compiled`), checked against the module: each
+    "step"/"reset" name is bound to that env kernel (or a re-jit of its source, like ``_step``), no
+    other global of the module is one (calls through it would not be recorded), and ``run_compiled``
+    reads the "rollouts" and "make_state" globals."""
+    hook = C.TRACE_HOOK
+    kinds = {"step": K.step_episode.py_func, "reset": K.reset_episode.py_func}
+    for kind, pf in kinds.items():
+        for n in hook[kind]:
+            if getattr(getattr(C, n, None), "py_func", None) is not pf:
+                raise RuntimeError(f"{C.__name__}.TRACE_HOOK[{kind!r}] names {n!r}, which is not "
+                                   f"tts_gym.kernels.{pf.__name__} there")
+    for n, f in vars(C).items():
+        pf = getattr(f, "py_func", None)
+        for kind, kpf in kinds.items():
+            if pf is kpf and n not in hook[kind]:
+                raise RuntimeError(f"{C.__name__}.{n} is tts_gym.kernels.{kpf.__name__} but is not in "
+                                   f"TRACE_HOOK[{kind!r}]: calls through it would not be traced")
+    names = C.run_compiled.__code__.co_names
+    for key in ("rollouts", "make_state"):
+        if hook[key] not in names:
+            raise RuntimeError(f"{C.__name__}.run_compiled does not read TRACE_HOOK[{key!r}] = {hook[key]!r}")
+    return hook
 
 
 def _source_tag() -> str:
@@ -247,15 +272,16 @@ def _retarget(module, replacements: dict) -> dict:
 def _traced_kernels() -> dict:
     if not _TRACED:
         from tts_gym.policies import compiled as C
-        rep = {n: traced_step_episode for n in STEP_NAMES if hasattr(C, n)}
-        rep.update({n: traced_reset_episode for n in RESET_NAMES if hasattr(C, n)})
+        hook = _trace_hook(C)
+        rep = {n: traced_step_episode for n in hook["step"]}
+        rep.update({n: traced_reset_episode for n in hook["reset"]})
         new = _retarget(C, rep)
         rollouts = {}
-        for kernel, disp in C._ROLLOUTS.items():
+        for kernel, disp in getattr(C, hook["rollouts"]).items():
             name = disp.py_func.__name__
             if name not in new:
                 raise RuntimeError(f"compiled rollout {name} does not call the env kernels by any of "
-                                   f"{STEP_NAMES + RESET_NAMES}; traces cannot hook it")
+                                   f"{tuple(rep)} (compiled.TRACE_HOOK); traces cannot hook it")
             rollouts[kernel] = new[name]
         _TRACED.update(rollouts)
     return _TRACED
@@ -266,10 +292,11 @@ def traced_run_compiled(make_trace_state_fn):
     factory that returns a :class:`TraceState` (everything else -- argument preparation, scratch
     buffers, output arrays -- is B's code, unchanged). Call it with ``workers=1``."""
     from tts_gym.policies import compiled as C
+    hook = _trace_hook(C)
     f = C.run_compiled
     g = dict(vars(C))
-    g["_ROLLOUTS"] = _traced_kernels()
-    g["make_state"] = make_trace_state_fn
+    g[hook["rollouts"]] = _traced_kernels()
+    g[hook["make_state"]] = make_trace_state_fn
     return types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
 
 
@@ -422,6 +449,12 @@ def record_traces(data: K.ReplayData, kernel: str, policy_params: np.ndarray, qu
         rows = _match_rows(st, questions, perms, M_used)
         buf[g] = st.trace[rows]
         length[g] = st.trace_len[rows]
+        # every applied action must have been recorded (an env call bypassing the hook is not)
+        applied = ((buf[g, :, :, F_CODE] == 0) & (np.arange(S) < length[g][:, None])).sum(1)
+        full = length[g] <= S
+        if not np.array_equal(applied[full], out["steps"][0][full]):
+            raise RuntimeError(f"traced {kernel} rollout applied actions the recorder did not see: an env "
+                               "call in tts_gym.policies.compiled bypasses its TRACE_HOOK")
     out = {k: np.concatenate([o[k] for o in outs]) if outs else np.zeros((0, E))
            for k in ("answer", "cost", "correct", "steps")}
     tr = Traces(buf, length, questions, np.asarray(data.gold_ids)[questions], M_used, tuple(labels),

@@ -677,6 +677,21 @@ def rollout_cmc(data, params, state, slot, t_begin, t_end, table, questions, per
 _ROLLOUTS = {"asc": rollout_asc, "esc": rollout_esc, "parallel_probe": rollout_parallel_probe,
              "cmc": rollout_cmc}
 
+# Hook of :mod:`tts_gym.evaluation.traces`: the module globals through which this module reaches
+# the env. To record traces it re-jits (from source, as separate cache entries) every numba function
+# here that calls a "step" or "reset" name, with that name bound to a recording wrapper of the same
+# signature, and runs a copy of ``run_compiled`` whose "rollouts" and "make_state" globals are the
+# re-jitted drivers and a factory of trace-carrying states. A compile-time substitution only:
+# nothing here reads this table, and the untraced rollouts are unchanged. Keep it in sync: every
+# env call of the rollouts must go through a name listed here (traces.py checks the aliases of the
+# env kernels it can see, and that the recorded steps add up to ``steps``).
+TRACE_HOOK: dict[str, Any] = {
+    "step": ("_step",),           # code, charge = f(state, data, params, e, action)
+    "reset": ("reset_episode",),  # f(state, e, question, perm)
+    "rollouts": "_ROLLOUTS",      # kernel name -> driver, read by run_compiled
+    "make_state": "make_state",   # run_compiled's state factory: f(num_slots, M) -> EnvState
+}
+
 
 # ---------------------------------------------------------------------------------------------
 # cache invalidation on the inlined sources

@@ -7,9 +7,10 @@ the gamma range, the training arguments, and the one command that reproduces it)
 :class:`AgentPolicy` plays an agent at a fixed cost weight ``gamma`` (its operating point; the RL
 analogue of CMC's beta) through **any** reference-semantics env: at every step it rebuilds the
 observation the agent was trained on from the episode's :class:`~tts_gym.view.EpisodeView` with the
-env's own observation kernel, but with the agent's ``max_branches``, its training normalisers and its
-``gamma`` -- so the env's ``max_branches`` (128 under ``tts_gym.evaluate``'s reference protocol), its
-``cost_weight`` and the evaluation stores do not change what the agent sees. Actions are mapped back
+env's own observation kernel (:meth:`~tts_gym.view.EpisodeView.write_observation`), but with the
+agent's ``max_branches``, its training normalisers and its ``gamma`` -- so the env's ``max_branches``
+(128 under ``tts_gym.evaluate``'s reference protocol), its ``cost_weight`` and the evaluation stores
+do not change what the agent sees. Actions are mapped back
 from the agent's layout (``4 + 4 * M_agent``) to the env's. The gold answer is never read.
 
 ::
@@ -28,8 +29,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from tts_gym import actions as A
-from tts_gym.kernels import EnvParams, action_mask_episode
-from tts_gym.observation import ObsParams, confidence_table, make_scratch, observe_episode
+from tts_gym.kernels import EnvParams
+from tts_gym.observation import ObsParams, make_buffers
 from tts_gym.policies.base import Policy, PolicyError
 
 __all__ = ["AgentPolicy", "load_agent_policy", "load_agent", "save_agent", "agent_dirs",
@@ -130,12 +131,11 @@ class AgentPolicy(Policy):
             raise ValueError("agent config lacks 'obs_params' (the training env's observation normalisers)")
         self.oparams = ObsParams(**{k: float(op[k]) for k in ObsParams._fields})
         self.params_agent = EnvParams(max_branches=M, fused=True, probe_cost=0, token_budget=0)
-        self.conf = confidence_table()
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self._data = None
-        self._scratch = None
-        self._buffers: dict[int, tuple] = {}
+        pos, glob = make_buffers(1, M)
+        self._pos, self._glob = pos[0], glob[0]
+        self._mask = np.zeros(A.num_actions(M), np.bool_)
         import torch as th
         self._th = th
         self._policy = model.policy
@@ -148,33 +148,22 @@ class AgentPolicy(Policy):
 
     # -- episode protocol ----------------------------------------------------------------------------
     def reset(self, view) -> None:
-        if view is None:
-            return
-        if not view._params.fused:
-            raise PolicyError("RL agents are trained in fused mode (advancing reveals the answer)")
-        if view._data is not self._data:
-            self._data = view._data
-            self._scratch = make_scratch(view._data)
+        if view is not None:
+            self._check_view(view)
 
-    def _buffers_for(self, e: int):
-        b = self._buffers.get(e)
-        if b is None:
-            from tts_gym.observation import make_buffers
-            pos, glob = make_buffers(e + 1, self.M)
-            mask = np.zeros(A.num_actions(self.M), np.bool_)
-            b = self._buffers[e] = (pos, glob, mask)
-        return b
+    @staticmethod
+    def _check_view(view) -> None:
+        if not view.fused:
+            raise PolicyError("RL agents are trained in fused mode (advancing reveals the answer)")
 
     def observe(self, view):
-        """The agent's observation and its action mask (agent layout) for the episode of ``view``."""
-        if view._data is not self._data:
-            self.reset(view)
-        e = view._e
-        pos, glob, mask = self._buffers_for(e)
-        observe_episode(view._state, view._data, self.params_agent, self.oparams, self.conf, self.gamma,
-                        e, pos, glob, self._scratch, True)
-        action_mask_episode(view._state, view._data, self.params_agent, e, mask)
-        return pos[e], glob[e], mask
+        """The agent's observation and its action mask (agent layout) for the episode of ``view``:
+        ``(positions [M, F], globals [G], mask [4 + 4M])``, this policy's buffers (overwritten by the
+        next call)."""
+        self._check_view(view)
+        view.write_observation(self.oparams, self.gamma, self._pos, self._glob, params=self.params_agent)
+        view.action_mask(self._mask, params=self.params_agent)
+        return self._pos, self._glob, self._mask
 
     def _logits(self, positions: np.ndarray, globals_: np.ndarray) -> np.ndarray:
         if self._numpy_actor is not None and positions.ndim == 2:   # batch of one: numpy path
