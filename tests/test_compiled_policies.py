@@ -126,3 +126,39 @@ def test_compiled_cache_keyed_on_inlined_sources():
     for disp in C._ROLLOUTS.values():
         stamp = disp._cache._cache_file._source_stamp
         assert isinstance(stamp, tuple) and stamp[-1] == digest
+
+
+def test_atomic_fetch_add_hands_out_every_chunk_once():
+    """The work-sharing counter of run_compiled: threads claiming indices with fetch_add get every
+    index exactly once between them (and the counter ends past the end, once per thread)."""
+    import threading
+
+    import numba as nb
+
+    from tts_gym.atomics import fetch_add
+
+    @nb.njit(nogil=True)
+    def claim(counter, claimed, n):
+        mine = 0
+        while True:
+            i = fetch_add(counter, 0, np.int64(1))
+            if i >= n:
+                return mine
+            claimed[i] += 1
+            mine += 1
+
+    n, threads = 300_000, 4
+    counter = np.zeros(1, np.int64)
+    claimed = np.zeros(n, np.int64)
+    claim(counter, claimed, 0)   # compile
+    counter[0] = 0
+    got = []
+    ts = [threading.Thread(target=lambda: got.append(claim(counter, claimed, n)))
+          for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sum(got) == n
+    assert (claimed == 1).all()
+    assert counter[0] == n + threads

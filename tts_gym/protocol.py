@@ -22,6 +22,8 @@ so repeated evaluations (grids, benchmarks) skip that work.
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Mapping, Sequence
@@ -150,6 +152,12 @@ class ProtocolBatch:
         self.perms = np.ascontiguousarray(np.concatenate(perms), dtype=np.int32)
         self.slices = tuple(slices)
 
+    @functools.cached_property
+    def episode_order(self) -> np.ndarray:
+        """The compiled kernels' play order of the episodes (:func:`episode_order`), sorted once."""
+        from tts_gym.policies.compiled import episode_order
+        return episode_order(self.questions)
+
     @property
     def num_episodes(self) -> int:
         return int(self.questions.shape[0])
@@ -203,7 +211,8 @@ def evaluate_grid_compiled(stores, policy: str, params_grid: Sequence[Mapping[st
         else:
             d.update(p)
     out = run_compiled(batch.data, policy, list(params_grid), batch.questions, batch.perms,
-                       max_branches=batch.max_branches, workers=workers, conf_variant=conf_variant)
+                       max_branches=batch.max_branches, workers=workers, conf_variant=conf_variant,
+                       tasks=batch.episode_order)
     res = batch.results("parallel_probe" if name == "pp" else name, shown, out)
     return [r[0] if batch.single else r for r in res]
 

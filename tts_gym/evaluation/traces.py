@@ -297,7 +297,9 @@ def traced_run_compiled(make_trace_state_fn):
     g = dict(vars(C))
     g[hook["rollouts"]] = _traced_kernels()
     g[hook["make_state"]] = make_trace_state_fn
-    return types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
+    fn = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
+    fn.__kwdefaults__ = dict(f.__kwdefaults__ or {})
+    return fn
 
 
 # ---- Python side -----------------------------------------------------------------------------------

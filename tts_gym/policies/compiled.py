@@ -41,9 +41,12 @@ Performance notes
   per-position lists, the action queue) is allocated once per call by :func:`run_compiled`.
 * A whole evaluation -- every (parameter row, episode) pair -- is a few compiled calls.
   Episodes are played question by question (all seeds and parameter rows of a question while its
-  replay data is in cache), in contiguous chunks handed to whichever worker is free; a worker plays
-  in its own state slot (slots padded apart against false sharing). Workers are Python threads
-  running the ``nogil`` kernels; results do not depend on the worker count or the schedule. The
+  replay data is in cache), in contiguous chunks that the workers claim through an atomic counter
+  (:mod:`tts_gym.atomics`) inside **one** compiled call per worker -- per-chunk calls from Python
+  would pay ~10 us of argument unboxing each with the GIL held, which serialised small jobs on
+  many cores. A worker plays in its own state slot (slots padded apart against false sharing).
+  Workers are Python threads running the ``nogil`` kernels; results do not depend on the worker
+  count or the schedule. The
   env runs with ``min(M, positions_needed)`` positions (less state to reset; identical results).
 * The on-disk cache of these functions is keyed on the sources they inline
   (``kernels.py``, ``actions.py``, ``voting.py``, ``policies/common.py``, this file): numba alone
@@ -51,16 +54,17 @@ Performance notes
 
 Kernel signature::
 
-    rollout_<policy>(data, params, state, slot, t_begin, t_end, table, questions, perms, tasks,
+    rollout_<policy>(data, params, state, slot, bounds, counter, table, questions, perms, tasks,
                      policy_params, iscratch, fscratch, acts,
                      out_answer, out_cost, out_correct, out_steps)
 
 ``data``/``params``: :class:`~tts_gym.kernels.ReplayData` / :class:`~tts_gym.kernels.EnvParams` (only
 ``max_branches`` is read: the kernels always run the reference semantics -- fused reveals,
 ``probe_cost = 0``, no budget -- as compile-time constants, which lets LLVM drop those branches);
-``state``: an :class:`~tts_gym.kernels.EnvState`, this worker's episode slot ``slot``; tasks
-``t_begin <= t < t_end`` are played, task ``t = i * G + g`` being episode ``tasks[i]`` with parameter
-row ``g``; ``table``: :func:`tts_gym.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms``
+``state``: an :class:`~tts_gym.kernels.EnvState`, this worker's episode slot ``slot``; ``bounds``
+int64 ``[C + 1]``: chunk ``k`` is the tasks ``bounds[k] <= t < bounds[k + 1]``, task ``t = i * G + g``
+being episode ``tasks[i]`` with parameter row ``g``; ``counter`` int64 ``[1]``: the next unclaimed
+chunk, shared by the workers (each claims chunks with an atomic fetch-and-add until none are left); ``table``: :func:`tts_gym.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms``
 int32 ``[E, >=M]``; ``tasks`` int32 ``[E]``: the order to play the episodes in; ``policy_params`` float64 ``[G, P]``
 (columns :data:`POLICY_PARAM_NAMES`); scratch ``iscratch`` int32 ``[10, >= max(A, M, len(acts))]``
 (``A`` = largest answer table), ``fscratch`` float64 ``[>= max T_ema]``, ``acts`` int64 (the action
@@ -69,7 +73,6 @@ queue); outputs ``[G, E]``.
 from __future__ import annotations
 
 import hashlib
-import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
@@ -77,6 +80,7 @@ import numba as nb
 import numpy as np
 
 from tts_gym import kernels as _kernels
+from tts_gym.atomics import fetch_add
 from tts_gym.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
 from tts_gym.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, make_state,
                              reset_episode)
@@ -100,11 +104,10 @@ POLICY_PARAM_NAMES: dict[str, tuple[str, ...]] = {
 KERNELS = tuple(POLICY_PARAM_NAMES)
 
 _SLOT_STRIDE = 16  # episode slots of different workers are this far apart (no false sharing)
-_CHUNKS_PER_WORKER = 16  # dynamic scheduling granularity of run_compiled
-# A chunk is one compiled call from a pool thread; starting one costs ~10 us of argument unboxing
-# plus the pool's hand-off, with the GIL held, so on many cores small chunks serialise on the GIL.
-# Chunks are therefore made at least this many (estimated) env steps long (~2-4 ms of kernel time).
-_MIN_CHUNK_STEPS = 100_000
+# Dynamic scheduling granularity of run_compiled: chunks of tasks claimed through an atomic counter
+# (tts_gym.atomics) inside one compiled call per worker, so a chunk costs ~nothing to hand out
+# (a compiled call from Python costs ~10 us of argument unboxing with the GIL held).
+_CHUNKS_PER_WORKER = 64
 
 # the env's step function, inlined at each call site (same source: kernels.step_episode)
 _step = nb.njit(nogil=True, _nrt=False, forceinline=True)(_kernels.step_episode.py_func)
@@ -587,43 +590,53 @@ def _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps):
 
 
 @nb.njit(**_JIT)
-def rollout_asc(data, params, state, slot, t_begin, t_end, table, questions, perms, tasks,
+def rollout_asc(data, params, state, slot, bounds, counter, table, questions, perms, tasks,
                 policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
                 out_steps):
     G = policy_params.shape[0]
     params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
-    for t in range(t_begin, t_end):
-        i = t // G
-        g = t - i * G
-        j = tasks[i]
-        reset_episode(state, slot, questions[j], perms[j])
-        episode_asc(state, data, params, slot, int(policy_params[g, 0]), policy_params[g, 1],
-                    table, counts, first)
-        _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+    n_chunks = bounds.shape[0] - 1
+    while True:
+        k = fetch_add(counter, 0, np.int64(1))   # claim the next chunk of tasks
+        if k >= n_chunks:
+            break
+        for t in range(bounds[k], bounds[k + 1]):
+            i = t // G
+            g = t - i * G
+            j = tasks[i]
+            reset_episode(state, slot, questions[j], perms[j])
+            episode_asc(state, data, params, slot, int(policy_params[g, 0]), policy_params[g, 1],
+                        table, counts, first)
+            _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
 
 
 @nb.njit(**_JIT)
-def rollout_esc(data, params, state, slot, t_begin, t_end, table, questions, perms, tasks,
+def rollout_esc(data, params, state, slot, bounds, counter, table, questions, perms, tasks,
                 policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
                 out_steps):
     G = policy_params.shape[0]
     params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
-    for t in range(t_begin, t_end):
-        i = t // G
-        g = t - i * G
-        j = tasks[i]
-        reset_episode(state, slot, questions[j], perms[j])
-        episode_esc(state, data, params, slot, int(policy_params[g, 0]), int(policy_params[g, 1]),
-                    counts, first)
-        _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+    n_chunks = bounds.shape[0] - 1
+    while True:
+        k = fetch_add(counter, 0, np.int64(1))   # claim the next chunk of tasks
+        if k >= n_chunks:
+            break
+        for t in range(bounds[k], bounds[k + 1]):
+            i = t // G
+            g = t - i * G
+            j = tasks[i]
+            reset_episode(state, slot, questions[j], perms[j])
+            episode_esc(state, data, params, slot, int(policy_params[g, 0]), int(policy_params[g, 1]),
+                        counts, first)
+            _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
 
 
 @nb.njit(**_JIT)
-def rollout_parallel_probe(data, params, state, slot, t_begin, t_end, table, questions, perms,
+def rollout_parallel_probe(data, params, state, slot, bounds, counter, table, questions, perms,
                            tasks, policy_params, iscratch, fscratch, acts, out_answer, out_cost,
                            out_correct, out_steps):
     G = policy_params.shape[0]
@@ -633,20 +646,25 @@ def rollout_parallel_probe(data, params, state, slot, t_begin, t_end, table, que
     off = iscratch[_AUX]
     active = iscratch[_LIST]
     codes = iscratch[_CODES]
-    for t in range(t_begin, t_end):
-        i = t // G
-        g = t - i * G
-        j = tasks[i]
-        reset_episode(state, slot, questions[j], perms[j])
-        row = policy_params[g]
-        episode_parallel_probe(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
-                               int(row[3]), int(row[4]), int(row[5]), counts, fin, off, active,
-                               acts, codes)
-        _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+    n_chunks = bounds.shape[0] - 1
+    while True:
+        k = fetch_add(counter, 0, np.int64(1))   # claim the next chunk of tasks
+        if k >= n_chunks:
+            break
+        for t in range(bounds[k], bounds[k + 1]):
+            i = t // G
+            g = t - i * G
+            j = tasks[i]
+            reset_episode(state, slot, questions[j], perms[j])
+            row = policy_params[g]
+            episode_parallel_probe(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
+                                   int(row[3]), int(row[4]), int(row[5]), counts, fin, off, active,
+                                   acts, codes)
+            _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
 
 
 @nb.njit(**_JIT)
-def rollout_cmc(data, params, state, slot, t_begin, t_end, table, questions, perms, tasks,
+def rollout_cmc(data, params, state, slot, bounds, counter, table, questions, perms, tasks,
                 policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
                 out_steps):
     G = policy_params.shape[0]
@@ -661,17 +679,22 @@ def rollout_cmc(data, params, state, slot, t_begin, t_end, table, questions, per
     disagree = iscratch[_DISAGREE]
     ps = iscratch[_PS]
     codes = iscratch[_CODES]
-    for t in range(t_begin, t_end):
-        i = t // G
-        g = t - i * G
-        j = tasks[i]
-        reset_episode(state, slot, questions[j], perms[j])
-        row = policy_params[g]
-        episode_cmc(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
-                    int(row[3]), int(row[4]), row[5], row[6], row[7], int(row[8]), int(row[9]),
-                    row[10], int(row[11]), table, counts, first, counts2, flags, pcount,
-                    disagree, live, pool, ps, fscratch, acts, codes)
-        _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+    n_chunks = bounds.shape[0] - 1
+    while True:
+        k = fetch_add(counter, 0, np.int64(1))   # claim the next chunk of tasks
+        if k >= n_chunks:
+            break
+        for t in range(bounds[k], bounds[k + 1]):
+            i = t // G
+            g = t - i * G
+            j = tasks[i]
+            reset_episode(state, slot, questions[j], perms[j])
+            row = policy_params[g]
+            episode_cmc(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
+                        int(row[3]), int(row[4]), row[5], row[6], row[7], int(row[8]), int(row[9]),
+                        row[10], int(row[11]), table, counts, first, counts2, flags, pcount,
+                        disagree, live, pool, ps, fscratch, acts, codes)
+            _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
 
 
 _ROLLOUTS = {"asc": rollout_asc, "esc": rollout_esc, "parallel_probe": rollout_parallel_probe,
@@ -793,26 +816,17 @@ def positions_needed(kernel: str, policy_params: np.ndarray) -> int:
     return max(1, int(need.max()))
 
 
-def estimated_steps_per_task(kernel: str, policy_params: np.ndarray) -> float:
-    """A rough mean of env steps per episode, used only to size work chunks (results never depend
-    on it): asc/esc ``max_samples``; Parallel-Probe ``num_chains * min(max_steps, 2 T) / 4``
-    (~1.5k for the paper's configuration, measured 1.54k); CMC 500 (measured 0.5k-1k)."""
-    pp = np.asarray(policy_params, np.float64)
-    if pp.shape[0] == 0:
-        return 1.0
-    if kernel in ("asc", "esc"):
-        est = pp[:, 0] + 1
-    elif kernel == "parallel_probe":
-        est = pp[:, 0] * np.minimum(pp[:, 5], 2 * pp[:, 1]) / 4
-    else:
-        est = np.full(pp.shape[0], 500.0)
-    return float(max(1.0, est.mean()))
+def episode_order(questions: np.ndarray) -> np.ndarray:
+    """The order :func:`run_compiled` plays episodes in: question by question (stable), so every
+    seed and parameter row of a question runs while its replay data is in cache."""
+    return np.argsort(np.asarray(questions), kind="stable").astype(np.int32)
 
 
 def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, Any]],
                  questions: np.ndarray, perms: np.ndarray, *, max_branches: int | None = None,
                  workers: int | None = None, conf_variant: str = "exact",
-                 policy_params: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 policy_params: np.ndarray | None = None,
+                 tasks: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Play every (parameter row, episode) of one policy in compiled calls (a few per worker).
 
     ``questions`` int32 ``[E]`` and ``perms`` int32 ``[E, >=M]`` define the episodes (question index
@@ -823,7 +837,9 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     ``perms``) is the env's ``M``; the kernels run with ``min(M, positions_needed(...))``
     positions, which changes nothing but the state to reset (no row can open more).
     ``workers``: threads (default :func:`default_workers`); results do not depend on it.
-    Returns ``{"answer", "cost", "correct", "steps"}``, arrays ``[G, E]``.
+    ``tasks``: a precomputed :func:`episode_order` of ``questions`` (saves its sort when the same
+    episodes are evaluated repeatedly). Returns ``{"answer", "cost", "correct", "steps"}``,
+    arrays ``[G, E]``.
     """
     if policy_params is None:
         kernel, policy_params = policy_param_rows(policy, params_list)
@@ -853,9 +869,7 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
         return out
     W = int(workers if workers is not None else default_workers())
     total = G * E
-    # chunks of at least _MIN_CHUNK_STEPS estimated steps, up to _CHUNKS_PER_WORKER per worker
-    n_chunks = int(total * estimated_steps_per_task(kernel, policy_params) // _MIN_CHUNK_STEPS)
-    n_chunks = max(1, min(total, _CHUNKS_PER_WORKER * max(W, 1), n_chunks))
+    n_chunks = max(1, min(total, _CHUNKS_PER_WORKER * max(W, 1)))
     W = max(1, min(W, n_chunks))
     A = int(max(1, int(data.num_answers.max(initial=1))))
     if kernel == "cmc":
@@ -878,29 +892,24 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     # tasks t = i * G + g: episode tasks[i] with parameter row g, episodes question by question
     # (every seed and row of a question while its replay data is in cache); results do not
     # depend on the order or on which worker plays a task
-    tasks = np.argsort(questions, kind="stable").astype(np.int32)
+    if tasks is None:
+        tasks = episode_order(questions)
+    elif tasks.shape != questions.shape or tasks.dtype != np.int32:
+        raise ValueError("tasks must be int32 [E], a permutation of the episodes")
 
-    def play(w: int, t0: int, t1: int) -> None:
-        rollout(data, params, state, w * _SLOT_STRIDE, t0, t1, table, questions, perms, tasks,
-                policy_params, iscr[w], fscr[w], acts[w], out["answer"], out["cost"],
+    # chunk k = tasks bounds[k] <= t < bounds[k + 1]; every worker makes one compiled call and
+    # claims chunks through the atomic counter until none are left (dynamic scheduling: a worker
+    # slowed by other load does not hold the others up)
+    bounds = (np.arange(n_chunks + 1, dtype=np.int64) * total) // n_chunks
+    counter = np.zeros(1, np.int64)
+
+    def play(w: int) -> None:
+        rollout(data, params, state, w * _SLOT_STRIDE, bounds, counter, table, questions, perms,
+                tasks, policy_params, iscr[w], fscr[w], acts[w], out["answer"], out["cost"],
                 out["correct"], out["steps"])
 
     if W == 1:
-        play(0, 0, total)
+        play(0)
     else:
-        # dynamic scheduling: contiguous chunks handed to whichever worker is free (a worker
-        # slowed by other load does not hold the others up)
-        bounds = [total * k // n_chunks for k in range(n_chunks + 1)]
-        slots: queue.SimpleQueue = queue.SimpleQueue()
-        for w in range(W):
-            slots.put(w)
-
-        def chunk(k: int) -> None:
-            w = slots.get()
-            try:
-                play(w, bounds[k], bounds[k + 1])
-            finally:
-                slots.put(w)
-
-        list(_executor(W).map(chunk, range(n_chunks)))
+        list(_executor(W).map(play, range(W)))
     return out
