@@ -75,6 +75,17 @@ def load_stores(data_dir: Path, models, benchmarks):
     return stores
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def timed(fn, *a, **kw):
     w, c = time.perf_counter(), time.process_time()
     out = fn(*a, **kw)
@@ -193,12 +204,14 @@ def main(argv=None) -> int:
     import numba
 
     from tts_gym.protocol import ProtocolBatch
-    report: dict = {"machine": {"cpus": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+    report: dict = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count(),
+                                "numba_threads": numba.get_num_threads(),
                                 "python": platform.python_version(), "numba": numba.__version__,
                                 "loadavg": os.getloadavg()},
               "workers": args.workers or numba.get_num_threads()}
     stores, w, c = timed(load_stores, args.data, args.models, args.benchmarks)
     batch, bw, _ = timed(ProtocolBatch, stores, range(args.seeds))
+    print(f"{report['machine']['cpu']}, {os.cpu_count()} CPUs, {report['workers']} compiled workers")
     print(f"loaded {len(stores)} stores in {w:.2f}s, packed {batch.num_episodes} episodes in {bw:.2f}s "
           f"(load average {', '.join(f'{x:.1f}' for x in os.getloadavg())})")
     mt = main_table(batch, args.workers, args.reps)
