@@ -582,6 +582,23 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
 # ---------------------------------------------------------------------------------------------
 
 @nb.njit(inline="always", **_JIT)
+def _claim_chunk(bounds, counter):
+    """Claim the next unplayed chunk of tasks: ``(t0, t1)``, or ``(-1, -1)`` when none is left.
+    ``counter`` is shared by every worker; the atomic increment hands each chunk out once."""
+    k = fetch_add(counter, 0, np.int64(1))
+    if k >= bounds.shape[0] - 1:
+        return np.int64(-1), np.int64(-1)
+    return bounds[k], bounds[k + 1]
+
+
+@nb.njit(inline="always", **_JIT)
+def _task(t, G, tasks):
+    """Task ``t`` = parameter row ``g`` of episode ``tasks[t // G]``: returns ``(g, episode)``."""
+    i = t // G
+    return t - i * G, tasks[i]
+
+
+@nb.njit(inline="always", **_JIT)
 def _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps):
     out_answer[g, j] = state.answer[e]
     out_cost[g, j] = state.cost[e]
@@ -597,15 +614,12 @@ def rollout_asc(data, params, state, slot, bounds, counter, table, questions, pe
     params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
-    n_chunks = bounds.shape[0] - 1
     while True:
-        k = fetch_add(counter, 0, np.int64(1))   # claim the next chunk of tasks
-        if k >= n_chunks:
+        t0, t1 = _claim_chunk(bounds, counter)
+        if t0 < 0:
             break
-        for t in range(bounds[k], bounds[k + 1]):
-            i = t // G
-            g = t - i * G
-            j = tasks[i]
+        for t in range(t0, t1):
+            g, j = _task(t, G, tasks)
             reset_episode(state, slot, questions[j], perms[j])
             episode_asc(state, data, params, slot, int(policy_params[g, 0]), policy_params[g, 1],
                         table, counts, first)
@@ -620,15 +634,12 @@ def rollout_esc(data, params, state, slot, bounds, counter, table, questions, pe
     params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
-    n_chunks = bounds.shape[0] - 1
     while True:
-        k = fetch_add(counter, 0, np.int64(1))   # claim the next chunk of tasks
-        if k >= n_chunks:
+        t0, t1 = _claim_chunk(bounds, counter)
+        if t0 < 0:
             break
-        for t in range(bounds[k], bounds[k + 1]):
-            i = t // G
-            g = t - i * G
-            j = tasks[i]
+        for t in range(t0, t1):
+            g, j = _task(t, G, tasks)
             reset_episode(state, slot, questions[j], perms[j])
             episode_esc(state, data, params, slot, int(policy_params[g, 0]), int(policy_params[g, 1]),
                         counts, first)
@@ -646,15 +657,12 @@ def rollout_parallel_probe(data, params, state, slot, bounds, counter, table, qu
     off = iscratch[_AUX]
     active = iscratch[_LIST]
     codes = iscratch[_CODES]
-    n_chunks = bounds.shape[0] - 1
     while True:
-        k = fetch_add(counter, 0, np.int64(1))   # claim the next chunk of tasks
-        if k >= n_chunks:
+        t0, t1 = _claim_chunk(bounds, counter)
+        if t0 < 0:
             break
-        for t in range(bounds[k], bounds[k + 1]):
-            i = t // G
-            g = t - i * G
-            j = tasks[i]
+        for t in range(t0, t1):
+            g, j = _task(t, G, tasks)
             reset_episode(state, slot, questions[j], perms[j])
             row = policy_params[g]
             episode_parallel_probe(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
@@ -679,15 +687,12 @@ def rollout_cmc(data, params, state, slot, bounds, counter, table, questions, pe
     disagree = iscratch[_DISAGREE]
     ps = iscratch[_PS]
     codes = iscratch[_CODES]
-    n_chunks = bounds.shape[0] - 1
     while True:
-        k = fetch_add(counter, 0, np.int64(1))   # claim the next chunk of tasks
-        if k >= n_chunks:
+        t0, t1 = _claim_chunk(bounds, counter)
+        if t0 < 0:
             break
-        for t in range(bounds[k], bounds[k + 1]):
-            i = t // G
-            g = t - i * G
-            j = tasks[i]
+        for t in range(t0, t1):
+            g, j = _task(t, G, tasks)
             reset_episode(state, slot, questions[j], perms[j])
             row = policy_params[g]
             episode_cmc(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
