@@ -4,9 +4,10 @@
 
 Three measurements on the AIME24 stores of the four models (or the synthetic store):
 
-1. env only: ReplayVecEnv.step with uniformly random admissible actions (batched masks; no policy);
+1. env only: SB3VecEnv.step (tts_gym.sb3) with uniformly random admissible actions (batched masks;
+   no policy);
 2. MaskablePPO.learn (tts_gym.rl.networks policy): total env steps/s, and the time inside the env
-   (ReplayVecEnv.step_async/step_wait + the batched action_masks call) as a share of learn();
+   (SB3VecEnv.step_async/step_wait + the batched action_masks call) as a share of learn();
 3. the same for plain PPO (penalized no-ops, no masks).
 """
 import argparse

@@ -238,9 +238,11 @@ def test_sb3_adapter_masks_and_steps(synth):
     from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 
     from tts_gym.sb3 import SB3VecEnv, make_sb3_vec_env
-    with pytest.raises(ValueError, match="SAME_STEP"):
-        SB3VecEnv(TTSReplayVectorEnv(2, synth, max_branches=4))
+    for mode in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+        with pytest.raises(ValueError, match="autoreset_mode=AutoresetMode.DISABLED"):
+            SB3VecEnv(TTSReplayVectorEnv(2, synth, max_branches=4, autoreset_mode=mode))
     venv = make_sb3_vec_env(4, store=synth, max_branches=4)
+    assert venv.gamma is None and venv.venv.autoreset_mode is AutoresetMode.DISABLED
     calls = []
     inner = venv.venv.action_masks
     venv.venv.action_masks = lambda: calls.append(1) or inner()
@@ -259,11 +261,51 @@ def test_sb3_adapter_masks_and_steps(synth):
         for i in np.flatnonzero(dones):
             terminal_seen = True
             assert set(infos[i]["terminal_observation"]) == {"positions", "globals"}
+            assert infos[i]["terminal_observation"]["positions"].shape == (4, 15)
             assert "TimeLimit.truncated" in infos[i] and "correct" in infos[i]
+            ep = infos[i]["episode"]  # Monitor-style; gamma=None: the env's own cost weight (0.0)
+            assert ep["correct"] == infos[i]["correct"] and ep["tokens"] == infos[i]["tokens"]
+            assert ep["gamma"] == 0.0 and ep["l"] >= 1
+            assert obs["globals"][i, 6] == 0  # the returned observation is a fresh episode's
+        for i in np.flatnonzero(~dones):
+            assert infos[i] == {}
     assert terminal_seen
     assert venv.env_method("action_masks", indices=[1, 3]).shape == (2, 20)
     assert venv.get_attr("max_branches") == [4] * 4
     assert venv.env_is_wrapped(gym.Wrapper) == [False] * 4
+
+
+def test_sb3_adapter_gamma_and_vec_wrappers(synth):
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.vec_env import VecCheckNan
+
+    from tts_gym.sb3 import GammaSampler, SB3VecEnv, make_sb3_vec_env
+    venv = make_sb3_vec_env(8, store=synth, max_branches=4, gamma=(1e-3, 0.1), max_episode_steps=5)
+    assert isinstance(venv.gamma, GammaSampler) and venv.venv.setup.gamma_high == pytest.approx(0.1)
+    wrapped = VecCheckNan(venv, raise_exception=True)  # an SB3 VecEnvWrapper over the adapter
+    wrapped.seed(1)
+    obs = wrapped.reset()
+    g = obs["globals"][:, 13]
+    assert np.all((g >= 1e-3 * 0.999) & (g <= 0.1 * 1.001)) and np.unique(g).size > 1
+    rng = np.random.default_rng(0)
+    truncated = ended = 0
+    for _ in range(30):
+        m = wrapped.env_method("action_masks")
+        obs, rew, dones, infos = wrapped.step(np.array([_pick(row, rng, p_stop=0.05) for row in m]))
+        for i in np.flatnonzero(dones):
+            ended += 1
+            truncated += infos[i]["TimeLimit.truncated"]
+            assert 1e-3 * 0.999 <= infos[i]["episode"]["gamma"] <= 0.1 * 1.001
+    assert ended > 0 and truncated > 0
+    # a constant gamma, and a seeded run is reproducible
+    runs = []
+    for _ in range(2):
+        v = SB3VecEnv(TTSReplayVectorEnv(4, synth, max_branches=4, cost_weight=(0.0, 1.0),
+                                         autoreset_mode=AutoresetMode.DISABLED), gamma=0.25)
+        v.seed(3)
+        runs.append(v.reset())
+        assert np.all(runs[-1]["globals"][:, 13] == pytest.approx(0.25))
+    np.testing.assert_array_equal(runs[0]["positions"], runs[1]["positions"])
 
 
 def test_maskable_ppo_learns_a_few_steps(synth):

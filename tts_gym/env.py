@@ -126,8 +126,8 @@ stable-baselines3's ``check_env`` step with unmasked random actions, so run them
 
 ``gymnasium.make_vec("tts_gym/Replay-v0", num_envs=E, vectorization_mode="vector_entry_point")``
 gives :class:`tts_gym.vector.TTSReplayVectorEnv`: ``E`` episodes stepped, observed and autoreset in
-one compiled call per step (``autoreset_mode`` ``NEXT_STEP`` by default, ``SAME_STEP`` for
-stable-baselines3 via :mod:`tts_gym.sb3`), with batched ``action_masks()``.
+one compiled call per step (``autoreset_mode`` ``NEXT_STEP`` by default, ``SAME_STEP`` or ``DISABLED``;
+stable-baselines3 via :mod:`tts_gym.sb3`, over ``DISABLED``), with batched ``action_masks()``.
 
 ## Version History
 

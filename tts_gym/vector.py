@@ -15,12 +15,13 @@ rewards, observations and infos), with these vector conventions:
     its final observation; the *next* step resets that sub-env, ignores its action and returns the
     first observation of the new episode with reward 0 and ``terminated = truncated = False``.
     Until then its row of :meth:`action_masks` is all ``True`` (any action is ignored).
-  - ``AutoresetMode.SAME_STEP`` (what stable-baselines3 expects; :mod:`tts_gym.sb3`): the step that
+  - ``AutoresetMode.SAME_STEP`` (stable-baselines3's own convention): the step that
     ends an episode resets it at once and returns the new episode's first observation;
     the final observation is in ``infos["final_obs"]`` (batched arrays, rows valid where
     ``infos["_final_obs"]``) and the final step's info in ``infos["final_info"]``.
   - ``AutoresetMode.DISABLED``: no autoreset; reset ended sub-envs with
-    ``reset(options={"reset_mask": mask})``; stepping an ended one raises.
+    ``reset(options={"reset_mask": mask})``; stepping an ended one raises. The SB3 adapter
+    (:class:`tts_gym.sb3.SB3VecEnv`) uses this mode and redraws ended episodes itself.
 
 * **Infos** are dicts of arrays over the batch: ``position``, ``revealed_id``, ``finished``,
   ``charge``, ``cost``, ``cursor``, ``cost_weight``, ``invalid_action`` on every step; when a

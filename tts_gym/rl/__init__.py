@@ -1,14 +1,15 @@
 """Reinforcement learning on ``tts_gym/Replay-v0`` with stable-baselines3 / sb3-contrib.
 
-* :mod:`tts_gym.rl.vecenv` -- :class:`ReplayVecEnv`, an SB3 ``VecEnv`` over the natively batched
-  vector env (no per-env Python loop on the hot path, batched ``action_masks``), and
-  :class:`GammaSampler` (per-episode, log-uniform cost weight: gamma-conditioning);
+* :class:`~tts_gym.sb3.SB3VecEnv` (from :mod:`tts_gym.sb3`; also exported as ``ReplayVecEnv``), the
+  SB3 ``VecEnv`` over the natively batched vector env (no per-env Python loop on the hot path, batched
+  ``action_masks``), and :class:`~tts_gym.sb3.GammaSampler` (per-episode, log-uniform cost weight:
+  gamma-conditioning); :func:`make_replay_vec_env` builds it with the training defaults;
 * :mod:`tts_gym.rl.networks` -- a small permutation-equivariant actor-critic (``MaskableReplayPolicy``
   for MaskablePPO, ``ReplayActorCriticPolicy`` for PPO);
 * :mod:`tts_gym.rl.agent` -- :class:`AgentPolicy` (a trained agent at a cost weight, as a
   :class:`tts_gym.policies.Policy` for every evaluator) and :func:`load_agent_policy`;
-* :mod:`tts_gym.rl.train` -- what the agent programs under ``agents/`` share (stores, callbacks,
-  batched held-in evaluation, the stored config).
+* :mod:`tts_gym.rl.train` -- what the agent programs under ``agents/`` share (stores, the training
+  env, callbacks, batched held-in evaluation, the stored config).
 
 Needs the ``rl`` extra (``pip install tts_gym[rl]``: torch, stable-baselines3, sb3-contrib, tensorboard).
 """
@@ -17,11 +18,14 @@ from tts_gym.rl.agent import (AgentPolicy, evaluate_agent_reference, load_agent,
 from tts_gym.rl.networks import (DEFAULT_ACTION_KINDS, EquivariantNet, MaskableReplayPolicy,
                                  ReplayActorCriticPolicy, ReplayFeatures, allowed_actions)
 from tts_gym.rl.train import (EpisodeStatsCallback, HeldInEvalCallback, add_common_args, agent_config,
-                              evaluate_batched, set_torch_threads, standard_callbacks, training_stores)
-from tts_gym.rl.vecenv import GammaSampler, ReplayVecEnv, make_replay_vec_env
+                              evaluate_batched, make_replay_vec_env, set_torch_threads, standard_callbacks,
+                              training_stores)
+from tts_gym.sb3 import GammaSampler, SB3VecEnv
+
+ReplayVecEnv = SB3VecEnv  # the older name (tts_gym.rl.vecenv)
 
 __all__ = [
-    "ReplayVecEnv", "GammaSampler", "make_replay_vec_env",
+    "SB3VecEnv", "ReplayVecEnv", "GammaSampler", "make_replay_vec_env",
     "EquivariantNet", "ReplayFeatures", "MaskableReplayPolicy", "ReplayActorCriticPolicy",
     "allowed_actions", "DEFAULT_ACTION_KINDS",
     "AgentPolicy", "load_agent_policy", "evaluate_agent_reference", "load_agent", "save_agent", "resolve_agent",

@@ -2,8 +2,9 @@
 a fast batched evaluator (for held-in monitoring) and the stored-agent config.
 
 The agent programs (``agents/maskable_ppo.py``, ``agents/ppo.py``, ``agents/dqn.py``) stay short:
-parse arguments -> :func:`training_stores` -> :func:`tts_gym.rl.vecenv.make_replay_vec_env` ->
-algorithm -> ``learn(callback=standard_callbacks(...))`` -> :func:`tts_gym.rl.agent.save_agent`.
+parse arguments -> :func:`training_stores` -> :func:`make_replay_vec_env` (a
+:class:`tts_gym.sb3.SB3VecEnv` with the training defaults) -> algorithm ->
+``learn(callback=standard_callbacks(...))`` -> :func:`tts_gym.rl.agent.save_agent`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 
-__all__ = ["MODELS", "training_stores", "add_common_args", "agent_config", "evaluate_batched",
+__all__ = ["MODELS", "training_stores", "make_replay_vec_env", "add_common_args", "agent_config", "evaluate_batched",
            "HeldInEvalCallback", "EpisodeStatsCallback", "standard_callbacks", "set_torch_threads",
            "reproduce_command"]
 
@@ -43,6 +44,23 @@ def training_stores(data: str | None, models: Sequence[str] = MODELS, benchmark:
     if data is None or data == "synthetic":
         return [resolve_store("synthetic")]
     return [resolve_store(data, m, benchmark) for m in models]
+
+
+def make_replay_vec_env(stores, num_envs: int = 64, *, gamma=(1e-3, 0.3), gamma_dist: str = "log-uniform",
+                        max_branches: int = 64, fused: bool = True, dense_reward: bool = True,
+                        invalid_action: str = "raise", invalid_action_penalty: float = 0.1,
+                        permutation: str = "random", token_scale: float = 100_000,
+                        max_episode_steps: int | None = None, **env_kwargs):
+    """The training env: a :class:`tts_gym.sb3.SB3VecEnv` of ``num_envs`` episodes over ``stores``
+    (questions drawn uniformly across all of them), branch orders ``permutation``, dense rewards, gamma
+    drawn per episode (``gamma``/``gamma_dist``, see :class:`tts_gym.sb3.GammaSampler`)."""
+    from tts_gym.sb3 import make_sb3_vec_env
+    env_kwargs.setdefault("question_sampling", "uniform")
+    return make_sb3_vec_env(num_envs, store=stores, gamma=gamma, gamma_dist=gamma_dist,
+                            max_branches=max_branches, fused=fused, dense_reward=dense_reward,
+                            token_scale=token_scale, invalid_action=invalid_action,
+                            invalid_action_penalty=invalid_action_penalty, permutation=permutation,
+                            max_episode_steps=max_episode_steps, **env_kwargs)
 
 
 def set_torch_threads(n: int = 1) -> None:
