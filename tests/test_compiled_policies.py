@@ -120,12 +120,18 @@ def test_policy_param_rows_and_checks():
 
 
 def test_compiled_cache_keyed_on_inlined_sources():
-    """numba stamps a cache with its own file only; ours also depends on the inlined kernels."""
+    """numba stamps a cache with its own file only; ours also depends on the kernels each cached
+    function calls or inlines: every cached kernel of the modules that use them carries the digest
+    of the compiled layer's sources."""
+    from tts_gym import env, kernels, observation, vector
+    from tts_gym.numba_cache import sources_digest
     from tts_gym.policies import compiled as C
-    digest = C._sources_digest()
-    for disp in C._ROLLOUTS.values():
+    digest = sources_digest()
+    checked = [*C._ROLLOUTS.values(), kernels.step_episode, kernels.reset_batch,
+               vector._vec_core_step, env._core_step, observation.observe_episode]
+    for disp in checked:
         stamp = disp._cache._cache_file._source_stamp
-        assert isinstance(stamp, tuple) and stamp[-1] == digest
+        assert isinstance(stamp, tuple) and stamp[-1] == digest, disp
 
 
 def test_atomic_fetch_add_hands_out_every_chunk_once():

@@ -692,3 +692,9 @@ class TTSReplayEnv(gym.Env):
 
     def close(self):
         pass
+
+
+# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
+from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+
+bind_module_cache(globals())

@@ -431,3 +431,9 @@ def action_mask_batch(state, data, params, out):
     """Masks of every episode into ``out[E, 4 + 4M]``."""
     for e in range(out.shape[0]):
         action_mask_episode(state, data, params, e, out[e])
+
+
+# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
+from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+
+bind_module_cache(globals())

@@ -352,3 +352,9 @@ def feature_dict(obs: dict, p: int | None = None) -> dict:
     if p is None:
         return dict(zip(GLOBAL_FEATURES, map(float, obs["globals"])))
     return dict(zip(POSITION_FEATURES, map(float, obs["positions"][p])))
+
+
+# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
+from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+
+bind_module_cache(globals())

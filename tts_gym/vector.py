@@ -624,3 +624,9 @@ class TTSReplayVectorEnv(VectorEnv):
         if pool is not None:
             self._pool = None
             pool.shutdown(wait=True)
+
+
+# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
+from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+
+bind_module_cache(globals())

@@ -847,3 +847,9 @@ def load_controller_policy(path: str | os.PathLike, beta: float = 0.5, *, name: 
     ctrl = FileController(path, beta)
     return AutoTTSPolicy(ctrl, name=name or f"{ctrl.NAME}(beta={float(beta):g})", strict=strict,
                          timeout=timeout)
+
+
+# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
+from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+
+bind_module_cache(globals())

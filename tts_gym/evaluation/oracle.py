@@ -353,3 +353,9 @@ def vote_oracle_from_trace(trace, label: str = "vote oracle") -> VoteOracle:
     the gold, at the cost so far; otherwise the policy's full cost."""
     first = trace.first_correct_vote_cost()
     return VoteOracle(label, first, trace.final_cost())
+
+
+# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
+from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+
+bind_module_cache(globals())

@@ -481,3 +481,9 @@ def _match_rows(st: TraceState, questions, perms, M: int) -> np.ndarray:
                                f"{int(questions[j])}); the compiled driver changed how it resets episodes")
         rows[j] = r
     return rows
+
+
+# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
+from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+
+bind_module_cache(globals())

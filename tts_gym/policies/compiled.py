@@ -72,7 +72,6 @@ queue); outputs ``[G, E]``.
 """
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
@@ -81,6 +80,7 @@ import numpy as np
 
 from tts_gym import kernels as _kernels
 from tts_gym.atomics import fetch_add
+from tts_gym.numba_cache import bind_module_cache
 from tts_gym.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
 from tts_gym.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, make_state,
                              reset_episode)
@@ -721,37 +721,6 @@ TRACE_HOOK: dict[str, Any] = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# cache invalidation on the inlined sources
-# ---------------------------------------------------------------------------------------------
-
-def _sources_digest() -> str:
-    import tts_gym.actions as _a
-    import tts_gym.policies.common as _c
-    import tts_gym.voting as _v
-    h = hashlib.sha256()
-    for mod in (_kernels, _a, _v, _c):
-        with open(mod.__file__, "rb") as fh:
-            h.update(fh.read())
-    return h.hexdigest()
-
-
-def _bind_cache_to_sources(dispatchers) -> None:
-    """Make each dispatcher's on-disk cache stale whenever an inlined dependency changes (numba
-    itself only stamps the defining file). Silently skipped if numba's internals differ."""
-    try:
-        digest = _sources_digest()
-    except OSError:
-        return
-    for d in dispatchers:
-        try:
-            cf = d._cache._cache_file
-            cf._source_stamp = (cf._source_stamp, digest)
-        except AttributeError:
-            pass
-
-
-_bind_cache_to_sources([_majority_latest, _sort_desc_stable, _clear_counts, *_ROLLOUTS.values()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -918,3 +887,6 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     else:
         list(_executor(W).map(play, range(W)))
     return out
+
+
+bind_module_cache(globals())   # cache entries also keyed on the kernels they inline
