@@ -117,6 +117,9 @@ def test_policy_param_rows_and_checks():
     with pytest.raises(ValueError):
         run_compiled(data, "asc", [], qs, np.zeros((2, 14), np.int32),
                      policy_params=np.zeros((1, 3)))
+    for bad in (np.array([0, 2], np.int32), np.array([1, 1], np.int32), np.array([0, 1], np.int64)):
+        with pytest.raises(ValueError, match="permutation"):
+            run_compiled(data, "asc", [{}], qs, np.zeros((2, 14), np.int32), tasks=bad)
 
 
 def test_compiled_cache_keyed_on_inlined_sources():

@@ -868,8 +868,11 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     # depend on the order or on which worker plays a task
     if tasks is None:
         tasks = episode_order(questions)
-    elif tasks.shape != questions.shape or tasks.dtype != np.int32:
-        raise ValueError("tasks must be int32 [E], a permutation of the episodes")
+    else:   # the kernels index with it unchecked: insist on a permutation of 0..E-1
+        tasks = np.ascontiguousarray(tasks)
+        if (tasks.shape != questions.shape or tasks.dtype != np.int32 or tasks.min() < 0
+                or tasks.max() >= E or not (np.bincount(tasks, minlength=E) == 1).all()):
+            raise ValueError(f"tasks must be an int32 permutation of 0..{E - 1}")
 
     # chunk k = tasks bounds[k] <= t < bounds[k + 1]; every worker makes one compiled call and
     # claims chunks through the atomic counter until none are left (dynamic scheduling: a worker
