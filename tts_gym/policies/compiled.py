@@ -66,7 +66,7 @@ int64 ``[C + 1]``: chunk ``k`` is the tasks ``bounds[k] <= t < bounds[k + 1]``, 
 being episode ``tasks[i]`` with parameter row ``g``; ``counter`` int64 ``[1]``: the next unclaimed
 chunk, shared by the workers (each claims chunks with an atomic fetch-and-add until none are left); ``table``: :func:`tts_gym.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms``
 int32 ``[E, >=M]``; ``tasks`` int32 ``[E]``: the order to play the episodes in; ``policy_params`` float64 ``[G, P]``
-(columns :data:`POLICY_PARAM_NAMES`); scratch ``iscratch`` int32 ``[10, >= max(A, M, len(acts))]``
+(columns :data:`POLICY_PARAM_NAMES`); scratch ``iscratch`` int32 ``[9, >= max(A, M, len(acts))]``
 (``A`` = largest answer table), ``fscratch`` float64 ``[>= max T_ema]``, ``acts`` int64 (the action
 queue); outputs ``[G, E]``.
 """
@@ -115,8 +115,8 @@ _step = nb.njit(nogil=True, _nrt=False, forceinline=True)(_kernels.step_episode.
 _JIT = dict(cache=True, nogil=True, _nrt=False)
 
 # scratch rows of ``iscratch``
-_COUNTS, _FIRST, _COUNTS2, _FIN, _AUX, _LIST, _POOL, _DISAGREE, _PS, _CODES = range(10)
-_ISCRATCH_ROWS = 10
+_COUNTS, _FIRST, _COUNTS2, _FIN, _AUX, _LIST, _POOL, _DISAGREE, _PS = range(9)
+_ISCRATCH_ROWS = 9
 
 # phases of the single-call-site state machines
 _PH_DONE = 0
@@ -279,10 +279,10 @@ def _vote_active(state, e, active, nact, counts):
 
 @nb.njit(inline="always", **_JIT)
 def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience, warm_up,
-                           probe_burst, max_steps, counts, fin, off, active, acts, codes):
+                           probe_burst, max_steps, counts, fin, off, active, acts):
     """Parallel-Probe (spec 5.4). ``counts``: per-answer scratch (zero on entry/exit);
-    ``fin``/``off``/``active``: per-position scratch (length ``>= M``); ``acts`` int64 /
-    ``codes`` int32: action queue (length ``>= M * (probe_burst + 1) + num_chains + 1``).
+    ``fin``/``off``/``active``: per-position scratch (length ``>= M``); ``acts`` int64:
+    the action queue (length ``>= M * (probe_burst + 1) + num_chains + 1``).
 
     A round is one batch: the previous round's prunes, then ``probe_burst`` CONTINUEs per live
     branch in opening order (a finished branch's extra CONTINUEs are refused by the env, which is
@@ -313,7 +313,6 @@ def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience
                     fin[p] = 1
             else:
                 code, _c = _step(state, data, params, e, a)
-            codes[j] = code
         if phase == _PH_DONE:
             break
         nq = 0
@@ -414,14 +413,14 @@ def _pool_push(counts, first, pool, ps, a):
 def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon_patience, T_ema,
                 ema_alpha, conf_thresh, delta_slack, burst_aligned, widen_burst, trend_thresh,
                 min_complete, table, counts, first, counts2, flags, pcount, disagree, live, pool,
-                ps, hist, acts, codes):
+                ps, hist, acts):
     """CMC, the Confidence Momentum Controller (spec 5.5), with an explicit schedule
     (:func:`tts_gym.policies.common.cmc_schedule`).
 
     Scratch: per answer ``counts``/``first`` (pool vote) and ``counts2`` (fallback vote), ``counts*``
     zero on entry/exit; per position (length ``>= M``): ``flags`` (1 finished, 2 abandoned),
     ``pcount``, ``disagree``, ``live``, ``pool``; ``ps`` int[4] (pool winner, top1, top2, size);
-    ``hist`` float64 (``>= T_ema``); action queue ``acts`` int64 / ``codes`` int32 (length
+    ``hist`` float64 (``>= T_ema``); action queue ``acts`` int64 (length
     ``>= M * (burst_aligned + 1) + max(n_init, widen_burst) + 1``).
 
     Batches: the spawns (initial, or the widening decided at the end of the previous round), then
@@ -449,7 +448,6 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
         for j in range(nq):
             a = acts[j]
             code, _c = _step(state, data, params, e, a)
-            codes[j] = code
             if a >= NUM_GLOBAL_ACTIONS and a < NUM_GLOBAL_ACTIONS + M:       # CONTINUE(p)
                 p = a - NUM_GLOBAL_ACTIONS
                 if flags[p] == 0:        # (a refused extra burst step on a finished one: no-op)
@@ -656,7 +654,6 @@ def rollout_parallel_probe(data, params, state, slot, bounds, counter, table, qu
     fin = iscratch[_FIN]
     off = iscratch[_AUX]
     active = iscratch[_LIST]
-    codes = iscratch[_CODES]
     while True:
         t0, t1 = _claim_chunk(bounds, counter)
         if t0 < 0:
@@ -667,7 +664,7 @@ def rollout_parallel_probe(data, params, state, slot, bounds, counter, table, qu
             row = policy_params[g]
             episode_parallel_probe(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
                                    int(row[3]), int(row[4]), int(row[5]), counts, fin, off, active,
-                                   acts, codes)
+                                   acts)
             _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
 
 
@@ -686,7 +683,6 @@ def rollout_cmc(data, params, state, slot, bounds, counter, table, questions, pe
     pool = iscratch[_POOL]
     disagree = iscratch[_DISAGREE]
     ps = iscratch[_PS]
-    codes = iscratch[_CODES]
     while True:
         t0, t1 = _claim_chunk(bounds, counter)
         if t0 < 0:
@@ -698,7 +694,7 @@ def rollout_cmc(data, params, state, slot, bounds, counter, table, questions, pe
             episode_cmc(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
                         int(row[3]), int(row[4]), row[5], row[6], row[7], int(row[8]), int(row[9]),
                         row[10], int(row[11]), table, counts, first, counts2, flags, pcount,
-                        disagree, live, pool, ps, fscratch, acts, codes)
+                        disagree, live, pool, ps, fscratch, acts)
             _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
 
 
