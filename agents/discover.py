@@ -58,7 +58,7 @@ def parse_args() -> Args:
 
 
 def main() -> None:
-    from tts_gym.datasets import resolve_store
+    from tts_gym.data.resolve import resolve_store
     from tts_gym.discovery.history import RunDir, read_json, write_atomic, write_json
     from tts_gym.discovery.loop import select_best
     from tts_gym.discovery.prices import cost_usd

@@ -7,7 +7,7 @@
   tts_gym.evaluate's Python episode loop, under the reference protocol (questions x reference shuffle
   seeds 0..S-1) on Qwen3-{0.6B,1.7B,4B,8B} x {AIME25, HMMT25}.
 * The baselines (SC@64, ASC@64, ESC@64, Parallel-Probe@64, CMC beta=0.5/1.0, and their sweeps for the
-  curves) run on the same episodes through the compiled path (tts_gym.protocol.evaluate_compiled);
+  curves) run on the same episodes through the compiled path (tts_gym.evaluation.protocol.evaluate_compiled);
   the script checks that tts_gym.evaluate reproduces them bit for bit on those episodes.
 * Writes docs/rl_results.md (tables) and docs/img/rl_curve.png (accuracy vs tokens).
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 import tts_gym
 from tts_gym.evaluation.evaluate import MAIN_TABLE_CONFIGS, Sweep, config_label, main_table
-from tts_gym.protocol import evaluate_compiled, evaluate_grid_compiled
+from tts_gym.evaluation.protocol import evaluate_compiled, evaluate_grid_compiled
 from tts_gym.rl import load_agent_policy, set_torch_threads, training_stores
 from tts_gym.rl.train import MODELS, default_data_dir
 
@@ -134,7 +134,7 @@ def write_report(args, cfg, rows, rl_labels, base_full, wall, curves, sweep_para
         f"AutoTTS protocol's 100, because the agent is played through the Python evaluation loop) x "
         f"30 questions per store, on Qwen3-0.6B/1.7B/4B/8B x AIME25/HMMT25 (never seen in training). "
         f"Every row, baselines included, is computed on exactly these episodes (the baselines through "
-        f"`tts_gym.evaluate` and `tts_gym.protocol.evaluate_compiled`, which agree bit for bit). "
+        f"`tts_gym.evaluate` and `tts_gym.evaluation.protocol.evaluate_compiled`, which agree bit for bit). "
         f"`RL γ=g` is the single trained agent with its cost weight input set to g "
         f"(reward = 1{{correct}} − g · tokens / 100k), "
         + ("acting greedily (argmax of its masked action logits)." if args.greedy else

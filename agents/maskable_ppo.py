@@ -3,7 +3,7 @@
     python agents/maskable_ppo.py --timesteps 2000000 --seed 0 --save-agent agents/trained/maskable_ppo_aime24
     tensorboard --logdir runs
 
-* Rollouts: all episodes stepped together in the compiled vector env (tts_gym.sb3.SB3VecEnv);
+* Rollouts: all episodes stepped together in the compiled vector env (tts_gym.envs.sb3.SB3VecEnv);
   questions are drawn uniformly across the stores, branch orders are random permutations.
 * gamma-conditioning: every episode draws its cost weight gamma log-uniformly from --gamma-range;
   reward = 1{correct} - gamma * tokens / 100k (per-step cost, terminal correctness); gamma is in the

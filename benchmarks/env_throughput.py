@@ -1,5 +1,5 @@
 """Throughput of tts_gym/Replay-v0: single env via gymnasium.make, natively batched vector env, and
-the pure-Python replay model (tts_gym.pyreplay), side by side.
+the pure-Python replay model (tts_gym.core.spec_model), side by side.
 
     python benchmarks/env_throughput.py                  # synthetic store, M = 64
     python benchmarks/env_throughput.py --seconds 3 --num-envs 1 64 1024 8192
@@ -19,7 +19,7 @@ reward, the infos and the action mask (single env: ``info["action_mask"]``; vect
   env-steps/s), ``copy=True`` (fresh observation arrays each step) and ``copy=False`` (the env's
   buffers, valid until the next step); then the same with ``num_threads=2`` (``--num-threads``) at
   ``--threaded-num-envs`` (default 1024, 8192): the batch's step split over 2 threads;
-* pure Python: :class:`tts_gym.pyreplay.PyReplayEnv` (same rules, same observation features,
+* pure Python: :class:`tts_gym.core.spec_model.PyReplayEnv` (same rules, same observation features,
   plain Python), the controller in Python.
 
 Figures are wall-clock on whatever else runs on the machine; the load average is printed.
@@ -36,10 +36,10 @@ import numba as nb
 import numpy as np
 
 import tts_gym  # noqa: F401  (registers the env)
-from tts_gym import actions as A
-from tts_gym.kernels import FINISHED, PRUNED
-from tts_gym.permutations import reference_permutation
-from tts_gym.pyreplay import PyReplayEnv
+from tts_gym.core import actions as A
+from tts_gym.core.kernels import FINISHED, PRUNED
+from tts_gym.core.orders import reference_permutation
+from tts_gym.core.spec_model import PyReplayEnv
 
 ENV_ID = "tts_gym/Replay-v0"
 
@@ -208,7 +208,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     kw = dict(store=args.data, model=args.model, benchmark=args.benchmark, max_branches=args.max_branches)
-    store = tts_gym.env.resolve_stores(args.data, args.model, args.benchmark)[0]
+    store = tts_gym.envs.env.resolve_stores(args.data, args.model, args.benchmark)[0]
     print(f"tts_gym env throughput | store {store.name} ({store.num_questions} questions, "
           f"N={store.max_branches}, K<={store.max_probes}) | M={args.max_branches} | controller: open "
           f"{args.width}, CONTINUE round-robin, ANSWER")

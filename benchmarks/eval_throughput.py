@@ -5,14 +5,14 @@ Two measurements, both with a warm JIT cache (a warm-up call runs first):
 1. **Main table** -- the six configurations of the paper's main table (SC@64, ASC@64 thr 0.95,
    ESC@64 w8, Parallel-Probe 64 (T 40, patience 7, warm-up 15), CMC beta=0.5 and beta=1.0) x every
    store of the shared AutoTTS replay (4 models x 3 benchmarks) x 100 seeds = 216,000 episodes, all
-   stores packed into one :class:`~tts_gym.protocol.ProtocolBatch` and each policy played in one
+   stores packed into one :class:`~tts_gym.evaluation.protocol.ProtocolBatch` and each policy played in one
    compiled call (CMC's two betas in one grid). Reported: wall and CPU seconds per configuration
    and in total (target: < 10 s on 2 cores), episodes/s and env steps/s.
 2. **Compiled vs Python, per baseline** -- the compiled kernels on every episode of the main
    table's batch (all stores x 100 seeds, repeated until ``--min-time`` seconds: a whole
    evaluation, which is how the compiled path is used) and the Python policies of
    :mod:`tts_gym.policies.baselines` played through the env
-   (:func:`tts_gym.rollout.evaluate_reference_python`) on seeds 0, 1, ... of the same stores
+   (:func:`tts_gym.evaluation.rollout.evaluate_reference_python`) on seeds 0, 1, ... of the same stores
    (``--python-stores``; at least ``--python-seeds`` seeds and ``--python-min-time`` seconds), so both play the same questions (mean steps per
    episode of both are printed). Episodes/s of both and the ratio (target: >= 1000x), also per
    CPU second, i.e. per core: the compiled path runs one worker thread per core, the Python loop
@@ -65,7 +65,7 @@ PER_BASELINE = [
 
 
 def load_stores(data_dir: Path, models, benchmarks):
-    from tts_gym.store import ReplayStore
+    from tts_gym.data.store import ReplayStore
     stores = []
     for m in models:
         for b in benchmarks:
@@ -93,7 +93,7 @@ def timed(fn, *a, **kw):
 
 
 def main_table(batch, workers, reps):
-    from tts_gym.protocol import evaluate_grid_compiled
+    from tts_gym.evaluation.protocol import evaluate_grid_compiled
     # warm-up: compile or load every kernel, build the confidence table
     for _label, policy, grid in MAIN_TABLE:
         evaluate_grid_compiled(batch, policy, grid[:1], workers=workers)
@@ -118,7 +118,7 @@ def main_table(batch, workers, reps):
 def python_available() -> str | None:
     try:
         from tts_gym.policies import make_policy  # noqa: F401
-        from tts_gym.rollout import evaluate_reference_python  # noqa: F401
+        from tts_gym.evaluation.rollout import evaluate_reference_python  # noqa: F401
     except ImportError as exc:  # pragma: no cover - older checkouts
         return f"Python path unavailable ({exc})"
     return None
@@ -133,8 +133,8 @@ def per_baseline(batch, py_seeds, workers, min_time, store_names=None, py_min_ti
     ``py_seeds`` of them and until ``py_min_time`` seconds are spent -- the same stores and
     questions, so the episode mix matches (mean steps per episode of both are reported). The per-episode results of the common episodes must be identical."""
     from tts_gym.policies import make_policy
-    from tts_gym.protocol import evaluate_grid_compiled
-    from tts_gym.rollout import evaluate_reference_python, make_reference_env
+    from tts_gym.evaluation.protocol import evaluate_grid_compiled
+    from tts_gym.evaluation.rollout import evaluate_reference_python, make_reference_env
     picked = [i for i, s in enumerate(batch.stores)
               if store_names is None or f"{s.model}/{s.benchmark}" in store_names]
     envs = {i: make_reference_env(batch.stores[i]) for i in picked}
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
 
     import numba
 
-    from tts_gym.protocol import ProtocolBatch
+    from tts_gym.evaluation.protocol import ProtocolBatch
     report: dict = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count(),
                                 "numba_threads": numba.get_num_threads(),
                                 "python": platform.python_version(), "numba": numba.__version__,

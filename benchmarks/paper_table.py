@@ -42,7 +42,7 @@ SPEC_TARGETS = {("Qwen3-1.7B", "SC@64"): (2175, 3_077_415_887)}
 
 
 def load_shared(data: Path) -> list:
-    from tts_gym.datasets import load_autotts_dir
+    from tts_gym.data.resolve import load_autotts_dir
     found = load_autotts_dir(data)
     missing = [f"{m}/{b}" for m in MODELS for b in BENCHMARKS if (m, b) not in found]
     if missing:
@@ -58,7 +58,7 @@ def csv_label(method: str, params: dict) -> str:
 
 def parity_check(rows: list[dict]) -> tuple[list[str], int, int]:
     """Compare the AIME24 rows with the authors' CSV (and the spec's SC@64 target)."""
-    from tts_gym.protocol import exact_accuracy
+    from tts_gym.evaluation.protocol import exact_accuracy
     idx = {(r["model"], r["benchmark"], r["label"]): r for r in rows}
     problems, checked = [], 0
     with open(REFERENCE_CSV) as fh:
@@ -108,7 +108,7 @@ def frontier_table(res) -> str:
 
 def write_pngs(res, out_dir: Path) -> list[Path]:
     from tts_gym.evaluation.oracle import schedule_oracle
-    from tts_gym.evaluation.plots import scaling_plot
+    from tts_gym.reports.plots import scaling_plot
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for m in MODELS:

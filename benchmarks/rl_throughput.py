@@ -4,7 +4,7 @@
 
 Three measurements on the AIME24 stores of the four models (or the synthetic store):
 
-1. env only: SB3VecEnv.step (tts_gym.sb3) with uniformly random admissible actions (batched masks;
+1. env only: SB3VecEnv.step (tts_gym.envs.sb3) with uniformly random admissible actions (batched masks;
    no policy);
 2. MaskablePPO.learn (tts_gym.rl.networks policy): total env steps/s, and the time inside the env
    (SB3VecEnv.step_async/step_wait + the batched action_masks call) as a share of learn();

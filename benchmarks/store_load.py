@@ -1,8 +1,8 @@
 """Load time of the 12 AutoTTS replay stores: from HDF5 (``load_stores``) vs from JSON (the importer).
 
 The JSON path is what a user without the HDF5 file pays: read + parse + validate + intern
-(``tts_gym.io.import_autotts``). The HDF5 path reads the already-interned tensors and answer tables
-(``tts_gym.io.load_stores``, with and without the consistency check ``ReplayStore.validate``).
+(``tts_gym.data.import_autotts``). The HDF5 path reads the already-interned tensors and answer tables
+(``tts_gym.data.load_stores``, with and without the consistency check ``ReplayStore.validate``).
 Both are timed per store and in total; the best of ``--repeat`` runs is reported (CPU time too, as
 the machine may be shared), side by side with the ratio JSON / HDF5.
 
@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tts_gym.io import import_autotts, load_stores, open_store, save_stores
-from tts_gym.io.autotts import find_autotts_files, infer_names, read_autotts_json
+from tts_gym.data import import_autotts, load_stores, open_store, save_stores
+from tts_gym.data.autotts import find_autotts_files, infer_names, read_autotts_json
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "autotts-replay"
 

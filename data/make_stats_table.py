@@ -5,7 +5,7 @@
 
 Rows: each real store, the mean over the real stores, the embedded synthetic default store
 (seed 0, 30 x 128), and the mean over ``--seeds`` synthetic seeds. The statistics are those of
-:func:`tts_gym.datasets.summarize_store`:
+:func:`tts_gym.data.resolve.summarize_store`:
 
 * majority@N / pass@N: share of questions whose majority final answer over all N branches is the
   gold (ties: the answer of the earliest stored branch) / whose gold is among the N final answers;
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tts_gym.datasets import summarize_store
-from tts_gym.synthetic import synthesize
+from tts_gym.data.resolve import summarize_store
+from tts_gym.data.synthetic import synthesize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "autotts-replay"
 COLUMNS = [  # (header, key, format)
@@ -45,9 +45,9 @@ COLUMNS = [  # (header, key, format)
 
 def load_real(data: Path):
     if data.is_file() and data.suffix.lower() in (".h5", ".hdf5"):
-        from tts_gym.io import load_stores
+        from tts_gym.data import load_stores
         return load_stores(data)
-    from tts_gym.io import import_autotts
+    from tts_gym.data import import_autotts
     return import_autotts(data)
 
 

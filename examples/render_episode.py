@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 import tts_gym  # noqa: F401  (registers tts_gym/Replay-v0)
-from tts_gym import actions as A
+from tts_gym.core import actions as A
 
 
 def plurality(view) -> int:

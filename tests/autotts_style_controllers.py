@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from tts_gym.policies.common import cmc_schedule
-from tts_gym.voting import conf as beta_confidence
+from tts_gym.core.voting import conf as beta_confidence
 
 
 def safe_probe_new(question):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tts_gym.store import ReplayStore
+from tts_gym.data.store import ReplayStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_REPLAY_DIR = Path(os.environ.get("TTS_GYM_DATA", REPO_ROOT.parent / "shared" / "autotts-replay"))
@@ -41,7 +41,7 @@ def shared_replay_dir() -> Path:
 @pytest.fixture(scope="session")
 def shared_h5(shared_replay_dir, tmp_path_factory) -> Path:
     """All 12 shared stores imported (with validation) into one HDF5 file, once per session."""
-    from tts_gym.io import import_autotts, save_stores
+    from tts_gym.data import import_autotts, save_stores
 
     path = tmp_path_factory.mktemp("shared_h5") / "autotts.h5"
     save_stores(path, import_autotts(shared_replay_dir))

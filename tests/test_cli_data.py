@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from tts_gym.cli import main
-from tts_gym.datasets import fetched_store_path, resolve_store
-from tts_gym.io import StoreNotFoundError, list_stores, load_stores, open_store
-from tts_gym.io.fetch import FetchError, fetch_autotts
-from tts_gym.synthetic import synthesize
+from tts_gym.data.resolve import fetched_store_path, resolve_store
+from tts_gym.data import StoreNotFoundError, list_stores, load_stores, open_store
+from tts_gym.data.fetch import FetchError, fetch_autotts
+from tts_gym.data.synthetic import synthesize
 
 from conftest import BENCHMARKS, MODELS, REPO_ROOT
 
@@ -53,8 +53,8 @@ def test_majority_statistic_matches_counter_over_finals(shared_replay_dir):
     """majority@N: Counter.most_common over the finals in stored order (ties: earliest branch)."""
     from collections import Counter
 
-    from tts_gym.datasets import summarize_store
-    from tts_gym.io import read_autotts_json
+    from tts_gym.data.resolve import summarize_store
+    from tts_gym.data import read_autotts_json
     for b in BENCHMARKS:
         path = shared_replay_dir / "Qwen3-0.6B" / f"{b}.json"
         recs = json.loads(path.read_text())
@@ -188,13 +188,13 @@ def test_resolve_store_locations(shared_replay_dir, shared_h5, tmp_path, monkeyp
 
 
 def test_load_autotts_dir(shared_replay_dir):
-    from tts_gym.datasets import load_autotts_dir
+    from tts_gym.data.resolve import load_autotts_dir
     stores = load_autotts_dir(shared_replay_dir / "Qwen3-8B")  # a model directory (the full tree: above)
     assert list(stores) == [("Qwen3-8B", b) for b in BENCHMARKS]
 
 
 def test_cache_dir_env(tmp_path, monkeypatch):
-    from tts_gym.datasets import cache_dir
+    from tts_gym.data.resolve import cache_dir
     monkeypatch.setenv("TTS_GYM_CACHE", str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c"
     monkeypatch.delenv("TTS_GYM_CACHE")

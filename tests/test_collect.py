@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 
 from loopback_server import HashLM, LoopbackServer, TinyGPT2
-from tts_gym import answers as A
+from tts_gym.data import answers as A
 from tts_gym.collect import (CheckpointDir, CollectConfig, CollectError, CompletionError, Usage, collect,
                              load_questions, request_seed)
 from tts_gym.collect.client import Completion, completions_url
 from tts_gym.collect.collector import Collector, Question
-from tts_gym.io.autotts import validate_records
-from tts_gym.io.hdf5 import open_store, save_stores
-from tts_gym.store import GOLD_ABSENT, ReplayStore
+from tts_gym.data.autotts import validate_records
+from tts_gym.data.hdf5 import open_store, save_stores
+from tts_gym.data.store import GOLD_ABSENT, ReplayStore
 
 NUM_Q, BRANCHES, INTERVAL, MAX_TOKENS, PROBE_TOKENS = 5, 4, 8, 24, 3
 # CLI options of the tiny collection (the same for the in-process and the subprocess runs)
@@ -242,8 +242,8 @@ def _check_store(store, questions):
 
 def test_collect_tiny_model_store_runs_env_and_baselines(tiny_server, questions_file, tmp_path):
     from tts_gym.policies.baselines import make_policy
-    from tts_gym.protocol import evaluate_compiled
-    from tts_gym.rollout import evaluate_reference_python
+    from tts_gym.evaluation.protocol import evaluate_compiled
+    from tts_gym.evaluation.rollout import evaluate_reference_python
 
     qs = load_questions(questions_file)
     tiny_server.reset_stats()

@@ -9,14 +9,14 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from tts_gym.kernels import pack_stores
-from tts_gym.permutations import reference_permutations
+from tts_gym.core.kernels import pack_stores
+from tts_gym.core.orders import reference_permutations
 from tts_gym.policies import make_policy
 from tts_gym.policies.compiled import policy_param_rows, positions_needed, run_compiled
-from tts_gym.protocol import ProtocolBatch, evaluate_compiled
-from tts_gym.rollout import evaluate_reference_python, make_reference_env
-from tts_gym.store import ReplayStore
-from tts_gym.synthetic import synthesize
+from tts_gym.evaluation.protocol import ProtocolBatch, evaluate_compiled
+from tts_gym.evaluation.rollout import evaluate_reference_python, make_reference_env
+from tts_gym.data.store import ReplayStore
+from tts_gym.data.synthetic import synthesize
 
 CONFIGS = [
     ("sc", {"n": 16}),
@@ -91,7 +91,7 @@ def test_grid_rows_are_independent():
     """A grid call equals the single-configuration calls row by row."""
     store = ragged_store()
     grid = [{"beta": b} for b in (0.0, 0.3, 0.9)]
-    from tts_gym.protocol import evaluate_grid_compiled
+    from tts_gym.evaluation.protocol import evaluate_grid_compiled
     together = evaluate_grid_compiled(store, "cmc", grid, seeds=(4, 5))
     for params, res in zip(grid, together):
         alone = evaluate_compiled(store, "cmc", params, seeds=(4, 5))
@@ -126,8 +126,9 @@ def test_compiled_cache_keyed_on_inlined_sources():
     """numba stamps a cache with its own file only; ours also depends on the kernels each cached
     function calls or inlines: every cached kernel of the modules that use them carries the digest
     of the compiled layer's sources."""
-    from tts_gym import env, kernels, observation, vector
-    from tts_gym.numba_cache import sources_digest
+    from tts_gym.core import kernels, observation
+    from tts_gym.envs import env, vector
+    from tts_gym.core.numba_cache import sources_digest
     from tts_gym.policies import compiled as C
     digest = sources_digest()
     checked = [*C._ROLLOUTS.values(), kernels.step_episode, kernels.reset_batch,
@@ -144,7 +145,7 @@ def test_atomic_fetch_add_hands_out_every_chunk_once():
 
     import numba as nb
 
-    from tts_gym.atomics import fetch_add
+    from tts_gym.core.atomics import fetch_add
 
     @nb.njit(nogil=True)
     def claim(counter, claimed, n):

@@ -355,7 +355,7 @@ def test_wall_clock_limit_kills_the_process_group(search):
 def test_load_controller_policy_matches_sandbox(store):
     """The same file as an in-process Policy (``tts-gym eval --controller FILE``) gives the numbers
     the sandbox gives (the reference fingerprint of CMC b=0.5, seed 0)."""
-    from tts_gym.rollout import evaluate_reference_python
+    from tts_gym.evaluation.rollout import evaluate_reference_python
     policy = load_controller_policy(CMC_FILE, beta=0.5)
     res = evaluate_reference_python(store, policy, seeds=[0])
     assert (int(res.sumC), int(res.sumTT)) == (21, 7_900_547)

@@ -10,15 +10,15 @@ import pytest
 from conftest import shared_store
 
 import tts_gym
-from tts_gym import actions as A
-from tts_gym.env import TTSReplayEnv
-from tts_gym.kernels import ERROR_MESSAGES, ERR_FINISHED, ERR_NOT_OPENED
-from tts_gym.observation import (G_COST_WEIGHT, GLOBAL_FEATURES, NUM_GLOBAL_FEATURES,
+from tts_gym.core import actions as A
+from tts_gym.envs.env import TTSReplayEnv
+from tts_gym.core.kernels import ERROR_MESSAGES, ERR_FINISHED, ERR_NOT_OPENED
+from tts_gym.core.observation import (G_COST_WEIGHT, GLOBAL_FEATURES, NUM_GLOBAL_FEATURES,
                                  NUM_POSITION_FEATURES, POSITION_FEATURES, confidence_table)
-from tts_gym.permutations import reference_permutation
-from tts_gym.pyreplay import beta_majority_confidence, toy_records, toy_store
-from tts_gym.store import ReplayStore
-from tts_gym.synthetic import synthesize
+from tts_gym.core.orders import reference_permutation
+from tts_gym.core.spec_model import beta_majority_confidence, toy_records, toy_store
+from tts_gym.data.store import ReplayStore
+from tts_gym.data.synthetic import synthesize
 
 ENV_ID = "tts_gym/Replay-v0"
 
@@ -49,8 +49,8 @@ def _info_without_mask(info):
 def test_registered_and_make(toy):
     assert ENV_ID in gym.registry
     spec = gym.spec(ENV_ID)
-    assert spec.entry_point == "tts_gym.env:TTSReplayEnv"
-    assert spec.vector_entry_point == "tts_gym.vector:TTSReplayVectorEnv"
+    assert spec.entry_point == "tts_gym.envs.env:TTSReplayEnv"
+    assert spec.vector_entry_point == "tts_gym.envs.vector:TTSReplayVectorEnv"
     env = gym.make(ENV_ID, store=toy, max_branches=4)
     assert isinstance(env.unwrapped, TTSReplayEnv)
     obs, info = env.reset(seed=0)
@@ -72,7 +72,7 @@ def test_store_list_and_paths(tmp_path, toy, synth):
     assert env.setup.Q == toy.num_questions + synth.num_questions
     _, info = env.reset(options={"question": toy.num_questions + 2, "shuffle_seed": 0})
     assert info["store"] == synth.name and info["store_question"] == 2
-    from tts_gym.io.hdf5 import save_stores
+    from tts_gym.data.hdf5 import save_stores
     path = tmp_path / "two.h5"
     save_stores(path, [toy, synth])
     env_all = TTSReplayEnv(str(path), max_branches=4)
@@ -530,7 +530,7 @@ def test_episode_view_carries_no_gold_and_exposes_the_mask():
 def test_episode_view_write_observation_equals_env_observation(synth, kw):
     """EpisodeView.write_observation with the env's own normalisers and gamma reproduces the env's
     observation (single env, and every sub-env of a vector env), and its action_mask the env's."""
-    from tts_gym.vector import TTSReplayVectorEnv
+    from tts_gym.envs.vector import TTSReplayVectorEnv
     M = 8
     pos = np.zeros((M, NUM_POSITION_FEATURES), np.float32)
     glob = np.zeros(NUM_GLOBAL_FEATURES, np.float32)

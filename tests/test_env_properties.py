@@ -1,4 +1,4 @@
-"""Property tests: the compiled env against the plain-Python specification (tts_gym.pyreplay).
+"""Property tests: the compiled env against the plain-Python specification (tts_gym.core.spec_model).
 
 Hypothesis drives random action sequences -- mostly admissible, some not -- on real shared stores,
 a synthetic store and the hand-written toy store, fused and unfused, with and without probe cost
@@ -17,12 +17,12 @@ from conftest import shared_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tts_gym import actions as A
-from tts_gym import kernels as K
-from tts_gym.env import TTSReplayEnv
-from tts_gym.permutations import reference_permutation
-from tts_gym.pyreplay import InadmissibleAction, PyEpisode, toy_store
-from tts_gym.synthetic import synthesize
+from tts_gym.core import actions as A
+from tts_gym.core import kernels as K
+from tts_gym.envs.env import TTSReplayEnv
+from tts_gym.core.orders import reference_permutation
+from tts_gym.core.spec_model import InadmissibleAction, PyEpisode, toy_store
+from tts_gym.data.synthetic import synthesize
 
 STORE_KEYS = ("toy", "synthetic", "Qwen3-1.7B/aime24", "Qwen3-0.6B/hmmt25", "Qwen3-8B/aime25")
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
@@ -145,7 +145,7 @@ def _masks_by_check_action(state, data, params, out):
                                                      (True, 3, 2500)])
 def test_fast_mask_equals_check_action(fused, probe_cost, budget):
     """action_mask_episode (one pass over positions) equals check_action over every action id."""
-    from tts_gym.vector import TTSReplayVectorEnv
+    from tts_gym.envs.vector import TTSReplayVectorEnv
     E, M = 48, 6
     venv = TTSReplayVectorEnv(E, get_store("Qwen3-1.7B/aime24"), max_branches=M, fused=fused,
                               probe_cost=probe_cost, token_budget=budget or None,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import MODELS, SHARED_REFERENCE_DIR, shared_store
-from tts_gym.protocol import ProtocolBatch, evaluate_compiled, evaluate_grid_compiled
+from tts_gym.evaluation.protocol import ProtocolBatch, evaluate_compiled, evaluate_grid_compiled
 
 CSV_PATH = SHARED_REFERENCE_DIR / "aime24_reference_results.csv"
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import shared_store
 from tts_gym.policies import make_policy
-from tts_gym.rollout import evaluate_reference_python, make_reference_env
+from tts_gym.evaluation.rollout import evaluate_reference_python, make_reference_env
 
 SEEDS = (0, 1, 99)
 

@@ -1,7 +1,7 @@
 """Three implementations of each baseline give IDENTICAL per-episode results on every shared store:
 
 * the Python :class:`~tts_gym.policies.base.Policy` (``make_policy``) played through the env,
-* the compiled fast path (:func:`tts_gym.protocol.evaluate_compiled`),
+* the compiled fast path (:func:`tts_gym.evaluation.protocol.evaluate_compiled`),
 * an AutoTTS-style controller (``tests/autotts_style_controllers.py``, written in the reference's
   style over question objects and answer strings) run unchanged through the adapter.
 
@@ -18,8 +18,8 @@ import pytest
 from autotts_style_controllers import make_controller
 from conftest import BENCHMARKS, MODELS, shared_store
 from tts_gym.policies import AutoTTSPolicy, make_policy
-from tts_gym.protocol import evaluate_compiled
-from tts_gym.rollout import evaluate_reference_python, make_reference_env
+from tts_gym.evaluation.protocol import evaluate_compiled
+from tts_gym.evaluation.rollout import evaluate_reference_python, make_reference_env
 
 STORES = [(m, b) for m in MODELS for b in BENCHMARKS]
 CONFIGS = [

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from conftest import shared_store
-from tts_gym import actions as A
+from tts_gym.core import actions as A
 from tts_gym.policies import (AutoTTSPolicy, Policy, PolicyError, RandomMaskedPolicy, SB3Policy,
                               ScriptedPolicy, action_mask, answer_action, as_policy, make_policy,
                               run_autotts_controller)
 from tts_gym.policies.baselines import (AdaptiveConsistency, ConfidenceMomentum, ParallelProbe,
                                         SelfConsistency)
-from tts_gym.rollout import run_episodes, make_reference_env
+from tts_gym.evaluation.rollout import run_episodes, make_reference_env
 
 MODEL, BENCH = "Qwen3-1.7B", "aime24"
 
@@ -369,8 +369,8 @@ def test_run_episodes_through_gymnasium_wrappers(store):
     compiled path's results for an algorithm that opens at most 64 branches."""
     import gymnasium as gym
 
-    from tts_gym.env import TTSReplayEnv
-    from tts_gym.protocol import evaluate_compiled
+    from tts_gym.envs.env import TTSReplayEnv
+    from tts_gym.evaluation.protocol import evaluate_compiled
 
     env = gym.wrappers.RecordEpisodeStatistics(gym.wrappers.OrderEnforcing(
         TTSReplayEnv(store, max_branches=64)))

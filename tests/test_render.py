@@ -8,10 +8,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from tts_gym import actions as A
-from tts_gym.env import TTSReplayEnv
-from tts_gym.pyreplay import toy_store
-from tts_gym.render import UNREVEALED, episode_grid
+from tts_gym.core import actions as A
+from tts_gym.envs.env import TTSReplayEnv
+from tts_gym.core.spec_model import toy_store
+from tts_gym.envs.render import UNREVEALED, episode_grid
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,14 +13,14 @@ import torch  # noqa: E402
 from sb3_contrib import MaskablePPO  # noqa: E402
 from sb3_contrib.common.maskable.utils import get_action_masks  # noqa: E402
 
-from tts_gym.datasets import resolve_store  # noqa: E402
-from tts_gym.env import TTSReplayEnv  # noqa: E402
-from tts_gym.observation import G_COST_WEIGHT  # noqa: E402
+from tts_gym.data.resolve import resolve_store  # noqa: E402
+from tts_gym.envs.env import TTSReplayEnv  # noqa: E402
+from tts_gym.core.observation import G_COST_WEIGHT  # noqa: E402
 from tts_gym.policies import RandomMaskedPolicy  # noqa: E402
 from tts_gym.rl import (AgentPolicy, GammaSampler, MaskableReplayPolicy, allowed_actions,  # noqa: E402
                         evaluate_batched, load_agent_policy, make_replay_vec_env, save_agent)
 from tts_gym.rl.agent import obs_params_dict  # noqa: E402
-from tts_gym.rollout import run_episodes  # noqa: E402
+from tts_gym.evaluation.rollout import run_episodes  # noqa: E402
 
 M = 8
 GAMMA = 0.02
@@ -121,7 +121,7 @@ def _returns(res, gamma=GAMMA):
 def test_agent_learns_beyond_random(store, tmp_path):
     """A tiny MaskablePPO agent (seeded, a few thousand steps on the synthetic store) beats a uniformly
     random masked policy by a margin far outside the random policy's seed-to-seed spread, on the same
-    fixed episodes, played through the Python evaluation loop (tts_gym.rollout.run_episodes)."""
+    fixed episodes, played through the Python evaluation loop (tts_gym.evaluation.rollout.run_episodes)."""
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     env = make_replay_vec_env([store], 16, gamma=GAMMA, max_branches=M)

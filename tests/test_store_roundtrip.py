@@ -10,9 +10,9 @@ import pytest
 
 import tts_gym
 from tts_gym.cli import main
-from tts_gym.io import SCHEMA_VERSION, StoreNotFoundError, import_autotts, list_stores, load_stores, open_store
-from tts_gym.io import save_stores
-from tts_gym.store import GOLD_ABSENT, PAD_ID, ReplayStore
+from tts_gym.data import SCHEMA_VERSION, StoreNotFoundError, import_autotts, list_stores, load_stores, open_store
+from tts_gym.data import save_stores
+from tts_gym.data.store import GOLD_ABSENT, PAD_ID, ReplayStore
 
 from conftest import BENCHMARKS, MODELS, shared_store
 
@@ -181,7 +181,7 @@ def test_append_replace_and_atomicity(tmp_path):
 
 
 def test_corrupt_or_foreign_hdf5_is_a_format_error(tmp_path):
-    from tts_gym.io import StoreFormatError
+    from tts_gym.data import StoreFormatError
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not hdf5 at all")
     with pytest.raises(StoreFormatError, match="not an HDF5 file"):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tts_gym.cli import main
-from tts_gym.io import StoreFormatError, import_autotts, read_autotts_json, validate_records
-from tts_gym.synthetic import synthesize
+from tts_gym.data import StoreFormatError, import_autotts, read_autotts_json, validate_records
+from tts_gym.data.synthetic import synthesize
 
 MODEL, BENCH = "Qwen3-Test", "aime99"
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import tts_gym
-from tts_gym.datasets import default_store, resolve_store, summarize_store
-from tts_gym.io import load_stores, open_store, save_stores
-from tts_gym.store import GOLD_ABSENT, PAD_ID, ReplayStore
-from tts_gym.synthetic import synthesize
+from tts_gym.data.resolve import default_store, resolve_store, summarize_store
+from tts_gym.data import load_stores, open_store, save_stores
+from tts_gym.data.store import GOLD_ABSENT, PAD_ID, ReplayStore
+from tts_gym.data.synthetic import synthesize
 
 
 def test_same_seed_same_store_and_different_seed_differs():

@@ -7,10 +7,10 @@ import pytest
 from conftest import shared_store
 from gymnasium.vector import AutoresetMode
 
-from tts_gym import actions as A
-from tts_gym.env import TTSReplayEnv
-from tts_gym.synthetic import synthesize
-from tts_gym.vector import TTSReplayVectorEnv
+from tts_gym.core import actions as A
+from tts_gym.envs.env import TTSReplayEnv
+from tts_gym.data.synthetic import synthesize
+from tts_gym.envs.vector import TTSReplayVectorEnv
 
 ENV_ID = "tts_gym/Replay-v0"
 
@@ -193,7 +193,7 @@ def test_seeded_draws_reproducible_and_vectorised(synth):
 def test_per_env_options(real):
     venv = TTSReplayVectorEnv(3, real, max_branches=64)
     venv.reset(options={"question": [0, 1, 2], "shuffle_seed": [0, 1, 99]})
-    from tts_gym.permutations import reference_permutation
+    from tts_gym.core.orders import reference_permutation
     for e, s in enumerate([0, 1, 99]):
         np.testing.assert_array_equal(venv.state.order[e], reference_permutation(s, 128)[:64])
     # SC@64 on question 1 of seed 0, inside a batch
@@ -237,7 +237,7 @@ def test_sb3_adapter_masks_and_steps(synth):
     pytest.importorskip("stable_baselines3")
     from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 
-    from tts_gym.sb3 import SB3VecEnv, make_sb3_vec_env
+    from tts_gym.envs.sb3 import SB3VecEnv, make_sb3_vec_env
     for mode in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
         with pytest.raises(ValueError, match="autoreset_mode=AutoresetMode.DISABLED"):
             SB3VecEnv(TTSReplayVectorEnv(2, synth, max_branches=4, autoreset_mode=mode))
@@ -279,7 +279,7 @@ def test_sb3_adapter_gamma_and_vec_wrappers(synth):
     pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.vec_env import VecCheckNan
 
-    from tts_gym.sb3 import GammaSampler, SB3VecEnv, make_sb3_vec_env
+    from tts_gym.envs.sb3 import GammaSampler, SB3VecEnv, make_sb3_vec_env
     venv = make_sb3_vec_env(8, store=synth, max_branches=4, gamma=(1e-3, 0.1), max_episode_steps=5)
     assert isinstance(venv.gamma, GammaSampler) and venv.venv.setup.gamma_high == pytest.approx(0.1)
     wrapped = VecCheckNan(venv, raise_exception=True)  # an SB3 VecEnvWrapper over the adapter
@@ -312,7 +312,7 @@ def test_maskable_ppo_learns_a_few_steps(synth):
     pytest.importorskip("sb3_contrib")
     from sb3_contrib import MaskablePPO
 
-    from tts_gym.sb3 import make_sb3_vec_env
+    from tts_gym.envs.sb3 import make_sb3_vec_env
     venv = make_sb3_vec_env(4, store=synth, max_branches=4, cost_weight=(0.0, 1.0))
     model = MaskablePPO("MultiInputPolicy", venv, n_steps=16, batch_size=32, n_epochs=1, seed=0,
                         policy_kwargs={"net_arch": [16]}, device="cpu")

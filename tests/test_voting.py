@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tts_gym.policies.common import CMC_SCHEDULE_KEYS, cmc_schedule, normalize_params
-from tts_gym.voting import (CONF_TABLE_SIZE, conf, conf_exact, conf_lookup, conf_table,
+from tts_gym.core.voting import (CONF_TABLE_SIZE, conf, conf_exact, conf_lookup, conf_table,
                             majority, majority_ids, top_two, top_two_ids, vote_push)
 
 

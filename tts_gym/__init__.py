@@ -1,53 +1,91 @@
-"""tts_gym: test-time scaling of reasoning LLMs as a Gymnasium environment."""
+"""tts_gym: test-time scaling of reasoning LLMs as a Gymnasium environment.
+
+The package is organised by stage, data flowing one way::
+
+    data/        stores: ReplayStore, HDF5, AutoTTS import, synthetic, fetch, the one resolver
+    core/        compiled kernels over explicit state: actions, transition, observation, voting
+    envs/        TTSReplayEnv, TTSReplayVectorEnv, episode view, rendering, SB3 adapter
+    policies/    the policy interface, the registry of built-in policies, Python and compiled baselines
+    evaluation/  episode sets, runners, results with confidence intervals, frontiers, oracle bounds
+    reports/     tables and plots
+    discovery/   LLM-driven controller search in a sandbox
+    collect/     building stores from a live OpenAI-compatible server
+    rl/          stable-baselines3 helpers
+
+The names below are imported on first use (PEP 562), so ``import tts_gym`` stays cheap; importing it
+registers ``tts_gym/Replay-v0`` with Gymnasium.
+"""
 from __future__ import annotations
 
-from tts_gym.store import GOLD_ABSENT, PAD_ID, ReplayStore
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["ReplayStore", "PAD_ID", "GOLD_ABSENT", "__version__"]
+_EXPORTS = {
+    "ReplayStore": "tts_gym.data.store",
+    "open_store": "tts_gym.data.hdf5",
+    "load_stores": "tts_gym.data.hdf5",
+    "save_stores": "tts_gym.data.hdf5",
+    "synthesize": "tts_gym.data.synthetic",
+    "resolve_store": "tts_gym.data.resolve",
+    "TTSReplayEnv": "tts_gym.envs.env",
+    "TTSReplayVectorEnv": "tts_gym.envs.vector",
+    "Policy": "tts_gym.policies.base",
+    "make_policy": "tts_gym.policies.baselines",
+    "evaluate": "tts_gym.evaluation.evaluate",
+    "Sweep": "tts_gym.evaluation.evaluate",
+}
+_SUBMODULES = ("actions",)
 
-# Replay-store I/O and data (issue 2). h5py is imported only when an HDF5 file is opened.
-from tts_gym.io import StoreFormatError, StoreNotFoundError, list_stores, load_stores, open_store, save_stores  # noqa: E402
-from tts_gym.synthetic import synthesize  # noqa: E402
-from tts_gym.datasets import resolve_store  # noqa: E402
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
-__all__ += ["StoreFormatError", "StoreNotFoundError", "open_store", "list_stores", "load_stores", "save_stores",
-            "synthesize", "resolve_store"]
 
-# Policies and the pure-Python evaluation loop (issue 4).
-from tts_gym.policies import (Policy, RandomMaskedPolicy, SB3Policy, ScriptedPolicy,  # noqa: E402
-                              AutoTTSPolicy, make_policy, run_autotts_controller)
-from tts_gym.rollout import evaluate_reference_python, run_episodes  # noqa: E402
+def _register(gymnasium) -> None:
+    if "tts_gym/Replay-v0" not in gymnasium.registry:
+        gymnasium.register(id="tts_gym/Replay-v0", entry_point="tts_gym.envs.env:TTSReplayEnv",
+                           vector_entry_point="tts_gym.envs.vector:TTSReplayVectorEnv")
 
-__all__ += ["Policy", "ScriptedPolicy", "SB3Policy", "RandomMaskedPolicy", "AutoTTSPolicy",
-            "make_policy", "run_autotts_controller", "run_episodes", "evaluate_reference_python"]
 
-# Evaluation (issue 5): tables with CIs, frontiers, oracle bounds, plots, Ray backend (lazy imports).
-from tts_gym.evaluation.evaluate import Sweep, evaluate  # noqa: E402
+class _RegisterOnGymnasiumImport(importlib.abc.MetaPathFinder):
+    """Registers the env id as soon as gymnasium is imported, so that ``import tts_gym`` does not
+    pay for importing gymnasium (about 70 modules) when only the data or evaluation side is used."""
 
-__all__ += ["evaluate", "Sweep"]
+    def find_spec(self, name, path=None, target=None):
+        if name != "gymnasium":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
 
-# Gymnasium environments (issue 3): `tts_gym/Replay-v0`, single and natively batched.
-import gymnasium as _gym  # noqa: E402
+        def exec_and_register(module):
+            exec_module(module)
+            _register(module)
 
-if "tts_gym/Replay-v0" not in _gym.registry:
-    _gym.register(id="tts_gym/Replay-v0", entry_point="tts_gym.env:TTSReplayEnv",
-                  vector_entry_point="tts_gym.vector:TTSReplayVectorEnv")
-from tts_gym.env import TTSReplayEnv  # noqa: E402
-from tts_gym.vector import TTSReplayVectorEnv  # noqa: E402
+        spec.loader.exec_module = exec_and_register
+        return spec
 
-__all__ += ["TTSReplayEnv", "TTSReplayVectorEnv"]
 
-# Answer extraction / merging and trajectory collection (issue 8); aiohttp is imported only when collecting.
-from tts_gym.answers import ERR, extract_answer, extract_boxed, merge_equivalent_answers  # noqa: E402
+if "gymnasium" in sys.modules:
+    _register(sys.modules["gymnasium"])
+else:
+    sys.meta_path.insert(0, _RegisterOnGymnasiumImport())
 
-__all__ += ["ERR", "extract_answer", "extract_boxed", "merge_equivalent_answers"]
 
-# Reference evaluation protocol on the compiled baselines; voting primitives (issue 4, compiled half).
-from tts_gym.protocol import ProtocolBatch, ProtocolResult, evaluate_compiled, evaluate_grid_compiled  # noqa: E402
-from tts_gym.policies.common import cmc_schedule  # noqa: E402
-from tts_gym.voting import conf, conf_table, majority, top_two  # noqa: E402
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"tts_gym.core.{name}")
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'tts_gym' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-__all__ += ["ProtocolBatch", "ProtocolResult", "evaluate_compiled", "evaluate_grid_compiled",
-            "cmc_schedule", "conf", "conf_table", "majority", "top_two"]
+
+def __dir__():
+    return __all__

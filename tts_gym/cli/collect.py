@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tts-gym collect: {exc}", file=sys.stderr)
         return 2
     if args.answer_merging == "math-verify":
-        from tts_gym.answers import math_verify_available
+        from tts_gym.data.answers import math_verify_available
         if not math_verify_available():
             print("tts-gym collect: --answer-merging math-verify needs math-verify: "
                   "pip install 'tts_gym[answers]'", file=sys.stderr)

@@ -23,8 +23,8 @@ def _errors_exit_2(func):
     """Turn expected input errors into one line on stderr and exit status 2 (no traceback)."""
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace) -> int:
-        from tts_gym.io.autotts import StoreFormatError
-        from tts_gym.io.hdf5 import StoreNotFoundError
+        from tts_gym.data.autotts import StoreFormatError
+        from tts_gym.data.hdf5 import StoreNotFoundError
         try:
             return func(args)
         except (StoreFormatError, StoreNotFoundError, OSError, ValueError) as exc:
@@ -41,8 +41,8 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 @_errors_exit_2
 def cmd_import(args: argparse.Namespace) -> int:
-    from tts_gym.io.autotts import import_autotts
-    from tts_gym.io.hdf5 import save_stores
+    from tts_gym.data.autotts import import_autotts
+    from tts_gym.data.hdf5 import save_stores
     t0 = time.perf_counter()
     stores = import_autotts(args.src, model=args.model, benchmark=args.benchmark)
     save_stores(args.output, stores, append=args.append, compression=args.compression)
@@ -53,7 +53,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 @_errors_exit_2
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from tts_gym.io.fetch import fetch_autotts
+    from tts_gym.data.fetch import fetch_autotts
     out = fetch_autotts(args.output, cache_dir=args.cache_dir, base_url=args.base_url, timeout=args.timeout,
                         progress=not args.no_progress and not args.quiet, verify_checksums=not args.no_verify,
                         force=args.force)
@@ -63,8 +63,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 @_errors_exit_2
 def cmd_synth(args: argparse.Namespace) -> int:
-    from tts_gym.io.hdf5 import save_stores
-    from tts_gym.synthetic import synthesize
+    from tts_gym.data.hdf5 import save_stores
+    from tts_gym.data.synthetic import synthesize
     t0 = time.perf_counter()
     store = synthesize(args.questions, args.branches, seed=args.seed, model=args.model,
                        benchmark=args.benchmark, probe_interval=args.probe_interval)
@@ -79,20 +79,20 @@ def _load_any(path: str):
     """Stores of an HDF5 file, or of AutoTTS JSON (file or directory)."""
     p = Path(path)
     if p.is_file() and p.suffix.lower() not in (".json",):
-        from tts_gym.io.hdf5 import load_stores
+        from tts_gym.data.hdf5 import load_stores
         return load_stores(p)
-    from tts_gym.io.autotts import import_autotts
+    from tts_gym.data.autotts import import_autotts
     return import_autotts(p)
 
 
 @_errors_exit_2
 def cmd_info(args: argparse.Namespace) -> int:
-    from tts_gym.datasets import summarize_store
+    from tts_gym.data.resolve import summarize_store
     stores = _load_any(args.file)
     if args.model or args.benchmark:
         stores = {k: v for k, v in stores.items()
                   if (args.model is None or k[0] == args.model) and (args.benchmark is None or k[1] == args.benchmark)}
-    from tts_gym.answers import answer_merging_summary, format_answer_merging
+    from tts_gym.data.answers import answer_merging_summary, format_answer_merging
     rows = [summarize_store(s) for s in stores.values()]
     # answer merging (math equivalence, recorded by `tts-gym collect --answer-merging`): its effect
     # on majority accuracy; --merging-effect estimates it for an unmerged store (needs math-verify)

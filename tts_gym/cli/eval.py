@@ -19,7 +19,7 @@ driver's values (:data:`tts_gym.policies.common.POLICY_DEFAULTS`).
 
 Data: ``--data`` (HDF5 file, AutoTTS JSON file or directory ``<model>/<benchmark>.json``, or
 ``synthetic``), else ``$TTS_GYM_DATA`` with ``--model/--benchmark``, else the embedded synthetic
-store (:func:`tts_gym.datasets.resolve_store`).
+store (:func:`tts_gym.data.resolve.resolve_store`).
 
 Implementations (``--impl``): ``compiled`` (default; the numba kernels of
 :mod:`tts_gym.policies.compiled`, the whole protocol in one call) or ``python`` (the Python policies
@@ -64,7 +64,7 @@ def parse_params(pairs: list[str], params_json: str | None = None) -> dict:
 # ---- implementations: (store, policy, params, seeds, args) -> ProtocolResult ----------------------
 
 def _eval_compiled(store, policy: str, params: dict, seeds, args: argparse.Namespace):
-    from tts_gym.protocol import evaluate_compiled
+    from tts_gym.evaluation.protocol import evaluate_compiled
     return evaluate_compiled(store, policy, params, seeds=seeds, workers=args.workers,
                              conf_variant=args.conf_variant)
 
@@ -72,7 +72,7 @@ def _eval_compiled(store, policy: str, params: dict, seeds, args: argparse.Names
 def _eval_python(store, policy: str, params: dict, seeds, args: argparse.Namespace):
     from tts_gym.policies import make_policy
     from tts_gym.policies.common import normalize_params
-    from tts_gym.rollout import evaluate_reference_python
+    from tts_gym.evaluation.rollout import evaluate_reference_python
     normalize_params(policy, params)           # same validation as the compiled path
     return evaluate_reference_python(store, make_policy(policy, **params), seeds,
                                      name=policy, params=dict(params))
@@ -87,7 +87,7 @@ def _eval_controller_file(store, policy: str, params: dict, seeds, args: argpars
     e.g. written by ``tts-gym discover``) through the Python env loop, in-process (see
     :func:`tts_gym.discovery.sandbox.load_controller_policy`)."""
     from tts_gym.discovery.sandbox import load_controller_policy
-    from tts_gym.rollout import evaluate_reference_python
+    from tts_gym.evaluation.rollout import evaluate_reference_python
     return evaluate_reference_python(store, load_controller_policy(args.controller, **params), seeds,
                                      name=policy, params=dict(params))
 
@@ -136,9 +136,9 @@ def _print_table(summary: dict) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate one policy configuration under the reference protocol."""
-    from tts_gym.datasets import resolve_store
-    from tts_gym.io.autotts import StoreFormatError
-    from tts_gym.io.hdf5 import StoreNotFoundError
+    from tts_gym.data.resolve import resolve_store
+    from tts_gym.data.autotts import StoreFormatError
+    from tts_gym.data.hdf5 import StoreNotFoundError
     try:
         params = parse_params(args.param, args.params)
         agent = getattr(args, "agent", None)
@@ -191,7 +191,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from tts_gym.voting import CONF_VARIANTS
+    from tts_gym.core.voting import CONF_VARIANTS
     p = sub.add_parser("eval", help="evaluate one policy configuration (reference protocol)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policy", default=None,

@@ -45,10 +45,10 @@ def backend_kwargs(args: argparse.Namespace) -> dict:
 def eval_with_backend(store, policy: str, params: dict, seeds, args: argparse.Namespace):
     """``tts-gym eval``'s evaluation through :func:`tts_gym.evaluate` with ``args.backend`` (e.g.
     Ray): the reference protocol on ``seeds``, returned as the same
-    :class:`tts_gym.protocol.ProtocolResult` as the local compiled path (identical totals and
+    :class:`tts_gym.evaluation.protocol.ProtocolResult` as the local compiled path (identical totals and
     per-episode arrays)."""
     from tts_gym.evaluation.evaluate import evaluate
-    from tts_gym.protocol import ProtocolResult
+    from tts_gym.evaluation.protocol import ProtocolResult
     if getattr(args, "impl", "compiled") != "compiled":
         raise ValueError(f"--backend {args.backend} runs the compiled kernels; use --impl compiled")
     res = evaluate((policy, dict(params)), store, seeds=seeds, progress=False, **backend_kwargs(args))
@@ -110,7 +110,7 @@ def _families(spec: str | None) -> list[str]:
 
 def load_stores_arg(data, models=None, benchmarks=None) -> list:
     """Stores named by the data options: one, or every store of a directory / HDF5 file (filtered)."""
-    from tts_gym.datasets import data_location, resolve_store
+    from tts_gym.data.resolve import data_location, resolve_store
     if data is None and not models and not benchmarks:
         return [resolve_store()]
     if data == "synthetic" or models == ["synthetic"]:
@@ -119,10 +119,10 @@ def load_stores_arg(data, models=None, benchmarks=None) -> list:
     if location is None:
         return [resolve_store(None, (models or [None])[0], (benchmarks or [None])[0])]
     if location.is_dir():
-        from tts_gym.datasets import load_autotts_dir
+        from tts_gym.data.resolve import load_autotts_dir
         found = load_autotts_dir(location)
     elif location.suffix.lower() in (".h5", ".hdf5"):
-        from tts_gym.io.hdf5 import load_stores
+        from tts_gym.data.hdf5 import load_stores
         found = load_stores(location)
     else:
         return [resolve_store(location)]
@@ -214,8 +214,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tts_gym.evaluation.evaluate import FAMILY_NAMES, evaluate
     from tts_gym.evaluation.frontier import DEFAULT_TOKEN_RANGE, frontier_score
     from tts_gym.evaluation.oracle import schedule_oracle
-    from tts_gym.evaluation.plots import scaling_plot
-    from tts_gym.datasets import resolve_store
+    from tts_gym.reports.plots import scaling_plot
+    from tts_gym.data.resolve import resolve_store
 
     console = Console(stderr=False)
     t0 = time.perf_counter()
@@ -272,7 +272,7 @@ def _rows_from_args(args, configs) -> tuple[list[dict], object]:
 @_errors("plot")
 def cmd_plot(args: argparse.Namespace) -> int:
     """Scaling curves (accuracy vs tokens per question, log x), one panel per store, PNG."""
-    from tts_gym.evaluation.plots import scaling_plot
+    from tts_gym.reports.plots import scaling_plot
     rows, res = _rows_from_args(args, _sweeps(_families(args.policies)))
     if not rows:
         raise ValueError("no rows to plot")

@@ -26,7 +26,7 @@ gets no probe there) the prefix is continued with an *answer-forcing suffix* tha
 section and opens a box, by default ``"\\n</think>\\n\\nThe final answer is \\\\boxed{"`` (or, once
 the model has closed its thinking itself, ``"\\n\\nThe final answer is \\\\boxed{"``), and a few tokens
 (``probe_max_tokens``) are decoded, greedily by default. The answer is the decoded text up to the
-brace closing the box (:func:`tts_gym.answers.extract_forced_answer`). Probe requests run
+brace closing the box (:func:`tts_gym.data.answers.extract_forced_answer`). Probe requests run
 concurrently with the generation of the next chunk. So ``K = ceil(T / Δ) - 1`` (the full intervals
 strictly inside the trajectory), and the env's finishing step charges the last partial interval
 ``T - K·Δ`` (between 1 and Δ tokens). With ``append_final_probe`` the final answer is appended as
@@ -63,7 +63,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from tts_gym.answers import ERR, extract_boxed, extract_forced_answer
+from tts_gym.data.answers import ERR, extract_boxed, extract_forced_answer
 from tts_gym.collect.client import CompletionsClient, Usage
 
 # -- prompt templates ----------------------------------------------------------------------------
@@ -526,8 +526,8 @@ def collect(config: CollectConfig, questions: list[Question], *, base_url: str, 
     are removed after a successful write unless ``keep_checkpoints``.
     ``answer_merging``: ``"none"`` (exact strings) or ``"math-verify"``.
     """
-    from tts_gym.io.autotts import records_to_store
-    from tts_gym.io.hdf5 import save_stores
+    from tts_gym.data.autotts import records_to_store
+    from tts_gym.data.hdf5 import save_stores
 
     if answer_merging not in ("none", "math-verify"):
         raise ValueError("answer_merging must be 'none' or 'math-verify'")
@@ -547,7 +547,7 @@ def collect(config: CollectConfig, questions: list[Question], *, base_url: str, 
              "collect_stats": json.dumps(stats, sort_keys=True), "answer_merging": "none"}
     store = records_to_store(records, model_name, benchmark, file=str(output), attrs=attrs)
     if answer_merging == "math-verify":
-        from tts_gym.answers import merge_equivalent_answers
+        from tts_gym.data.answers import merge_equivalent_answers
         store = merge_equivalent_answers(store)
     save_stores(output, store, append=append)
     if not keep_checkpoints:

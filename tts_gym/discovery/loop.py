@@ -3,8 +3,8 @@
 :func:`run_discovery` (driven by ``tts-gym discover`` and ``agents/discover.py``):
 
 1. loads the search stores (default: AIME24 of the four Qwen3 models, through
-   :func:`tts_gym.datasets.resolve_store`; ``TTS_GYM_DATA`` or ``--data``) and, once, the built-in
-   baselines' curves on them (compiled kernels, :func:`tts_gym.protocol.evaluate_compiled`);
+   :func:`tts_gym.data.resolve.resolve_store`; ``TTS_GYM_DATA`` or ``--data``) and, once, the built-in
+   baselines' curves on them (compiled kernels, :func:`tts_gym.evaluation.protocol.evaluate_compiled`);
 2. evaluates the seed controllers, if any (no API cost);
 3. per round: builds the prompt from the history (:func:`tts_gym.discovery.proposer.build_prompt`),
    sends ``K`` requests, **saves each raw response before doing anything else**, extracts the
@@ -121,8 +121,8 @@ def _noop(event: str, **info: Any) -> None:
 
 
 def load_stores(models: Sequence[str], benchmarks: Sequence[str], data: str | None = None) -> list:
-    """The replay stores ``models x benchmarks`` (benchmark-major), via :mod:`tts_gym.datasets`."""
-    from tts_gym.datasets import resolve_store
+    """The replay stores ``models x benchmarks`` (benchmark-major), via :mod:`tts_gym.data.resolve`."""
+    from tts_gym.data.resolve import resolve_store
     return [resolve_store(data, m, b) for b in benchmarks for m in models]
 
 
@@ -137,8 +137,8 @@ BASELINE_CONFIGS = (
 
 def baseline_curves(stores: Sequence, seeds: Sequence[int], betas: Sequence[float]) -> list[dict]:
     """Built-in baselines on ``stores`` (mean over the stores): CMC at each beta, SC, ASC, ESC,
-    Parallel-Probe; compiled kernels (:func:`tts_gym.protocol.evaluate_compiled`)."""
-    from tts_gym.protocol import evaluate_compiled, evaluate_grid_compiled
+    Parallel-Probe; compiled kernels (:func:`tts_gym.evaluation.protocol.evaluate_compiled`)."""
+    from tts_gym.evaluation.protocol import evaluate_compiled, evaluate_grid_compiled
     out = []
 
     def row(label, policy, params, results):

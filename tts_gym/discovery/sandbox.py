@@ -48,13 +48,13 @@ from typing import Sequence
 import numba as nb
 import numpy as np
 
-from tts_gym import actions as A
-from tts_gym import kernels as K
+from tts_gym.core import actions as A
+from tts_gym.core import kernels as K
 from tts_gym.discovery.sandbox_worker import (
     FRAME_MAGIC, RESULT_DTYPES, ControllerRejected, check_source, compile_controller,
     instantiate, make_question,
 )
-from tts_gym.store import GOLD_ABSENT, ReplayStore
+from tts_gym.data.store import GOLD_ABSENT, ReplayStore
 
 __all__ = [
     "SandboxLimits", "SearchSet", "JobResult", "ControllerEvaluation", "redact_store",
@@ -102,7 +102,7 @@ def redact_store(store: ReplayStore) -> ReplayStore:
 
 class SearchSet:
     """Stores and episodes a controller is evaluated on: the reference protocol with the given
-    seeds, as packed by :class:`tts_gym.protocol.ProtocolBatch` (episode order: store by store,
+    seeds, as packed by :class:`tts_gym.evaluation.protocol.ProtocolBatch` (episode order: store by store,
     seed-major, then questions in store order).
 
     Holds the full stores (parent only: scoring), their redacted copies (sent to the child) and
@@ -110,7 +110,7 @@ class SearchSet:
     """
 
     def __init__(self, stores: Sequence[ReplayStore], seeds: Sequence[int]) -> None:
-        from tts_gym.protocol import ProtocolBatch
+        from tts_gym.evaluation.protocol import ProtocolBatch
         self.stores = list(stores)
         if not self.stores:
             raise ValueError("SearchSet needs at least one store")
@@ -849,7 +849,7 @@ def load_controller_policy(path: str | os.PathLike, beta: float = 0.5, *, name: 
                          timeout=timeout)
 
 
-# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
-from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+# cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)
+from tts_gym.core.numba_cache import bind_module_cache  # noqa: E402
 
 bind_module_cache(globals())

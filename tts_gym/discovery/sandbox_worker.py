@@ -769,10 +769,10 @@ def run(payload: dict, config: dict, layers: dict, out_fd: int) -> None:  # noqa
 
     import numpy as np
 
-    from tts_gym import actions as A
-    from tts_gym import kernels as K
+    from tts_gym.core import actions as A
+    from tts_gym.core import kernels as K
     from tts_gym.policies.autotts_adapter import ReplayQuestion, answer_string_action
-    from tts_gym.view import EpisodeView
+    from tts_gym.envs.view import EpisodeView
 
     t0 = time.monotonic()
     stores = payload["stores"]

@@ -265,7 +265,7 @@ _PACK_CACHE: dict[int, tuple] = {}
 
 
 def _packed(store):
-    from tts_gym.kernels import pack_stores
+    from tts_gym.core.kernels import pack_stores
     hit = _PACK_CACHE.get(id(store))
     if hit is None or hit[0] is not store:
         if len(_PACK_CACHE) > 16:
@@ -322,11 +322,11 @@ def _make_python_policy(config: Config):
 
 
 def _run_python(store, config: Config, questions, orders, M) -> dict[str, np.ndarray]:
-    """Play a Python policy over the episodes through the env (:func:`tts_gym.rollout.run_episode`,
+    """Play a Python policy over the episodes through the env (:func:`tts_gym.evaluation.rollout.run_episode`,
     one Python call per step). The episodes' explicit branch orders are passed as the env's
     ``permutation`` reset option (so they must be permutations: no branch bootstrap here)."""
     from tts_gym.policies.base import as_policy
-    from tts_gym.rollout import make_reference_env, run_episode
+    from tts_gym.evaluation.rollout import make_reference_env, run_episode
 
     policy = as_policy(_make_python_policy(config), keep_controllers=True)
     env = make_reference_env(store, max_branches=M)
@@ -583,7 +583,7 @@ def summarize(store_name: str, config: Config, o: Outcome, level: float, ci: str
 # ---------------------------------------------------------------------------------------------
 
 def _as_stores(stores) -> list:
-    from tts_gym.store import ReplayStore
+    from tts_gym.data.store import ReplayStore
     if stores is None:
         stores = [None]
     elif isinstance(stores, (ReplayStore, str, os.PathLike)) or not isinstance(stores, Iterable):
@@ -593,7 +593,7 @@ def _as_stores(stores) -> list:
         if isinstance(s, ReplayStore):
             out.append(s)
             continue
-        from tts_gym.datasets import resolve_store
+        from tts_gym.data.resolve import resolve_store
         if s is None:
             out.append(resolve_store())
         elif isinstance(s, str) and "/" in s and not os.path.exists(s) and s.count("/") == 1:
@@ -680,8 +680,8 @@ def evaluate(policies, stores=None, *, params: Mapping | None = None, grid=None,
     policies: a built-in family name (``"sc" "asc" "esc" "parallel_probe" "cmc"``), a :class:`Sweep`,
         a :class:`Config`, a ``(family, params)`` pair, a Policy instance or factory, or a list of
         these. A bare family name with neither ``params`` nor ``grid`` runs its protocol defaults.
-    stores: a :class:`~tts_gym.store.ReplayStore`, a path / ``"model/benchmark"`` (resolved with
-        :func:`tts_gym.datasets.resolve_store`), a list of them, or ``None`` (the embedded synthetic
+    stores: a :class:`~tts_gym.data.store.ReplayStore`, a path / ``"model/benchmark"`` (resolved with
+        :func:`tts_gym.data.resolve.resolve_store`), a list of them, or ``None`` (the embedded synthetic
         store).
     params / grid: parameters of a single policy; ``grid`` is a dict of lists (Cartesian product) or
         a list of dicts.

@@ -37,7 +37,7 @@ import numpy as np
 
 from tts_gym.evaluation.frontier import Frontier, pareto_frontier
 from tts_gym.evaluation.protocols import EpisodeSet, make_episodes
-from tts_gym.voting import vote_push
+from tts_gym.core.voting import vote_push
 
 NEVER = -1
 """Cost value of an episode in which the gold can never be revealed / voted."""
@@ -355,7 +355,7 @@ def vote_oracle_from_trace(trace, label: str = "vote oracle") -> VoteOracle:
     return VoteOracle(label, first, trace.final_cost())
 
 
-# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
-from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+# cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)
+from tts_gym.core.numba_cache import bind_module_cache  # noqa: E402
 
 bind_module_cache(globals())

@@ -11,7 +11,7 @@ protocol            episodes
 ``"reference"``     the AutoTTS evaluation (parity, ``specs/replay-semantics.md`` section 3):
                     replicate ``s`` for seed ``s`` in ``seeds`` (default 0..99); every question
                     once, in store order, its branches in the order of CPython's
-                    ``random.Random(s).shuffle`` (:func:`tts_gym.permutations.reference_permutation`)
+                    ``random.Random(s).shuffle`` (:func:`tts_gym.core.orders.reference_permutation`)
 ``"subsample"``     the paper's *stated* protocol: replicate ``r`` (``r < replicates``, default 64)
                     draws, per question, ``n`` of its ``N`` branches uniformly without replacement
                     in uniformly random order (numpy ``default_rng([seed, r, q])``); at most ``n``
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tts_gym.permutations import reference_permutation
+from tts_gym.core.orders import reference_permutation
 
 PROTOCOLS = ("reference", "subsample", "bootstrap", "branch-bootstrap")
 REFERENCE_SEEDS = tuple(range(100))

@@ -6,11 +6,11 @@ the action and what the policy saw right after it: the acted position, its depth
 the width (positions opened), live and finished counts, the cost so far, and the vote state (the
 plurality of the latest revealed answers of opened, unpruned positions -- the env's ``ANSWER``
 aggregator -- with its top-two counts). Answer ids are per-question intern ids
-(:meth:`tts_gym.store.ReplayStore.answer`); the gold answer is never recorded.
+(:meth:`tts_gym.data.store.ReplayStore.answer`); the gold answer is never recorded.
 
 How it is recorded (the hook). The compiled baselines (:mod:`tts_gym.policies.compiled`) act only
 through the env kernels (``step_episode`` and ``reset_episode``) on an
-:class:`~tts_gym.kernels.EnvState`, under the global names that module declares in its
+:class:`~tts_gym.core.kernels.EnvState`, under the global names that module declares in its
 ``TRACE_HOOK`` table (e.g. ``_step``, its inlined copy of ``step_episode``). Here they are
 *re-targeted*: every numba function of that module that reaches those names is re-jitted from its
 own Python source with the names bound to recording wrappers, and a copy of ``run_compiled`` (with
@@ -40,9 +40,9 @@ import numba as nb
 import numpy as np
 from numba.core.registry import CPUDispatcher
 
-from tts_gym import kernels as K
-from tts_gym.actions import describe
-from tts_gym.voting import vote_push
+from tts_gym.core import kernels as K
+from tts_gym.core.actions import describe
+from tts_gym.core.voting import vote_push
 
 # ---- trace fields ------------------------------------------------------------------------------
 FIELDS = ("action", "code", "position", "charge", "cost", "width", "live", "finished",
@@ -51,7 +51,7 @@ F_ACTION, F_CODE, F_POSITION, F_CHARGE, F_COST, F_WIDTH, F_LIVE, F_FINISHED, F_D
     F_POS_FINISHED, F_VOTE, F_VOTE_TOP1, F_VOTE_TOP2, F_VOTE_SIZE = range(len(FIELDS))
 NUM_FIELDS = len(FIELDS)
 FIELD_DOCS = {
-    "action": "action id (tts_gym.actions layout; see describe())",
+    "action": "action id (tts_gym.core.actions layout; see describe())",
     "code": "result code of step_episode (0 = applied; otherwise the state is unchanged)",
     "position": "position acted on (BRANCH/SAMPLE: the newly opened one); -1 for ANSWER/ABSTAIN",
     "charge": "tokens charged by this action",
@@ -70,7 +70,7 @@ FIELD_DOCS = {
 
 
 class TraceState(NamedTuple):
-    """:class:`tts_gym.kernels.EnvState` plus trace buffers (field names and order of EnvState first)."""
+    """:class:`tts_gym.core.kernels.EnvState` plus trace buffers (field names and order of EnvState first)."""
     question: np.ndarray
     order: np.ndarray
     cursor: np.ndarray
@@ -115,7 +115,7 @@ def make_trace_state(rows: int, max_steps: int, max_branches: int, max_answers: 
 
 @nb.njit(cache=True, nogil=True)
 def traced_reset_episode(state, e, question, perm):
-    """:func:`tts_gym.kernels.reset_episode` that opens a new trace row and notes which episode
+    """:func:`tts_gym.core.kernels.reset_episode` that opens a new trace row and notes which episode
     it holds (question and branch order: the rows are matched to episodes afterwards, so the order
     in which a driver plays its episodes does not matter)."""
     K.reset_episode(state, e, question, perm)
@@ -189,7 +189,7 @@ def _record_step(state, e, action, code, charge, M):
 
 @nb.njit(cache=True, nogil=True)
 def traced_step_episode(state, data, params, e, action):
-    """:func:`tts_gym.kernels.step_episode` that also appends a trace row."""
+    """:func:`tts_gym.core.kernels.step_episode` that also appends a trace row."""
     code, charge = K.step_episode(state, data, params, e, action)
     _record_step(state, e, action, code, charge, params.max_branches)
     return code, charge
@@ -211,12 +211,12 @@ def _trace_hook(C) -> dict:
         for n in hook[kind]:
             if getattr(getattr(C, n, None), "py_func", None) is not pf:
                 raise RuntimeError(f"{C.__name__}.TRACE_HOOK[{kind!r}] names {n!r}, which is not "
-                                   f"tts_gym.kernels.{pf.__name__} there")
+                                   f"tts_gym.core.kernels.{pf.__name__} there")
     for n, f in vars(C).items():
         pf = getattr(f, "py_func", None)
         for kind, kpf in kinds.items():
             if pf is kpf and n not in hook[kind]:
-                raise RuntimeError(f"{C.__name__}.{n} is tts_gym.kernels.{kpf.__name__} but is not in "
+                raise RuntimeError(f"{C.__name__}.{n} is tts_gym.core.kernels.{kpf.__name__} but is not in "
                                    f"TRACE_HOOK[{kind!r}]: calls through it would not be traced")
     names = C.run_compiled.__code__.co_names
     for key in ("rollouts", "make_state"):
@@ -232,7 +232,7 @@ def _source_tag() -> str:
     import hashlib
     import sys
 
-    from tts_gym import actions, voting
+    from tts_gym.core import actions, voting
     from tts_gym.policies import common
     h = hashlib.sha1()
     for mod in (K, voting, actions, common, sys.modules[__name__]):
@@ -483,7 +483,7 @@ def _match_rows(st: TraceState, questions, perms, M: int) -> np.ndarray:
     return rows
 
 
-# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
-from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+# cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)
+from tts_gym.core.numba_cache import bind_module_cache  # noqa: E402
 
 bind_module_cache(globals())

@@ -49,7 +49,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tts_gym import actions as A
+from tts_gym.core import actions as A
 from tts_gym.policies.base import Policy, PolicyError
 
 __all__ = ["ReplayQuestion", "AutoTTSOutcome", "run_autotts_controller", "AutoTTSPolicy",
@@ -75,7 +75,7 @@ def answer_string_action(view, answer) -> tuple[int, bool]:
 class ReplayQuestion:
     """The AutoTTS question object over one episode (see the module docstring).
 
-    ``view`` is the episode's :class:`~tts_gym.view.EpisodeView`; ``step(action)`` must apply the
+    ``view`` is the episode's :class:`~tts_gym.envs.view.EpisodeView`; ``step(action)`` must apply the
     action to that episode and return once the view shows its effect (``env.step`` for
     :func:`run_autotts_controller`). The gold answer is not reachable from this object.
     """

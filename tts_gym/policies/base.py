@@ -1,9 +1,9 @@
 """One policy interface for every controller: baselines, LLM-written controllers and SB3 agents.
 
-A :class:`Policy` plays one episode at a time through env actions (:mod:`tts_gym.actions`):
+A :class:`Policy` plays one episode at a time through env actions (:mod:`tts_gym.core.actions`):
 
 * ``reset(view)`` is called once per episode, after ``env.reset``, with the episode's live
-  :class:`~tts_gym.view.EpisodeView` (the raw replay state: revealed answer ids, depths, flags,
+  :class:`~tts_gym.envs.view.EpisodeView` (the raw replay state: revealed answer ids, depths, flags,
   cost -- never the gold answer);
 * ``act(observation, view) -> int`` is called before every ``env.step`` and returns one action id;
   when it is called again, the previous action has already been applied, so ``view`` shows its
@@ -37,8 +37,8 @@ from typing import Any, Generator
 
 import numpy as np
 
-from tts_gym import actions as A
-from tts_gym import kernels as K
+from tts_gym.core import actions as A
+from tts_gym.core import kernels as K
 
 _OPENED = int(K.OPENED)
 _FINISHED = int(K.FINISHED)
@@ -57,7 +57,7 @@ class PolicyError(RuntimeError):
 
 def action_mask(view) -> np.ndarray:
     """Admissible-action mask (bool, ``4 + 4M``) of the episode behind ``view``; exactly the env's
-    ``action_masks()`` (both call :func:`tts_gym.kernels.action_mask_episode`)."""
+    ``action_masks()`` (both call :func:`tts_gym.core.kernels.action_mask_episode`)."""
     return view.action_mask()
 
 
@@ -113,7 +113,7 @@ class Policy:
         if self.requires_view:
             raise TypeError(
                 f"policy {self.name!r} reads the raw episode state through an EpisodeView and "
-                f"cannot act from observations alone; run it with tts_gym.rollout.run_episodes "
+                f"cannot act from observations alone; run it with tts_gym.evaluation.rollout.run_episodes "
                 f"(or evaluate_reference_python) instead of predict()")
         masks = None
         if action_masks is not None:

@@ -2,9 +2,9 @@
 
 Each is a :class:`~tts_gym.policies.base.ScriptedPolicy` whose script is the pseudo-code of
 ``specs/replay-semantics.md`` section 5, acting only through env actions and reading the revealed
-answers through the :class:`~tts_gym.view.EpisodeView` after each action. Votes run over answer
+answers through the :class:`~tts_gym.envs.view.EpisodeView` after each action. Votes run over answer
 *ids* (per-question intern ids: equal ids <=> equal strings) with the first-occurrence
-tie-breaking of :mod:`tts_gym.voting`; answers are committed with ``ANSWER_WITH`` (a position whose
+tie-breaking of :mod:`tts_gym.core.voting`; answers are committed with ``ANSWER_WITH`` (a position whose
 latest revealed answer is the chosen one) or ``ABSTAIN`` for ``None``.
 
 =====================  ===============================  ==========================================
@@ -33,7 +33,7 @@ from tts_gym.policies.base import ScriptedPolicy
 from tts_gym.policies.common import CMC_MAX_BRANCH as MAX_BRANCH
 from tts_gym.policies.common import CMC_MAX_ROUNDS as MAX_ROUNDS
 from tts_gym.policies.common import cmc_schedule, normalize_params
-from tts_gym.voting import conf, majority, top_two
+from tts_gym.core.voting import conf, majority, top_two
 
 __all__ = ["SelfConsistency", "AdaptiveConsistency", "EarlyStoppingSC", "ParallelProbe",
            "ConfidenceMomentum", "POLICIES", "make_policy", "MAX_BRANCH", "MAX_ROUNDS"]

@@ -3,7 +3,7 @@
 
 * the CMC beta schedule (:func:`cmc_schedule`, spec section 5.5) and CMC's fixed caps;
 * the voting primitives and the exact Beta-majority confidence table (re-exported from
-  :mod:`tts_gym.voting`);
+  :mod:`tts_gym.core.voting`);
 * the policy names, parameter names and defaults of the evaluation protocol
   (:func:`normalize_params`), using the reference CSV's parameter names.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from tts_gym.voting import conf, conf_exact, conf_table, majority, top_two  # noqa: F401 (re-export)
+from tts_gym.core.voting import conf, conf_exact, conf_table, majority, top_two  # noqa: F401 (re-export)
 
 __all__ = [
     "CMC_MAX_BRANCH", "CMC_MAX_ROUNDS", "CMC_SCHEDULE_KEYS", "cmc_schedule",

@@ -1,5 +1,5 @@
 """Compiled (numba) baselines: SC/ASC, ESC, Parallel-Probe and CMC as policies acting **only**
-through :func:`tts_gym.kernels.step_episode`.
+through :func:`tts_gym.core.kernels.step_episode`.
 
 Each baseline is the reference pseudo-code of ``specs/replay-semantics.md`` section 5 written over
 env actions (fused mode, ``probe_cost = 0``, where they are exactly the reference operations):
@@ -18,8 +18,8 @@ return ``x``           ``ANSWER_WITH(p)`` for the lowest opened position ``p`` w
 
 The safe wrappers' ``None`` is a non-zero result code of ``step_episode`` (``ERR_NO_BRANCH_LEFT``,
 ``ERR_FINISHED``, ...). Costs, answers and correctness are therefore the env's own: a policy reads
-revealed answers, flags and the cursor from the :class:`~tts_gym.kernels.EnvState` and never touches
-the gold answer (scoring is :func:`tts_gym.kernels.is_correct`). The action sequence (prunes
+revealed answers, flags and the cursor from the :class:`~tts_gym.core.kernels.EnvState` and never touches
+the gold answer (scoring is :func:`tts_gym.core.kernels.is_correct`). The action sequence (prunes
 included) is the one the Python policies of :mod:`tts_gym.policies.baselines` emit, so ``steps``
 match episode for episode.
 
@@ -42,7 +42,7 @@ Performance notes
 * A whole evaluation -- every (parameter row, episode) pair -- is a few compiled calls.
   Episodes are played question by question (all seeds and parameter rows of a question while its
   replay data is in cache), in contiguous chunks that the workers claim through an atomic counter
-  (:mod:`tts_gym.atomics`) inside **one** compiled call per worker -- per-chunk calls from Python
+  (:mod:`tts_gym.core.atomics`) inside **one** compiled call per worker -- per-chunk calls from Python
   would pay ~10 us of argument unboxing each with the GIL held, which serialised small jobs on
   many cores. A worker plays in its own state slot (slots padded apart against false sharing).
   Workers are Python threads running the ``nogil`` kernels; results do not depend on the worker
@@ -58,13 +58,13 @@ Kernel signature::
                      policy_params, iscratch, fscratch, acts,
                      out_answer, out_cost, out_correct, out_steps)
 
-``data``/``params``: :class:`~tts_gym.kernels.ReplayData` / :class:`~tts_gym.kernels.EnvParams` (only
+``data``/``params``: :class:`~tts_gym.core.kernels.ReplayData` / :class:`~tts_gym.core.kernels.EnvParams` (only
 ``max_branches`` is read: the kernels always run the reference semantics -- fused reveals,
 ``probe_cost = 0``, no budget -- as compile-time constants, which lets LLVM drop those branches);
-``state``: an :class:`~tts_gym.kernels.EnvState`, this worker's episode slot ``slot``; ``bounds``
+``state``: an :class:`~tts_gym.core.kernels.EnvState`, this worker's episode slot ``slot``; ``bounds``
 int64 ``[C + 1]``: chunk ``k`` is the tasks ``bounds[k] <= t < bounds[k + 1]``, task ``t = i * G + g``
 being episode ``tasks[i]`` with parameter row ``g``; ``counter`` int64 ``[1]``: the next unclaimed
-chunk, shared by the workers (each claims chunks with an atomic fetch-and-add until none are left); ``table``: :func:`tts_gym.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms``
+chunk, shared by the workers (each claims chunks with an atomic fetch-and-add until none are left); ``table``: :func:`tts_gym.core.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms``
 int32 ``[E, >=M]``; ``tasks`` int32 ``[E]``: the order to play the episodes in; ``policy_params`` float64 ``[G, P]``
 (columns :data:`POLICY_PARAM_NAMES`); scratch ``iscratch`` int32 ``[9, >= max(A, M, len(acts))]``
 (``A`` = largest answer table), ``fscratch`` float64 ``[>= max T_ema]``, ``acts`` int64 (the action
@@ -78,15 +78,15 @@ from typing import Any, Mapping, Sequence
 import numba as nb
 import numpy as np
 
-from tts_gym import kernels as _kernels
-from tts_gym.atomics import fetch_add
-from tts_gym.numba_cache import bind_module_cache
-from tts_gym.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
-from tts_gym.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, make_state,
+from tts_gym.core import kernels as _kernels
+from tts_gym.core.atomics import fetch_add
+from tts_gym.core.numba_cache import bind_module_cache
+from tts_gym.core.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
+from tts_gym.core.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, make_state,
                              reset_episode)
 from tts_gym.policies.common import (CMC_MAX_BRANCH, CMC_MAX_ROUNDS, CMC_SCHEDULE_KEYS,
                                      cmc_schedule, normalize_params)
-from tts_gym.voting import conf_lookup, conf_table, vote_push
+from tts_gym.core.voting import conf_lookup, conf_table, vote_push
 
 __all__ = [
     "POLICY_PARAM_NAMES", "KERNELS", "policy_param_rows", "run_compiled", "reference_env_params",
@@ -105,7 +105,7 @@ KERNELS = tuple(POLICY_PARAM_NAMES)
 
 _SLOT_STRIDE = 16  # episode slots of different workers are this far apart (no false sharing)
 # Dynamic scheduling granularity of run_compiled: chunks of tasks claimed through an atomic counter
-# (tts_gym.atomics) inside one compiled call per worker, so a chunk costs ~nothing to hand out
+# (tts_gym.core.atomics) inside one compiled call per worker, so a chunk costs ~nothing to hand out
 # (a compiled call from Python costs ~10 us of argument unboxing with the GIL held).
 _CHUNKS_PER_WORKER = 64
 

@@ -1,8 +1,8 @@
 """Reinforcement learning on ``tts_gym/Replay-v0`` with stable-baselines3 / sb3-contrib.
 
-* :class:`~tts_gym.sb3.SB3VecEnv` (from :mod:`tts_gym.sb3`; also exported as ``ReplayVecEnv``), the
+* :class:`~tts_gym.envs.sb3.SB3VecEnv` (from :mod:`tts_gym.envs.sb3`; also exported as ``ReplayVecEnv``), the
   SB3 ``VecEnv`` over the natively batched vector env (no per-env Python loop on the hot path, batched
-  ``action_masks``), and :class:`~tts_gym.sb3.GammaSampler` (per-episode, log-uniform cost weight:
+  ``action_masks``), and :class:`~tts_gym.envs.sb3.GammaSampler` (per-episode, log-uniform cost weight:
   gamma-conditioning); :func:`make_replay_vec_env` builds it with the training defaults;
 * :mod:`tts_gym.rl.networks` -- a small permutation-equivariant actor-critic (``MaskableReplayPolicy``
   for MaskablePPO, ``ReplayActorCriticPolicy`` for PPO);
@@ -20,7 +20,7 @@ from tts_gym.rl.networks import (DEFAULT_ACTION_KINDS, EquivariantNet, MaskableR
 from tts_gym.rl.train import (EpisodeStatsCallback, HeldInEvalCallback, add_common_args, agent_config,
                               evaluate_batched, make_replay_vec_env, set_torch_threads, standard_callbacks,
                               training_stores)
-from tts_gym.sb3 import GammaSampler, SB3VecEnv
+from tts_gym.envs.sb3 import GammaSampler, SB3VecEnv
 
 ReplayVecEnv = SB3VecEnv  # the older name (tts_gym.rl.vecenv)
 

@@ -6,8 +6,8 @@ the gamma range, the training arguments, and the one command that reproduces it)
 
 :class:`AgentPolicy` plays an agent at a fixed cost weight ``gamma`` (its operating point; the RL
 analogue of CMC's beta) through **any** reference-semantics env: at every step it rebuilds the
-observation the agent was trained on from the episode's :class:`~tts_gym.view.EpisodeView` with the
-env's own observation kernel (:meth:`~tts_gym.view.EpisodeView.write_observation`), but with the
+observation the agent was trained on from the episode's :class:`~tts_gym.envs.view.EpisodeView` with the
+env's own observation kernel (:meth:`~tts_gym.envs.view.EpisodeView.write_observation`), but with the
 agent's ``max_branches``, its training normalisers and its ``gamma`` -- so the env's ``max_branches``
 (128 under ``tts_gym.evaluate``'s reference protocol), its ``cost_weight`` and the evaluation stores
 do not change what the agent sees. Actions are mapped back
@@ -28,9 +28,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tts_gym import actions as A
-from tts_gym.kernels import EnvParams
-from tts_gym.observation import ObsParams, make_buffers
+from tts_gym.core import actions as A
+from tts_gym.core.kernels import EnvParams
+from tts_gym.core.observation import ObsParams, make_buffers
 from tts_gym.policies.base import Policy, PolicyError
 
 __all__ = ["AgentPolicy", "load_agent_policy", "load_agent", "save_agent", "agent_dirs",
@@ -214,7 +214,7 @@ class AgentPolicy(Policy):
                 action_masks=None):
         """SB3 ``predict`` on observations of an env with the agent's ``max_branches``; the
         observation's gamma entry is replaced by this policy's ``gamma``."""
-        from tts_gym.observation import G_COST_WEIGHT
+        from tts_gym.core.observation import G_COST_WEIGHT
         pos = np.asarray(observation["positions"], np.float32)
         glob = np.array(observation["globals"], np.float32)
         if pos.shape[-2] != self.M:
@@ -253,10 +253,10 @@ def load_agent_policy(name_or_path, gamma: float | None = None, deterministic: b
 
 def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | None = None, seeds=range(100)):
     """The reference protocol (spec section 3) for a stored agent through the Python env loop
-    (:func:`tts_gym.rollout.evaluate_reference_python`): the hook of ``tts-gym eval --agent NAME``.
+    (:func:`tts_gym.evaluation.rollout.evaluate_reference_python`): the hook of ``tts-gym eval --agent NAME``.
     ``params``: ``gamma`` (default: the agent's ``default_gamma``), ``greedy`` (bool, default false:
     sample the trained policy, seeded), ``seed`` (0)."""
-    from tts_gym.rollout import evaluate_reference_python
+    from tts_gym.evaluation.rollout import evaluate_reference_python
     p = dict(params or {})
     unknown = sorted(set(p) - {"gamma", "greedy", "seed"})
     if unknown:

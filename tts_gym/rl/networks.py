@@ -36,7 +36,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from tts_gym.observation import G_COST_WEIGHT
+from tts_gym.core.observation import G_COST_WEIGHT
 
 __all__ = ["ACTION_KINDS", "DEFAULT_ACTION_KINDS", "ReplayFeatures", "EquivariantNet",
            "ReplayActorCriticPolicy", "MaskableReplayPolicy", "allowed_actions"]

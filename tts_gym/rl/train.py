@@ -3,7 +3,7 @@ a fast batched evaluator (for held-in monitoring) and the stored-agent config.
 
 The agent programs (``agents/maskable_ppo.py``, ``agents/ppo.py``, ``agents/dqn.py``) stay short:
 parse arguments -> :func:`training_stores` -> :func:`make_replay_vec_env` (a
-:class:`tts_gym.sb3.SB3VecEnv` with the training defaults) -> algorithm ->
+:class:`tts_gym.envs.sb3.SB3VecEnv` with the training defaults) -> algorithm ->
 ``learn(callback=standard_callbacks(...))`` -> :func:`tts_gym.rl.agent.save_agent`.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def default_data_dir() -> str | None:
 def training_stores(data: str | None, models: Sequence[str] = MODELS, benchmark: str = "aime24"):
     """The replay stores an agent trains on: ``benchmark`` of every model in ``models``, or the
     synthetic store when ``data == "synthetic"`` (or no data is found)."""
-    from tts_gym.datasets import resolve_store
+    from tts_gym.data.resolve import resolve_store
     if data is None:
         data = default_data_dir()
     if data is None or data == "synthetic":
@@ -51,10 +51,10 @@ def make_replay_vec_env(stores, num_envs: int = 64, *, gamma=(1e-3, 0.3), gamma_
                         invalid_action: str = "raise", invalid_action_penalty: float = 0.1,
                         permutation: str = "random", token_scale: float = 100_000,
                         max_episode_steps: int | None = None, **env_kwargs):
-    """The training env: a :class:`tts_gym.sb3.SB3VecEnv` of ``num_envs`` episodes over ``stores``
+    """The training env: a :class:`tts_gym.envs.sb3.SB3VecEnv` of ``num_envs`` episodes over ``stores``
     (questions drawn uniformly across all of them), branch orders ``permutation``, dense rewards, gamma
-    drawn per episode (``gamma``/``gamma_dist``, see :class:`tts_gym.sb3.GammaSampler`)."""
-    from tts_gym.sb3 import make_sb3_vec_env
+    drawn per episode (``gamma``/``gamma_dist``, see :class:`tts_gym.envs.sb3.GammaSampler`)."""
+    from tts_gym.envs.sb3 import make_sb3_vec_env
     env_kwargs.setdefault("question_sampling", "uniform")
     return make_sb3_vec_env(num_envs, store=stores, gamma=gamma, gamma_dist=gamma_dist,
                             max_branches=max_branches, fused=fused, dense_reward=dense_reward,
@@ -130,12 +130,12 @@ def agent_config(model, env, args: argparse.Namespace, algo: str, extra: dict | 
 def evaluate_batched(policy, stores, gammas: Sequence[float], seeds: Sequence[int] = (0, 1), *,
                      max_branches: int | None = None, deterministic: bool | None = None) -> list[dict]:
     """Every question of ``stores`` x reference shuffle ``seeds`` x ``gammas``, all episodes stepped
-    together in one :class:`~tts_gym.vector.TTSReplayVectorEnv` (``deterministic``: default the
+    together in one :class:`~tts_gym.envs.vector.TTSReplayVectorEnv` (``deterministic``: default the
     policy's own setting). ``policy``:
     an :class:`~tts_gym.rl.agent.AgentPolicy`. Returns per gamma ``{"gamma", "accuracy" (%),
     "tokens" (mean per question), "steps"}``."""
     from gymnasium.vector import AutoresetMode
-    from tts_gym.vector import TTSReplayVectorEnv
+    from tts_gym.envs.vector import TTSReplayVectorEnv
 
     M = int(max_branches or policy.M)
     det = policy.deterministic if deterministic is None else bool(deterministic)

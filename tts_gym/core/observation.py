@@ -1,4 +1,4 @@
-"""The fixed-shape, relabeling-invariant observation of :class:`tts_gym.env.TTSReplayEnv`.
+"""The fixed-shape, relabeling-invariant observation of :class:`tts_gym.envs.env.TTSReplayEnv`.
 
 An observation is a flat :class:`gymnasium.spaces.Dict` of two float32 :class:`~gymnasium.spaces.Box`
 (so it works with stable-baselines3's ``MultiInputPolicy``)::
@@ -13,7 +13,7 @@ strings) leaves the observation unchanged. The gold answer is never used.
 The *vote pool* is the set of opened, unpruned positions that have revealed an answer; a position
 votes with its latest revealed answer. The *plurality* answer is the pool's most frequent answer,
 ties going to the answer whose first occurrence (in opening order) is earliest -- the rule of the
-default ``ANSWER`` aggregator (:func:`tts_gym.kernels.default_answer`). The *runner-up* is the most
+default ``ANSWER`` aggregator (:func:`tts_gym.core.kernels.default_answer`). The *runner-up* is the most
 frequent other answer (same tie rule).
 
 Per-position features (``positions[p, j]``; rows of unopened positions are zero except
@@ -86,7 +86,7 @@ import numba as nb
 import numpy as np
 from gymnasium import spaces
 
-from tts_gym.kernels import FINISHED, PRUNED, SAMPLED, EnvParams, ReplayData, position_limit
+from tts_gym.core.kernels import FINISHED, PRUNED, SAMPLED, EnvParams, ReplayData, position_limit
 
 POSITION_FEATURES = ("opened", "live", "finished", "pruned", "sampled", "available", "depth",
                      "revealed", "unrevealed", "share", "agrees_top1", "agrees_top2", "stability",
@@ -354,7 +354,7 @@ def feature_dict(obs: dict, p: int | None = None) -> dict:
     return dict(zip(POSITION_FEATURES, map(float, obs["positions"][p])))
 
 
-# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
-from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+# cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)
+from tts_gym.core.numba_cache import bind_module_cache  # noqa: E402
 
 bind_module_cache(globals())

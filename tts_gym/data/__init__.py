@@ -4,9 +4,9 @@
 """
 from __future__ import annotations
 
-from tts_gym.io.autotts import StoreFormatError, import_autotts, read_autotts_json, validate_records
-from tts_gym.io.fetch import FetchError, fetch_autotts
-from tts_gym.io.hdf5 import (SCHEMA_VERSION, StoreNotFoundError, list_stores, load_stores, open_store,
+from tts_gym.data.autotts import StoreFormatError, import_autotts, read_autotts_json, validate_records
+from tts_gym.data.fetch import FetchError, fetch_autotts
+from tts_gym.data.hdf5 import (SCHEMA_VERSION, StoreNotFoundError, list_stores, load_stores, open_store,
                              save_stores)
 
 __all__ = [

@@ -9,14 +9,14 @@ branches to open, how deep to read each one, which to prune, and when to stop an
 commit. Reading costs tokens; a correct answer earns 1. The replay is exact: a controller acting
 through this environment spends the same tokens and returns the same answers as the AutoTTS
 reference implementation (``specs/replay-semantics.md``; costs of section 2, episode order of
-section 3). Steps run in compiled numba kernels (:mod:`tts_gym.kernels`).
+section 3). Steps run in compiled numba kernels (:mod:`tts_gym.core.kernels`).
 
 Branches are addressed by *position* ``i`` = their index in the episode's shuffled branch order
 (also their opening order); at most ``M = max_branches`` positions are used.
 
 ## Action Space
 
-``Discrete(4 + 4 * M)`` (:mod:`tts_gym.actions`), with masks (``action_masks()``, ``info["action_mask"]``):
+``Discrete(4 + 4 * M)`` (:mod:`tts_gym.core.actions`), with masks (``action_masks()``, ``info["action_mask"]``):
 
 | Num            | Action            | Effect (charge in tokens)                                                  |
 |----------------|-------------------|----------------------------------------------------------------------------|
@@ -39,7 +39,7 @@ tokens (0 by default, as in the reference).
 ## Observation Space
 
 A flat ``Dict`` of float32 boxes (stable-baselines3 ``MultiInputPolicy``), invariant to relabeling
-the answers; the gold answer never enters it (full table in :mod:`tts_gym.observation`):
+the answers; the gold answer never enters it (full table in :mod:`tts_gym.core.observation`):
 
 | Key           | Shape       | Content                                                              |
 |---------------|-------------|----------------------------------------------------------------------|
@@ -89,7 +89,7 @@ revealed by this step, -1/``None`` if none), ``finished`` (that position is fini
 The gold answer never appears in observations or infos; only ``correct`` after termination.
 
 Code controllers read the raw episode state through ``env.unwrapped.episode`` (also
-``env.unwrapped.raw_state()``), a live read-only :class:`tts_gym.view.EpisodeView` (revealed answer
+``env.unwrapped.raw_state()``), a live read-only :class:`tts_gym.envs.view.EpisodeView` (revealed answer
 ids, depths, flags, ledger, cost) -- never the gold.
 
 ## Arguments
@@ -102,7 +102,7 @@ env = gym.make("tts_gym/Replay-v0", store=None, max_branches=64, cost_weight=0.0
 
 | Argument                 | Default       | Meaning                                                          |
 |--------------------------|---------------|------------------------------------------------------------------|
-| ``store``                | ``None``      | ``None`` (embedded synthetic store, or ``model``/``benchmark`` via :func:`tts_gym.datasets.resolve_store`), a ``ReplayStore``, a list of them (questions concatenated), or a path (``.h5`` via :mod:`tts_gym.io.hdf5`; AutoTTS JSON file or directory) |
+| ``store``                | ``None``      | ``None`` (embedded synthetic store, or ``model``/``benchmark`` via :func:`tts_gym.data.resolve.resolve_store`), a ``ReplayStore``, a list of them (questions concatenated), or a path (``.h5`` via :mod:`tts_gym.data.hdf5`; AutoTTS JSON file or directory) |
 | ``model``, ``benchmark`` | ``None``      | select a store inside a path / the data location                 |
 | ``max_branches``         | 64            | ``M``: positions per episode                                     |
 | ``fused``                | ``True``      | advancing also reveals the answer (the reference); ``False``: ``PROBE`` reveals |
@@ -116,7 +116,7 @@ env = gym.make("tts_gym/Replay-v0", store=None, max_branches=64, cost_weight=0.0
 | ``question_sampling``    | ``"uniform"`` | or ``"sequential"``                                              |
 | ``permutation``          | ``"reference"`` | or ``"random"``                                                |
 | ``num_shuffle_seeds``    | 100           | reference shuffle seeds drawn from ``0 .. num_shuffle_seeds - 1`` |
-| ``render_mode``          | ``None``      | ``"ansi"`` or ``"rgb_array"`` (:mod:`tts_gym.render`)            |
+| ``render_mode``          | ``None``      | ``"ansi"`` or ``"rgb_array"`` (:mod:`tts_gym.envs.render`)            |
 | ``max_episode_steps``    | ``None``      | truncation horizon                                               |
 
 Out-of-space action ids and steps after termination raise in both modes. ``gymnasium``'s and
@@ -125,9 +125,9 @@ stable-baselines3's ``check_env`` step with unmasked random actions, so run them
 ## Vectorized environment
 
 ``gymnasium.make_vec("tts_gym/Replay-v0", num_envs=E, vectorization_mode="vector_entry_point")``
-gives :class:`tts_gym.vector.TTSReplayVectorEnv`: ``E`` episodes stepped, observed and autoreset in
+gives :class:`tts_gym.envs.vector.TTSReplayVectorEnv`: ``E`` episodes stepped, observed and autoreset in
 one compiled call per step (``autoreset_mode`` ``NEXT_STEP`` by default, ``SAME_STEP`` or ``DISABLED``;
-stable-baselines3 via :mod:`tts_gym.sb3`, over ``DISABLED``), with batched ``action_masks()``.
+stable-baselines3 via :mod:`tts_gym.envs.sb3`, over ``DISABLED``), with batched ``action_masks()``.
 
 ## Version History
 
@@ -147,15 +147,15 @@ from gymnasium import spaces
 from numba.core import types as nbt
 from numba.experimental import structref
 
-from tts_gym.actions import describe, num_actions
-from tts_gym.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, FINISHED, EnvParams,
+from tts_gym.core.actions import describe, num_actions
+from tts_gym.core.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, FINISHED, EnvParams,
                              action_mask_episode, is_correct, make_state, pack_stores, reset_episode,
                              step_episode)
-from tts_gym.observation import (G_COST_WEIGHT, ObsParams, confidence_table, make_buffers, make_obs_params,
+from tts_gym.core.observation import (G_COST_WEIGHT, ObsParams, confidence_table, make_buffers, make_obs_params,
                                  make_scratch, observation_space, observe_episode)
-from tts_gym.permutations import reference_permutation
-from tts_gym.store import ReplayStore
-from tts_gym.view import EpisodeView
+from tts_gym.core.orders import reference_permutation
+from tts_gym.data.store import ReplayStore
+from tts_gym.envs.view import EpisodeView
 
 __all__ = ["TTSReplayEnv", "resolve_stores", "ReplaySetup", "compiled_entry"]
 
@@ -171,27 +171,27 @@ PERMUTATIONS = ("reference", "random")
 def resolve_stores(store: Any = None, model: str | None = None,
                    benchmark: str | None = None) -> list[ReplayStore]:
     """The stores an env runs on: ``None`` (synthetic default / data location), a ``ReplayStore``, a
-    path (``.h5``/``.hdf5`` via :mod:`tts_gym.io.hdf5`, all its stores unless ``model``/``benchmark``
-    select one; other paths via :func:`tts_gym.datasets.resolve_store`), or a list/mapping of those."""
+    path (``.h5``/``.hdf5`` via :mod:`tts_gym.data.hdf5`, all its stores unless ``model``/``benchmark``
+    select one; other paths via :func:`tts_gym.data.resolve.resolve_store`), or a list/mapping of those."""
     if isinstance(store, ReplayStore):
         return [store]
     if store is None:
-        from tts_gym.datasets import resolve_store
+        from tts_gym.data.resolve import resolve_store
         return [resolve_store(None, model, benchmark)]
     if isinstance(store, (str, os.PathLike)):
         if isinstance(store, str) and store == "synthetic":
-            from tts_gym.datasets import resolve_store
+            from tts_gym.data.resolve import resolve_store
             return [resolve_store("synthetic", model, benchmark)]
         path = Path(os.fspath(store)).expanduser()
         if path.suffix.lower() in (".h5", ".hdf5"):
-            from tts_gym.io.hdf5 import load_stores, open_store
+            from tts_gym.data.hdf5 import load_stores, open_store
             if model is not None or benchmark is not None:
                 return [open_store(path, model=model, benchmark=benchmark)]
             stores = list(load_stores(path).values())
             if not stores:
                 raise ValueError(f"{path} holds no replay store")
             return stores
-        from tts_gym.datasets import resolve_store
+        from tts_gym.data.resolve import resolve_store
         return [resolve_store(path, model, benchmark)]
     if isinstance(store, Mapping):
         store = list(store.values())
@@ -226,7 +226,7 @@ def _check_cost_weight(cost_weight) -> tuple[float, float]:
 class ReplaySetup:
     """Everything an env needs that does not change between episodes: the packed stores, kernel
     parameters, observation normalisers and the episode sampler. Shared by :class:`TTSReplayEnv`
-    and :class:`tts_gym.vector.TTSReplayVectorEnv` so both draw episodes the same way."""
+    and :class:`tts_gym.envs.vector.TTSReplayVectorEnv` so both draw episodes the same way."""
 
     def __init__(self, store=None, model=None, benchmark=None, *, max_branches=64, fused=True,
                  probe_cost=0, token_budget=None, cost_weight=0.0, token_scale=100_000,
@@ -466,7 +466,7 @@ def refresh_numba_cache(dispatchers, dependencies) -> None:
     """Drop the on-disk numba cache of ``dispatchers`` if a module they call into changed since.
 
     numba keys a cached function on its own source file only; a wrapper cached here embeds the
-    kernels of :mod:`tts_gym.kernels` / :mod:`tts_gym.observation` it calls, and would silently keep
+    kernels of :mod:`tts_gym.core.kernels` / :mod:`tts_gym.core.observation` it calls, and would silently keep
     stale copies after those files change. Called at import, before first use."""
     try:
         newest = max(os.stat(getattr(m, "__file__", m)).st_mtime for m in dependencies)
@@ -494,9 +494,9 @@ def compiled_entry(dispatcher, *args):
     return dispatcher
 
 
-import tts_gym.actions as _actions_mod  # noqa: E402
-import tts_gym.kernels as _kernels_mod  # noqa: E402
-import tts_gym.observation as _observation_mod  # noqa: E402
+import tts_gym.core.actions as _actions_mod  # noqa: E402
+import tts_gym.core.kernels as _kernels_mod  # noqa: E402
+import tts_gym.core.observation as _observation_mod  # noqa: E402
 
 KERNEL_MODULES = (_actions_mod, _kernels_mod, _observation_mod)
 refresh_numba_cache([_make_core, _core_reset, _core_step], KERNEL_MODULES)
@@ -560,7 +560,7 @@ class TTSReplayEnv(gym.Env):
     # -- public accessors --------------------------------------------------------------------------
     @property
     def episode(self) -> EpisodeView:
-        """Live read-only :class:`~tts_gym.view.EpisodeView` of the current episode (raw state for code
+        """Live read-only :class:`~tts_gym.envs.view.EpisodeView` of the current episode (raw state for code
         controllers: revealed answer ids, depths, flags, ledger, cost; never the gold)."""
         return self._view
 
@@ -655,7 +655,7 @@ class TTSReplayEnv(gym.Env):
         info["tokens"] = cost
 
     def error_message(self, action: int, code: int) -> str:
-        """The message of an inadmissible ``action`` (``code`` from :data:`tts_gym.kernels.ERROR_MESSAGES`)."""
+        """The message of an inadmissible ``action`` (``code`` from :data:`tts_gym.core.kernels.ERROR_MESSAGES`)."""
         return (f"inadmissible action {action} = {describe(action, self.max_branches)}: "
                 f"{ERROR_MESSAGES.get(code, f'error code {code}')}")
 
@@ -685,7 +685,7 @@ class TTSReplayEnv(gym.Env):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
-        from tts_gym.render import render_state
+        from tts_gym.envs.render import render_state
         return render_state(self.state, self.setup, 0, mode=self.render_mode, ended=self._ended,
                             question=self._question, shuffle_seed=self._shuffle_seed,
                             cost_weight=self._gamma)
@@ -694,7 +694,7 @@ class TTSReplayEnv(gym.Env):
         pass
 
 
-# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
-from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+# cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)
+from tts_gym.core.numba_cache import bind_module_cache  # noqa: E402
 
 bind_module_cache(globals())

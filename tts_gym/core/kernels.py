@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-from tts_gym.actions import ABSTAIN, ANSWER, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
+from tts_gym.core.actions import ABSTAIN, ANSWER, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
 
 # Every kernel here allocates nothing, so it is compiled without the NRT (``_nrt=False``): numba
 # would otherwise incref/decref each array of the EnvState/ReplayData NamedTuples on every call,
@@ -69,7 +69,7 @@ ERROR_MESSAGES = {
 
 
 class ReplayData(NamedTuple):
-    """Store tensors (see :class:`tts_gym.store.ReplayStore`), several stores stacked along Q."""
+    """Store tensors (see :class:`tts_gym.data.store.ReplayStore`), several stores stacked along Q."""
     probe_ids: np.ndarray       # int32 [Q, N, K]
     num_probes: np.ndarray      # int32 [Q, N]
     branch_tokens: np.ndarray   # int64 [Q, N]
@@ -120,7 +120,7 @@ def make_state(num_envs: int, max_branches: int) -> EnvState:
 
 
 def pack_stores(stores) -> ReplayData:
-    """Stack one or more :class:`~tts_gym.store.ReplayStore` along the question axis (padding N, K)."""
+    """Stack one or more :class:`~tts_gym.data.store.ReplayStore` along the question axis (padding N, K)."""
     stores = list(stores)
     Q = sum(s.num_questions for s in stores)
     N = max(s.max_branches for s in stores)
@@ -433,7 +433,7 @@ def action_mask_batch(state, data, params, out):
         action_mask_episode(state, data, params, e, out[e])
 
 
-# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
-from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+# cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)
+from tts_gym.core.numba_cache import bind_module_cache  # noqa: E402
 
 bind_module_cache(globals())

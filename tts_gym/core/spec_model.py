@@ -1,7 +1,7 @@
 """A plain-Python model of the replay semantics: the executable specification of the environment.
 
 Written directly from ``specs/replay-semantics.md`` (sections 2 and 7) and the action layout of
-:mod:`tts_gym.actions`, over answer *strings* and Python lists, without numba and without the
+:mod:`tts_gym.core.actions`, over answer *strings* and Python lists, without numba and without the
 kernels. It is slow on purpose-free grounds -- clarity first -- and serves three uses:
 
 * the oracle of the property tests (costs, revealed answers, masks and observations of the compiled
@@ -253,10 +253,10 @@ class PyEpisode:
         return {"charge": self.cost - cost0, "position": position, "revealed": revealed,
                 "finished": finished}
 
-    # -- observation (mirror of tts_gym.observation, in plain Python) -------------------------------
+    # -- observation (mirror of tts_gym.core.observation, in plain Python) -------------------------------
     def observe(self, *, depth_scale: float, cost_scale: float, step_scale: float, gamma: float = 0.0,
                 stability_horizon: float = 10.0) -> tuple[list[list[float]], list[float]]:
-        """``(positions, globals)`` as lists of floats, per the table of :mod:`tts_gym.observation`."""
+        """``(positions, globals)`` as lists of floats, per the table of :mod:`tts_gym.core.observation`."""
         M, n = self.M, self.cursor
         opened = self.positions[:n]
         pool = [p.latest for p in opened if p.latest is not None and not p.pruned]
@@ -320,7 +320,7 @@ def beta_majority_confidence(t1: int, t2: int) -> float:
 
 
 class PyReplayEnv:
-    """Minimal pure-Python counterpart of :class:`tts_gym.env.TTSReplayEnv` (no gymnasium, no numba):
+    """Minimal pure-Python counterpart of :class:`tts_gym.envs.env.TTSReplayEnv` (no gymnasium, no numba):
     ``reset(question, order)`` / ``step(action)`` with the same reward and mask. Used as the pure-Python
     baseline of the throughput benchmark."""
 
@@ -394,6 +394,6 @@ def toy_records() -> list[dict]:
 
 
 def toy_store():
-    """:func:`toy_records` as a :class:`~tts_gym.store.ReplayStore` (model ``"toy"``, benchmark ``"toy"``)."""
-    from tts_gym.store import ReplayStore
+    """:func:`toy_records` as a :class:`~tts_gym.data.store.ReplayStore` (model ``"toy"``, benchmark ``"toy"``)."""
+    from tts_gym.data.store import ReplayStore
     return ReplayStore.from_records("toy", "toy", toy_records())

@@ -2,7 +2,7 @@
 
 numba stamps a cached function with its *own* source file only, but a compiled function also
 contains the code of every jitted function it calls or inlines, and the values of the module
-constants it reads (``tts_gym.actions``, the flag bits of ``tts_gym.kernels``...). After an edit of
+constants it reads (``tts_gym.core.actions``, the flag bits of ``tts_gym.core.kernels``...). After an edit of
 ``kernels.py``, a cached ``vector.py`` or ``compiled.py`` function would otherwise keep running the
 old kernel. :func:`bind_module_cache`, called at the end of every module that defines cached
 kernels, adds a digest of the compiled layer's sources (:data:`COMPILED_SOURCES`) to each such
@@ -16,11 +16,11 @@ from pathlib import Path
 
 __all__ = ["COMPILED_SOURCES", "sources_digest", "bind_module_cache"]
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 COMPILED_SOURCES = (
-    "actions.py", "atomics.py", "kernels.py", "observation.py", "voting.py",
-    "policies/common.py", "policies/compiled.py", "vector.py", "env.py",
+    "core/actions.py", "core/atomics.py", "core/kernels.py", "core/observation.py", "core/voting.py",
+    "policies/common.py", "policies/compiled.py", "envs/vector.py", "envs/env.py",
 )
 """Files (relative to the package) whose jitted functions or constants other compiled code uses."""
 

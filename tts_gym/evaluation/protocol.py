@@ -30,10 +30,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tts_gym.kernels import ReplayData, pack_stores
-from tts_gym.permutations import reference_permutation
+from tts_gym.core.kernels import ReplayData, pack_stores
+from tts_gym.core.orders import reference_permutation
 from tts_gym.policies.common import normalize_params
-from tts_gym.store import ReplayStore
+from tts_gym.data.store import ReplayStore
 
 __all__ = [
     "REFERENCE_SEEDS", "ProtocolResult", "ProtocolBatch", "evaluate_compiled",

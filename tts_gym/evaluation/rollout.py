@@ -1,7 +1,7 @@
 """The pure-Python episode loop: any :class:`~tts_gym.policies.base.Policy` through the env.
 
 This is the project's reference Python path (the compiled fast path is
-:func:`tts_gym.protocol.evaluate_compiled`). Each episode is the textbook loop::
+:func:`tts_gym.evaluation.protocol.evaluate_compiled`). Each episode is the textbook loop::
 
     obs, info = env.reset(options={"question": q, "shuffle_seed": s})
     view = env.unwrapped.episode
@@ -12,7 +12,7 @@ This is the project's reference Python path (the compiled fast path is
 * :func:`run_episodes` plays a list of ``(question, shuffle_seed)`` episodes and returns the
   per-episode committed answer ids, costs, correctness and step counts (:class:`RolloutResult`);
 * :func:`evaluate_reference_python` plays the reference protocol (spec section 3: seeds x
-  questions in store order) and returns the same :class:`tts_gym.protocol.ProtocolResult` as the
+  questions in store order) and returns the same :class:`tts_gym.evaluation.protocol.ProtocolResult` as the
   compiled path (``backend="python"``), so ``sumC`` / ``sumTT`` / ``accuracy`` / ``avg_tokens``
   are computed by one piece of code for both.
 
@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from tts_gym import kernels as K
+from tts_gym.core import kernels as K
 from tts_gym.policies.base import PolicyError, as_policy
 
 __all__ = ["RolloutResult", "run_episode", "run_episodes", "evaluate_reference_python",
@@ -102,7 +102,7 @@ def run_episodes(env, policy, episodes: Iterable[tuple[int, int]], *,
                  max_steps: int | None = None, reset_options: dict | None = None) -> RolloutResult:
     """Play ``episodes`` = ``[(question, shuffle_seed), ...]`` in order with ``policy``.
 
-    ``env`` is a :class:`tts_gym.env.TTSReplayEnv` (or a ``gymnasium.make``-wrapped one: its
+    ``env`` is a :class:`tts_gym.envs.env.TTSReplayEnv` (or a ``gymnasium.make``-wrapped one: its
     ``unwrapped.episode`` is used). ``policy``: a :class:`~tts_gym.policies.base.Policy`, an AutoTTS
     controller (``solve``) or an SB3 model. ``max_steps`` guards against a policy that never
     answers (the action space is finite per episode, so this only matters for budget-less custom
@@ -126,7 +126,7 @@ def run_episodes(env, policy, episodes: Iterable[tuple[int, int]], *,
 def make_reference_env(store, **env_kwargs):
     """A single env over ``store`` with the reference semantics (fused reveals, free probes, no
     budget, every stored branch addressable), for :func:`evaluate_reference_python`."""
-    from tts_gym.env import TTSReplayEnv
+    from tts_gym.envs.env import TTSReplayEnv
 
     kw = dict(max_branches=store.max_branches, fused=True, probe_cost=0, token_budget=None,
               invalid_action="raise")
@@ -140,13 +140,13 @@ def evaluate_reference_python(store, policy, seeds: Sequence[int] = range(100), 
     """The reference protocol (spec section 3) on ``store`` through the Python env loop.
 
     Episodes: for each seed, every question in store order. Returns a
-    :class:`tts_gym.protocol.ProtocolResult` (``backend="python"``) with ``sumC``, ``sumTT``,
+    :class:`tts_gym.evaluation.protocol.ProtocolResult` (``backend="python"``) with ``sumC``, ``sumTT``,
     ``accuracy`` (percent, 2 decimals, exact), ``avg_tokens``, ``tokens_int`` and per-episode
     ``[S, Q]`` arrays -- field for field comparable with
-    :func:`tts_gym.protocol.evaluate_compiled`. ``env`` (optional) must be an env over ``store``
+    :func:`tts_gym.evaluation.protocol.evaluate_compiled`. ``env`` (optional) must be an env over ``store``
     alone with the reference semantics; by default one is built with :func:`make_reference_env`.
     """
-    from tts_gym.protocol import ProtocolResult
+    from tts_gym.evaluation.protocol import ProtocolResult
 
     seeds = tuple(int(s) for s in seeds)
     if env is None:

@@ -265,7 +265,7 @@ def merge_equivalent_answers(store, equivalence: MathEquivalence | Callable[[Seq
     ``equivalence`` defaults to :class:`MathEquivalence`; any callable mapping a list of strings to
     class labels works (tests use simple ones).
     """
-    from tts_gym.store import GOLD_ABSENT, PAD_ID, ReplayStore
+    from tts_gym.data.store import GOLD_ABSENT, PAD_ID, ReplayStore
 
     eq = MathEquivalence() if equivalence is None else equivalence
     classes_of = eq.classes if isinstance(eq, MathEquivalence) else eq

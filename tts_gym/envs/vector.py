@@ -3,10 +3,10 @@
 ``gymnasium.make_vec("tts_gym/Replay-v0", num_envs=E, vectorization_mode="vector_entry_point")``
 builds a :class:`TTSReplayVectorEnv`. Each :meth:`~TTSReplayVectorEnv.step` runs one numba kernel
 that checks, steps, rewards and observes all ``E`` episodes over batch-first state arrays
-(:mod:`tts_gym.kernels`, :mod:`tts_gym.observation`); episodes that ended are redrawn with vectorised
+(:mod:`tts_gym.core.kernels`, :mod:`tts_gym.core.observation`); episodes that ended are redrawn with vectorised
 numpy (precomputed reference permutations), never with a per-env Python loop.
 
-Semantics per sub-environment are those of :class:`tts_gym.env.TTSReplayEnv` (same arguments, same
+Semantics per sub-environment are those of :class:`tts_gym.envs.env.TTSReplayEnv` (same arguments, same
 rewards, observations and infos), with these vector conventions:
 
 * **Autoreset** (``metadata["autoreset_mode"]``, chosen with ``autoreset_mode=``):
@@ -21,7 +21,7 @@ rewards, observations and infos), with these vector conventions:
     ``infos["_final_obs"]``) and the final step's info in ``infos["final_info"]``.
   - ``AutoresetMode.DISABLED``: no autoreset; reset ended sub-envs with
     ``reset(options={"reset_mask": mask})``; stepping an ended one raises. The SB3 adapter
-    (:class:`tts_gym.sb3.SB3VecEnv`) uses this mode and redraws ended episodes itself.
+    (:class:`tts_gym.envs.sb3.SB3VecEnv`) uses this mode and redraws ended episodes itself.
 
 * **Infos** are dicts of arrays over the batch: ``position``, ``revealed_id``, ``finished``,
   ``charge``, ``cost``, ``cursor``, ``cost_weight``, ``invalid_action`` on every step; when a
@@ -57,12 +57,12 @@ from numba.core import types as nbt
 from numba.core.extending import intrinsic
 from numba.experimental import structref
 
-from tts_gym.actions import NUM_GLOBAL_ACTIONS, describe, num_actions
-from tts_gym.env import KERNEL_MODULES, ReplaySetup, compiled_entry, refresh_numba_cache
-from tts_gym.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, FINISHED, OK,
+from tts_gym.core.actions import NUM_GLOBAL_ACTIONS, describe, num_actions
+from tts_gym.envs.env import KERNEL_MODULES, ReplaySetup, compiled_entry, refresh_numba_cache
+from tts_gym.core.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, FINISHED, OK,
                              action_mask_batch, check_action, is_correct, make_state, reset_batch,
                              step_episode)
-from tts_gym.observation import make_buffers, make_scratch, observe_episode, observe_subset
+from tts_gym.core.observation import make_buffers, make_scratch, observe_episode, observe_subset
 
 __all__ = ["TTSReplayVectorEnv", "vec_step"]
 
@@ -334,7 +334,7 @@ def _autoreset_mode(mode) -> AutoresetMode:
 class TTSReplayVectorEnv(VectorEnv):
     """``num_envs`` replay episodes stepped in one compiled call (see the module docstring).
 
-    Accepts every argument of :class:`tts_gym.env.TTSReplayEnv` plus ``num_envs``,
+    Accepts every argument of :class:`tts_gym.envs.env.TTSReplayEnv` plus ``num_envs``,
     ``autoreset_mode``, ``copy``, ``mask_in_info`` and ``num_threads``.
     """
 
@@ -593,8 +593,8 @@ class TTSReplayVectorEnv(VectorEnv):
         return self._mask.copy()
 
     def episode(self, e: int = 0):
-        """Live read-only :class:`~tts_gym.view.EpisodeView` of sub-env ``e``."""
-        from tts_gym.view import EpisodeView
+        """Live read-only :class:`~tts_gym.envs.view.EpisodeView` of sub-env ``e``."""
+        from tts_gym.envs.view import EpisodeView
         return EpisodeView(self.state, self.data, self.params, int(e), self.setup.answer_tables)
 
     @property
@@ -614,7 +614,7 @@ class TTSReplayVectorEnv(VectorEnv):
     def render(self):
         if self.render_mode is None:
             return None
-        from tts_gym.render import render_state
+        from tts_gym.envs.render import render_state
         return (render_state(self.state, self.setup, 0, mode=self.render_mode, ended=bool(self._ended[0]),
                              question=int(self._question[0]), shuffle_seed=int(self._shuffle_seed[0]),
                              cost_weight=float(self._gammas[0])),)
@@ -626,7 +626,7 @@ class TTSReplayVectorEnv(VectorEnv):
             pool.shutdown(wait=True)
 
 
-# cache entries also keyed on the compiled layer's sources (see tts_gym.numba_cache)
-from tts_gym.numba_cache import bind_module_cache  # noqa: E402
+# cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)
+from tts_gym.core.numba_cache import bind_module_cache  # noqa: E402
 
 bind_module_cache(globals())

@@ -11,21 +11,21 @@ Answer ids are per-question intern ids: two positions hold the same answer iff t
 Code that wants the RL observation of the episode under *other* settings (a trained agent played in
 an env with more positions, or with its own training normalisers: :class:`tts_gym.rl.AgentPolicy`)
 uses :meth:`EpisodeView.write_observation` and :meth:`EpisodeView.action_mask` with its own
-:class:`~tts_gym.kernels.EnvParams`; both run the env's own kernels on this episode's state.
+:class:`~tts_gym.core.kernels.EnvParams`; both run the env's own kernels on this episode's state.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from tts_gym.kernels import FINISHED, OPENED, PRUNED, SAMPLED, EnvParams, EnvState, ReplayData
-from tts_gym.observation import (NUM_GLOBAL_FEATURES, NUM_POSITION_FEATURES, ObsParams, confidence_table,
+from tts_gym.core.kernels import FINISHED, OPENED, PRUNED, SAMPLED, EnvParams, EnvState, ReplayData
+from tts_gym.core.observation import (NUM_GLOBAL_FEATURES, NUM_POSITION_FEATURES, ObsParams, confidence_table,
                                  make_scratch, observe_episode)
 
 
 class EpisodeView:
     """Live, read-only view of episode ``e`` of a kernel state (no copies; values change as it steps).
 
-    Attributes mirror :class:`tts_gym.kernels.EnvState` for one episode; arrays are length
+    Attributes mirror :class:`tts_gym.core.kernels.EnvState` for one episode; arrays are length
     ``max_branches`` and meaningful for positions ``< cursor``.
     """
 
@@ -134,10 +134,10 @@ class EpisodeView:
     def action_mask(self, out: np.ndarray | None = None, *, params: EnvParams | None = None) -> np.ndarray:
         """Admissible actions of this episode now (bool, length ``4 + 4M``; one compiled call).
 
-        ``params``: judge admissibility under these :class:`~tts_gym.kernels.EnvParams` (their
+        ``params``: judge admissibility under these :class:`~tts_gym.core.kernels.EnvParams` (their
         ``max_branches`` ``M`` sets the action layout, their budget and ``fused`` the masking) instead
         of the env's own. ``out``: a bool buffer of length ``4 + 4M`` to write into."""
-        from tts_gym.kernels import action_mask_episode
+        from tts_gym.core.kernels import action_mask_episode
         p = self._params if params is None else params
         n = 4 + 4 * int(p.max_branches)
         if out is None:
@@ -149,9 +149,9 @@ class EpisodeView:
 
     def write_observation(self, oparams: ObsParams, gamma: float, positions: np.ndarray,
                           globals_: np.ndarray, *, params: EnvParams | None = None):
-        """Write this episode's RL observation (:mod:`tts_gym.observation`) into caller buffers.
+        """Write this episode's RL observation (:mod:`tts_gym.core.observation`) into caller buffers.
 
-        Runs the env's observation kernel (:func:`tts_gym.observation.observe_episode`, a full write)
+        Runs the env's observation kernel (:func:`tts_gym.core.observation.observe_episode`, a full write)
         on this episode's current state, with normalisers ``oparams``, cost weight ``gamma`` (the
         ``cost_weight`` global) and ``params`` (default: the env's own; only ``max_branches`` ``M``
         matters: it sets the number of rows and the ``available``/``limit`` features).

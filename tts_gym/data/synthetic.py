@@ -1,6 +1,6 @@
 """Seeded synthetic replay stores with the statistics of real reasoning traces.
 
-:func:`synthesize` builds a :class:`~tts_gym.store.ReplayStore` directly from numpy arrays (no
+:func:`synthesize` builds a :class:`~tts_gym.data.store.ReplayStore` directly from numpy arrays (no
 per-probe Python loop), so it scales to 100k+ questions. The generative model, fitted by eye to the
 12 public AutoTTS stores (see ``data/README.md`` for the measured comparison):
 
@@ -35,7 +35,7 @@ import functools
 
 import numpy as np
 
-from tts_gym.store import GOLD_ABSENT, PAD_ID, ReplayStore
+from tts_gym.data.store import GOLD_ABSENT, PAD_ID, ReplayStore
 
 # Empirical distribution of d = ceil(T / pf) - K over the 46,080 branches of the 12 real stores.
 _D_PROBS = np.array([7090, 20487, 10593, 4896, 1906, 630, 248, 131, 85, 14], dtype=np.float64)
@@ -291,7 +291,7 @@ def synthesize(num_questions: int = 30, num_branches: int = 128, seed: int = 0, 
         num_branches=np.full(Q, N, dtype=np.int32), probe_interval=np.full(Q, pf, dtype=np.int32),
         gold_ids=gold_ids, answer_tables=tables, gold_answers=tuple(gold_str.tolist()),
         questions=tuple(f"Synthetic question {q} (seed {seed})" for q in range(Q)),
-        attrs={"source": "synthetic", "generator": "tts_gym.synthetic.synthesize", "seed": int(seed),
+        attrs={"source": "synthetic", "generator": "tts_gym.data.synthetic.synthesize", "seed": int(seed),
                "params": {"skill": skill, "difficulty_spread": difficulty_spread,
                           "unsolvable_share": unsolvable_share,
                           "wrong_answer_exponent": wrong_answer_exponent, "err_final_rate": err_final_rate,

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from tts_gym.io.autotts import StoreFormatError
-from tts_gym.store import GOLD_ABSENT, PAD_ID, ReplayStore
+from tts_gym.data.autotts import StoreFormatError
+from tts_gym.data.store import GOLD_ABSENT, PAD_ID, ReplayStore
 
 SCHEMA_VERSION = 1
 FILE_FORMAT = "tts_gym.replay-stores"

@@ -48,7 +48,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from tts_gym.store import GOLD_ABSENT, PAD_ID, ReplayStore
+from tts_gym.data.store import GOLD_ABSENT, PAD_ID, ReplayStore
 
 REQUIRED_FIELDS = ("question", "gold_answer", "probe_freq", "each_branch")
 OPTIONAL_FIELDS = ("final_answers_trace",)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tts_gym.kernels import FINISHED, PRUNED, SAMPLED
+from tts_gym.core.kernels import FINISHED, PRUNED, SAMPLED
 
 UNREVEALED = -2
 EMPTY = -3

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tts_gym.store import GOLD_ABSENT, ReplayStore
+from tts_gym.data.store import GOLD_ABSENT, ReplayStore
 
 ENV_DATA = "TTS_GYM_DATA"
 ENV_CACHE = "TTS_GYM_CACHE"
@@ -65,7 +65,7 @@ def _readonly(store: ReplayStore) -> ReplayStore:
 
 @functools.lru_cache(maxsize=8)
 def _synthetic_cached(seed: int) -> ReplayStore:
-    from tts_gym.synthetic import synthesize
+    from tts_gym.data.synthetic import synthesize
     return _readonly(synthesize(DEFAULT_QUESTIONS, DEFAULT_BRANCHES, seed=seed))
 
 
@@ -77,13 +77,13 @@ def default_store(seed: int = DEFAULT_SEED) -> ReplayStore:
 def load_autotts_dir(path: str | os.PathLike) -> dict[tuple[str, str], ReplayStore]:
     """All AutoTTS JSON stores under ``path`` (``<model>/<benchmark>.json``), validated, keyed by
     ``(model, benchmark)``."""
-    from tts_gym.io.autotts import import_autotts
+    from tts_gym.data.autotts import import_autotts
     return import_autotts(path)
 
 
 def _load_from(location: Path, model: str | None, benchmark: str | None) -> ReplayStore:
-    from tts_gym.io.autotts import find_autotts_files, infer_names, read_autotts_json
-    from tts_gym.io.hdf5 import _select, open_store
+    from tts_gym.data.autotts import find_autotts_files, infer_names, read_autotts_json
+    from tts_gym.data.hdf5 import _select, open_store
 
     if not location.exists():
         raise FileNotFoundError(f"{location}: no such file or directory")

@@ -1,4 +1,4 @@
-"""stable-baselines3 adapter for the natively batched :class:`tts_gym.vector.TTSReplayVectorEnv`.
+"""stable-baselines3 adapter for the natively batched :class:`tts_gym.envs.vector.TTSReplayVectorEnv`.
 
 stable-baselines3 (an optional extra: ``pip install tts_gym[rl]``) has its own ``VecEnv`` interface
 and no adapter from ``gymnasium.vector.VectorEnv`` (SB3 issue #1745). :class:`SB3VecEnv` is one, for
@@ -28,7 +28,7 @@ in Python on the hot path:
 Example::
 
     from sb3_contrib import MaskablePPO
-    from tts_gym.sb3 import make_sb3_vec_env
+    from tts_gym.envs.sb3 import make_sb3_vec_env
     venv = make_sb3_vec_env(64, store=None, max_branches=16, gamma=(1e-3, 0.3))  # gamma-conditioned
     model = MaskablePPO("MultiInputPolicy", venv, n_steps=64).learn(100_000)
 
@@ -46,9 +46,9 @@ from gymnasium.vector import AutoresetMode
 try:
     from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 except ImportError as exc:  # pragma: no cover - depends on the optional extra
-    raise ImportError("tts_gym.sb3 needs stable-baselines3: pip install 'tts_gym[rl]'") from exc
+    raise ImportError("tts_gym.envs.sb3 needs stable-baselines3: pip install 'tts_gym[rl]'") from exc
 
-from tts_gym.vector import TTSReplayVectorEnv
+from tts_gym.envs.vector import TTSReplayVectorEnv
 
 __all__ = ["GammaSampler", "SB3VecEnv", "make_sb3_vec_env"]
 

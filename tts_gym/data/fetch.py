@@ -136,10 +136,10 @@ def fetch_autotts(output: str | os.PathLike | None = None, *, cache_dir: str | o
     Checksums are checked for the files of the manifest when ``verify_checksums``.
     Returns the HDF5 path. Raises :class:`FetchError` or ``StoreFormatError``.
     """
-    from tts_gym.datasets import cache_dir as default_cache_dir
-    from tts_gym.datasets import fetched_store_path
-    from tts_gym.io.autotts import import_autotts
-    from tts_gym.io.hdf5 import save_stores
+    from tts_gym.data.resolve import cache_dir as default_cache_dir
+    from tts_gym.data.resolve import fetched_store_path
+    from tts_gym.data.autotts import import_autotts
+    from tts_gym.data.hdf5 import save_stores
 
     base = (base_url or os.environ.get(ENV_BASE_URL) or AUTOTTS_BASE_URL).rstrip("/")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()

@@ -171,7 +171,7 @@ class ReplayStore:
 
         Each record: ``{"question": str, "gold_answer": str, "probe_freq": int,
         "each_branch": [[probe_list, branch_tokens, final_answer], ...]}`` (the AutoTTS layout).
-        Validation is the importer's job (:mod:`tts_gym.io.autotts`); this only interns and packs.
+        Validation is the importer's job (:mod:`tts_gym.data.autotts`); this only interns and packs.
         """
         Q = len(records)
         N = max(len(r["each_branch"]) for r in records)
