@@ -2,8 +2,8 @@
 
 Runs the AutoTTS sweeps (SC@N, ASC@N thr 0.95, ESC@N w8, Parallel-Probe@N (T 40, patience 7,
 warm-up 15), CMC beta = 0.0 .. 1.0) on every store (4 models x AIME24 / AIME25 / HMMT25) under the
-reference protocol (seeds 0..99, spec section 3) through ``tts_gym.evaluate`` -- one code path for
-the search set and the held-out sets -- then
+reference protocol (seeds 0..99, docs/replay-semantics.md, "Reference protocol") through
+``tts_gym.evaluate`` -- one code path for the search set and the held-out sets -- then
 
 * prints the main table (SC@64, ASC@64, ESC@64, Parallel-Probe@64, CMC beta 0.5 / 1.0; accuracy and
   tokens per question per benchmark, held-out averages) and checks every AIME24 cell of the sweep
@@ -37,7 +37,7 @@ REFERENCE_CSV = ROOT.parent / "shared" / "reference" / "aime24_reference_results
 MODELS = ("Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B")
 BENCHMARKS = ("aime24", "aime25", "hmmt25")
 MAIN_LABELS = ("SC@64", "ASC@64", "ESC@64", "PP@64", "CMC β=0.5", "CMC β=1")
-# spec section 6 (Qwen3-1.7B / aime24): SC@64 is not in the authors' CSV
+# docs/replay-semantics.md, "Parity targets" (Qwen3-1.7B / aime24): SC@64 is not in the authors' CSV
 SPEC_TARGETS = {("Qwen3-1.7B", "SC@64"): (2175, 3_077_415_887)}
 
 
@@ -57,7 +57,7 @@ def csv_label(method: str, params: dict) -> str:
 
 
 def parity_check(rows: list[dict]) -> tuple[list[str], int, int]:
-    """Compare the AIME24 rows with the authors' CSV (and the spec's SC@64 target)."""
+    """Compare the AIME24 rows with the authors' CSV (and the SC@64 target of docs/replay-semantics.md)."""
     from tts_gym.evaluation.protocol import exact_accuracy
     idx = {(r["model"], r["benchmark"], r["label"]): r for r in rows}
     problems, checked = [], 0
@@ -135,8 +135,8 @@ def markdown_block(main_md: str, frontier_md: str, parity: tuple, wall: float, e
     else:
         parity_line = (f"**Parity:** all {checked} AIME24 figures checked against the authors' published "
                    f"results (104 rows of the reference CSV -- every ASC, ESC, Parallel-Probe and CMC "
-                   f"configuration of the four models -- plus the spec's SC@64 integer totals) match "
-                       f"exactly." if not bad else
+                   f"configuration of the four models -- plus the SC@64 integer totals of the replay "
+                       f"semantics) match exactly." if not bad else
                        f"**Parity:** {checked - bad} of {checked} AIME24 figures match; mismatches: "
                        + "; ".join(problems[:5]))
     protocol = ("the reference protocol (seeds 0..99 of CPython's `random.Random(seed).shuffle`, 30 "
@@ -149,7 +149,7 @@ pre-sampled trajectories per question) through `tts_gym.evaluate` under {protoco
 search set; AIME25 and HMMT25 are held out and run by the same code path. Accuracy in %, tokens = average
 tokens per question (thousands). Parallel-Probe: 64 chains, T 40, prune patience 7, warm-up 15 (the
 configuration the reference code runs; the paper's PP cell for Qwen3-1.7B/AIME24, 68.1 / 748.5k, is not
-what that code produces -- see `specs/replay-semantics.md` section 6).
+what that code produces -- see `docs/replay-semantics.md`, "Parallel-Probe configuration").
 
 {main_md}
 

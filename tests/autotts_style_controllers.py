@@ -1,5 +1,5 @@
-"""AutoTTS-style controllers for the adapter tests, written from the spec's pseudo-code
-(``specs/replay-semantics.md`` section 5) in the reference's style: each is a class with
+"""AutoTTS-style controllers for the adapter tests, written from the pseudo-code of
+``docs/replay-semantics.md``, "Baselines", in the reference's style: each is a class with
 ``NAME``, ``config`` and ``solve(question)``; it talks to the question object through "safe"
 wrappers and votes over answer *strings* with ``collections.Counter`` (whose ``most_common``
 breaks ties by first occurrence). They share nothing with :mod:`tts_gym.policies.baselines`

@@ -42,7 +42,7 @@ def test_info_json_statistics(shared_h5, capsys):
     assert main(["data", "info", str(shared_h5), "--json", "--model", "Qwen3-8B"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["benchmark"] for r in rows] == list(BENCHMARKS)
-    r = rows[0]  # Qwen3-8B aime24, cf. the replay spec's per-store table
+    r = rows[0]  # Qwen3-8B aime24, cf. docs/replay-semantics.md, "Replay stores"
     assert (r["questions"], r["branches"], r["k_min"], r["k_max"]) == (30, 3840, 4, 80)
     assert (r["tokens_min"], r["tokens_max"]) == (1977, 41470)
     assert round(r["k_mean"], 1) == 27.7 and round(r["distinct_finals"], 1) == 9.3

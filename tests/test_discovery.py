@@ -282,8 +282,8 @@ def test_redacted_payload_has_no_gold(search):
 
 def test_cmc_file_in_sandbox_matches_reference_fingerprints(store):
     """agents/controllers/cmc.py through the sandbox + parent re-play reproduces the reference's
-    per-seed fingerprints (spec section 6: CMC b=0.5 seed 0: 21 correct, 7,900,547 tokens; b=1.0
-    seed 0: 22, 13,764,893)."""
+    per-seed fingerprints (docs/replay-semantics.md, "Parity targets": CMC b=0.5 seed 0: 21 correct,
+    7,900,547 tokens; b=1.0 seed 0: 22, 13,764,893)."""
     search = SearchSet([store], seeds=[0])
     ev = evaluate_controller(CMC_FILE.read_text(), search, betas=[0.5, 1.0],
                              limits=SandboxLimits(timeout_s=120, episode_timeout_s=10))

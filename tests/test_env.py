@@ -204,7 +204,8 @@ def test_random_permutation_is_a_permutation_prefix(toy):
 
 
 def test_sc64_reference_fingerprint(real):
-    """SC@64 = 64 SAMPLEs + ANSWER reproduces the spec's seed-0 question-1 figure (230,257 tokens)."""
+    """SC@64 = 64 SAMPLEs + ANSWER reproduces the seed-0 question-1 figure of
+    docs/replay-semantics.md (230,257 tokens)."""
     env = gym.make(ENV_ID, store=real, max_branches=64)
     env.reset(options={"question": 0, "shuffle_seed": 0})
     for _ in range(64):

@@ -12,7 +12,7 @@ from tts_gym.evaluation import oracle as O
 from tts_gym.evaluation import protocols as P
 from tts_gym.evaluation.evaluate import MAIN_TABLE_CONFIGS, Sweep, evaluate, main_table
 
-# spec section 6: (correct, tokens) for seeds 0, 1, 99 on Qwen3-1.7B/aime24
+# docs/replay-semantics.md, "Parity targets": (correct, tokens) for seeds 0, 1, 99 on Qwen3-1.7B/aime24
 FINGERPRINTS = {
     "SC@64": [(22, 30_430_288), (22, 30_857_077), (22, 30_655_774)],
     "ASC@64": [(22, 11_626_926), (22, 14_405_328), (22, 13_804_764)],

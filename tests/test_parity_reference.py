@@ -3,7 +3,7 @@
 * every row of ``../shared/reference/aime24_reference_results.csv`` (4 models x 26 configurations:
   ASC, ESC, Parallel-Probe, CMC) on the shared AIME24 stores: accuracy equal to the printed value
   (2 decimals) and ``int(avg_tokens)`` equal to the printed integer;
-* the Qwen3-1.7B / aime24 table of ``specs/replay-semantics.md`` section 6: integer totals
+* the Qwen3-1.7B / aime24 table of ``docs/replay-semantics.md``, "Parity targets": integer totals
   ``sumC`` / ``sumTT`` bit-exact, the reference's float figures, and the per-seed debug
   fingerprints (seeds 0, 1, 99 and question 1 of seed 0);
 * both roundings of the Beta-majority confidence reproduce the confidence-based targets;

@@ -1,5 +1,5 @@
 """The Python policies, played action by action through the env, reproduce the reference's
-debug fingerprints (``specs/replay-semantics.md`` section 6: Qwen3-1.7B / aime24, seeds 0, 1, 99:
+debug fingerprints (``docs/replay-semantics.md``, "Parity targets": Qwen3-1.7B / aime24, seeds 0, 1, 99:
 correct count and token total per seed, and the tokens of question 1 of seed 0)."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Voting primitives (spec section 4), the exact Beta-majority confidence table and the CMC beta
-schedule (spec section 5.5)."""
+"""Voting primitives (``docs/replay-semantics.md``, "Votes and confidence"), the exact Beta-majority
+confidence table and the CMC beta schedule (same document, "CMC")."""
 from __future__ import annotations
 
 import math
@@ -111,7 +111,7 @@ def test_conf_table_matches_scipy_within_a_few_ulps():
     """The exact table agrees with scipy's ``1 - beta.cdf(0.5, t1 + 1, t2 + 1)`` (what the reference
     evaluates) on every pair ``0 <= t2 <= t1 <= 128`` to a few ulps. scipy's float64 evaluation is
     the inexact side: with scipy 1.17 it differs from the exact rational on 1,645 ("exact") /
-    1,616 ("one_minus") of the 8,384 pairs (the spec's counts), by at most 10 ulps (e.g.
+    1,616 ("one_minus") of the 8,384 pairs (the counts of the replay semantics), by at most 10 ulps (e.g.
     ``(128, 125)``); both roundings reproduce every parity target (test_parity_reference.py)."""
     from scipy.stats import beta
     t1 = np.arange(1, 129)[:, None].repeat(129, 1)
@@ -141,8 +141,8 @@ def test_conf_lookup_numba_and_fallback():
 
 # ---- CMC schedule --------------------------------------------------------------------------------
 
-# spec 5.5: b, n_init, max_branch_use, warm_up, abandon_patience, T_ema, ema_alpha, conf_thresh,
-# delta_slack, burst_aligned, widen_burst, trend_thresh, min_complete
+# docs/replay-semantics.md, "CMC": b, n_init, max_branch_use, warm_up, abandon_patience, T_ema,
+# ema_alpha, conf_thresh, delta_slack, burst_aligned, widen_burst, trend_thresh, min_complete
 SCHEDULE_TABLE = [
     (0.0, 2, 4, 2, 3, 2, 0.7, 0.85, 0.04, 1, 1, 0.04, 2),
     (0.2, 3, 16, 4, 5, 3, 0.62, 0.874, 0.034, 1, 2, 0.034, 3),

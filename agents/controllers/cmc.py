@@ -1,6 +1,6 @@
 """Confidence Momentum Controller (CMC), the controller AutoTTS discovered, as a controller file.
 
-Written from ``specs/replay-semantics.md`` section 5.5 in the AutoTTS ``solve(question)`` style that
+Written from ``docs/replay-semantics.md``, "CMC", in the AutoTTS ``solve(question)`` style that
 the discovery loop asks for, and within the sandbox's rules (standard-library ``math`` only), so
 the same file works as
 

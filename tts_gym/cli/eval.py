@@ -5,7 +5,7 @@
     tts-gym eval --controller agents/controllers/cmc.py --param beta=0.5 ...
     tts-gym eval --agent maskable_ppo_aime24 --param gamma=0.01 ...   (a trained RL agent, tts_gym.rl)
 
-The reference protocol is the AutoTTS evaluation (``specs/replay-semantics.md`` section 3): seeds
+The reference protocol is the AutoTTS evaluation (``docs/replay-semantics.md``, "Reference protocol"): seeds
 ``0..N-1`` (``--seeds N``, default 100), every question once per seed with its branches in the order
 of CPython's ``random.Random(seed).shuffle``, exact-string scoring. Printed: accuracy (percent,
 2 decimals, exact), avg_tokens (mean tokens per question) and ``tokens_int`` (its truncation, as

@@ -13,7 +13,7 @@ batched wrappers) hold no Python objects and allocate nothing per step, so the s
 the single env, the natively batched vector env and the compiled baseline policies
 (:mod:`tts_gym.policies.compiled`), which call :func:`step_episode` from inside numba.
 
-Cost accounting follows ``specs/replay-semantics.md`` section 2 exactly:
+Cost accounting follows ``docs/replay-semantics.md``, "Token accounting", exactly:
 
 * ``BRANCH`` = the reference's ``probe_new``: charges ``pf`` and (fused mode) reveals probe 1;
 * ``CONTINUE(i)`` = ``probe_more(i)``: charges ``pf`` and reveals the next probe while probes remain;

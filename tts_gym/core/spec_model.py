@@ -1,8 +1,8 @@
 """A plain-Python model of the replay semantics: the executable specification of the environment.
 
-Written directly from ``specs/replay-semantics.md`` (sections 2 and 7) and the action layout of
-:mod:`tts_gym.core.actions`, over answer *strings* and Python lists, without numba and without the
-kernels. It is slow on purpose-free grounds -- clarity first -- and serves three uses:
+Written directly from ``docs/replay-semantics.md`` ("Token accounting", "Environment mapping") and
+the action layout of :mod:`tts_gym.core.actions`, over answer *strings* and Python lists, without
+numba and without the kernels. It is slow on purpose-free grounds -- clarity first -- and serves three uses:
 
 * the oracle of the property tests (costs, revealed answers, masks and observations of the compiled
   env must equal this model's on random admissible action sequences);

@@ -1,4 +1,4 @@
-"""Voting primitives of the AutoTTS reference (``specs/replay-semantics.md`` section 4).
+"""Voting primitives of the AutoTTS reference (``docs/replay-semantics.md``, "Votes and confidence").
 
 Every vote is over a list of answers **in the order the list was built**, with the reference's
 ``collections.Counter.most_common`` tie-breaking: highest count wins, and among equal counts the
@@ -19,7 +19,7 @@ Beta-majority confidence
 The reference evaluates it with ``scipy.stats.beta.cdf``; here it is an exact rational rounded once
 to float64 (Python's ``int / int`` true division is correctly rounded), tabulated as
 ``conf_table()[t1, t2]`` for ``0 <= t1, t2 < CONF_TABLE_SIZE``. Two roundings are available
-(the spec says both reproduce the section-6 targets; the full AIME24 reference CSV is the
+(both reproduce the parity targets of the replay semantics; the full AIME24 reference CSV is the
 regression test, ``tests/test_parity_reference.py``):
 
 * ``"exact"`` (default): ``float(exact 1 - CDF)`` -- the correctly rounded value;

@@ -12,7 +12,7 @@ Extraction (shared by the collector and usable on any model output):
   ``"ERR"`` (``unclosed="err"``).
 
 No normalisation is applied beyond stripping surrounding whitespace: stores stay exact strings and
-gold answers are compared by exact string equality (``specs/replay-semantics.md`` section 1).
+gold answers are compared by exact string equality (``docs/replay-semantics.md``, "Replay stores").
 
 Merging (optional, ``pip install 'tts_gym[answers]'`` for ``math-verify``):
 :func:`merge_equivalent_answers` rewrites every answer of a store to a representative of its

@@ -8,8 +8,8 @@ answer it would give at that point. An episode replays one question: the agent d
 branches to open, how deep to read each one, which to prune, and when to stop and which answer to
 commit. Reading costs tokens; a correct answer earns 1. The replay is exact: a controller acting
 through this environment spends the same tokens and returns the same answers as the AutoTTS
-reference implementation (``specs/replay-semantics.md``; costs of section 2, episode order of
-section 3). Steps run in compiled numba kernels (:mod:`tts_gym.core.kernels`).
+reference implementation (``docs/replay-semantics.md``: costs of "Token accounting", episode order of
+"Reference protocol"). Steps run in compiled numba kernels (:mod:`tts_gym.core.kernels`).
 
 Branches are addressed by *position* ``i`` = their index in the episode's shuffled branch order
 (also their opening order); at most ``M = max_branches`` positions are used.

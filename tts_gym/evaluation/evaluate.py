@@ -67,7 +67,7 @@ DEFAULT_SWEEPS: dict[str, dict[str, list]] = {
     "cmc": {"beta": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]},
 }
 
-# The configurations of the AutoTTS main table (spec section 6).
+# The configurations of the AutoTTS main table (``docs/replay-semantics.md``, "Parity targets").
 MAIN_TABLE_CONFIGS: list[tuple[str, dict]] = [
     ("sc", {"max_samples": 64}),
     ("asc", {"max_samples": 64, "threshold": 0.95}),

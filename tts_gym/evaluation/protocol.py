@@ -1,4 +1,5 @@
-"""The "reference" evaluation protocol of the AutoTTS release (``specs/replay-semantics.md`` section 3).
+"""The "reference" evaluation protocol of the AutoTTS release (``docs/replay-semantics.md``,
+"Reference protocol").
 
 For every seed ``s`` in ``0..99`` and every question ``q`` (store order), one episode replays the
 question's branches in the order ``reference_permutation(s, N_q)`` (CPython's

@@ -8,7 +8,7 @@ of a comparison runs on the **same** episodes, so paired comparisons
 ==================  =============================================================================
 protocol            episodes
 ==================  =============================================================================
-``"reference"``     the AutoTTS evaluation (parity, ``specs/replay-semantics.md`` section 3):
+``"reference"``     the AutoTTS evaluation (parity, ``docs/replay-semantics.md``, "Reference protocol"):
                     replicate ``s`` for seed ``s`` in ``seeds`` (default 0..99); every question
                     once, in store order, its branches in the order of CPython's
                     ``random.Random(s).shuffle`` (:func:`tts_gym.core.orders.reference_permutation`)

@@ -11,10 +11,10 @@ This is the project's reference Python path (the compiled fast path is
 
 * :func:`run_episodes` plays a list of ``(question, shuffle_seed)`` episodes and returns the
   per-episode committed answer ids, costs, correctness and step counts (:class:`RolloutResult`);
-* :func:`evaluate_reference_python` plays the reference protocol (spec section 3: seeds x
-  questions in store order) and returns the same :class:`tts_gym.evaluation.protocol.ProtocolResult` as the
-  compiled path (``backend="python"``), so ``sumC`` / ``sumTT`` / ``accuracy`` / ``avg_tokens``
-  are computed by one piece of code for both.
+* :func:`evaluate_reference_python` plays the reference protocol (``docs/replay-semantics.md``,
+  "Reference protocol": seeds x questions in store order) and returns the same
+  :class:`tts_gym.evaluation.protocol.ProtocolResult` as the compiled path (``backend="python"``),
+  so ``sumC`` / ``sumTT`` / ``accuracy`` / ``avg_tokens`` are computed by one piece of code for both.
 
 ``policy`` may be a :class:`Policy`, an AutoTTS-style controller (an object with
 ``solve(question)``; played with :func:`tts_gym.policies.autotts_adapter.run_autotts_controller`)
@@ -137,7 +137,8 @@ def make_reference_env(store, **env_kwargs):
 def evaluate_reference_python(store, policy, seeds: Sequence[int] = range(100), *, env=None,
                               env_kwargs: dict | None = None, name: str | None = None,
                               params: dict | None = None):
-    """The reference protocol (spec section 3) on ``store`` through the Python env loop.
+    """The reference protocol (``docs/replay-semantics.md``, "Reference protocol") on ``store``
+    through the Python env loop.
 
     Episodes: for each seed, every question in store order. Returns a
     :class:`tts_gym.evaluation.protocol.ProtocolResult` (``backend="python"``) with ``sumC``, ``sumTT``,

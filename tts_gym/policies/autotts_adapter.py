@@ -21,8 +21,9 @@ A string that no opened position currently shows (never revealed, or only an old
 branch, or not a string) cannot be committed by the env: the episode abstains (scored wrong) and
 the outcome is flagged ``unmapped`` (the reference would have scored the string itself).
 
-Deliberate differences to the reference's index quirks (spec 2.3 / 2.4), because the env masks
-those actions; none of the five reference algorithms reaches any of them:
+Deliberate differences to the reference's index quirks (``docs/replay-semantics.md``, "Index
+quirks of advance"), because the env masks those actions; none of the five reference algorithms
+reaches any of them:
 
 * ``probe_more(i)`` on a **finished** position returns its final answer again, ``(final, True)``,
   **without an env step and without a charge**; the reference would re-charge the remainder

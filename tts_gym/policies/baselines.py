@@ -1,7 +1,7 @@
 """The five reference test-time-scaling algorithms as :class:`~tts_gym.policies.base.Policy`\\ s.
 
 Each is a :class:`~tts_gym.policies.base.ScriptedPolicy` whose script is the pseudo-code of
-``specs/replay-semantics.md`` section 5, acting only through env actions and reading the revealed
+``docs/replay-semantics.md``, "Baselines", acting only through env actions and reading the revealed
 answers through the :class:`~tts_gym.envs.view.EpisodeView` after each action. Votes run over answer
 *ids* (per-question intern ids: equal ids <=> equal strings) with the first-occurrence
 tie-breaking of :mod:`tts_gym.core.voting`; answers are committed with ``ANSWER_WITH`` (a position whose
@@ -40,7 +40,7 @@ __all__ = ["SelfConsistency", "AdaptiveConsistency", "EarlyStoppingSC", "Paralle
 
 
 class SelfConsistency(ScriptedPolicy):
-    """SC@N: full-read ``max_samples`` branches, majority of their finals in read order (5.1)."""
+    """SC@N: full-read ``max_samples`` branches, majority of their finals in read order ("SC@N")."""
 
     name = "sc"
 
@@ -59,7 +59,7 @@ class SelfConsistency(ScriptedPolicy):
 
 
 class AdaptiveConsistency(ScriptedPolicy):
-    """ASC (5.2): full reads until the Beta-majority confidence of the top two counts exceeds
+    """ASC ("ASC"): full reads until the Beta-majority confidence of the top two counts exceeds
     ``threshold`` (strict ``>``, at least two answers), else majority after ``max_samples``."""
 
     name = "asc"
@@ -83,7 +83,7 @@ class AdaptiveConsistency(ScriptedPolicy):
 
 
 class EarlyStoppingSC(ScriptedPolicy):
-    """ESC (5.3): ``max_samples // window_size`` windows of full reads; a unanimous window returns
+    """ESC ("ESC"): ``max_samples // window_size`` windows of full reads; a unanimous window returns
     its first answer; otherwise majority of everything read."""
 
     name = "esc"
@@ -110,8 +110,8 @@ class EarlyStoppingSC(ScriptedPolicy):
 
 
 class ParallelProbe(ScriptedPolicy):
-    """Parallel-Probe (5.4). ``K``, ``eps_inter``, ``eps_intra`` are accepted and unused, as in the
-    reference. Pruned branches are also marked with the env's zero-cost ``PRUNE(i)`` when
+    """Parallel-Probe ("Parallel-Probe"). ``K``, ``eps_inter``, ``eps_intra`` are accepted and
+    unused, as in the reference. Pruned branches are also marked with the env's zero-cost ``PRUNE(i)`` when
     ``emit_prune`` (bookkeeping only: no effect on answers or costs)."""
 
     name = "parallel_probe"

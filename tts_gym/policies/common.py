@@ -1,7 +1,7 @@
 """Pieces shared by the Python baselines (:mod:`tts_gym.policies.baselines`) and the compiled ones
 (:mod:`tts_gym.policies.compiled`), so both implementations use one definition of each:
 
-* the CMC beta schedule (:func:`cmc_schedule`, spec section 5.5) and CMC's fixed caps;
+* the CMC beta schedule (:func:`cmc_schedule`, ``docs/replay-semantics.md``, "CMC") and CMC's fixed caps;
 * the voting primitives and the exact Beta-majority confidence table (re-exported from
   :mod:`tts_gym.core.voting`);
 * the policy names, parameter names and defaults of the evaluation protocol
@@ -63,7 +63,7 @@ def cmc_schedule(beta: float | None = 0.5) -> dict[str, Any]:
 POLICY_NAMES = ("sc", "asc", "esc", "parallel_probe", "cmc")
 
 POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # SC@N is ASC with a threshold no confidence can exceed (spec 5.1; the reference used 1.01)
+    # SC@N is ASC with a threshold no confidence can exceed (replay semantics, "SC@N"; the reference used 1.01)
     "sc": {"max_samples": 64},
     "asc": {"max_samples": 64, "threshold": 0.95},
     "esc": {"max_samples": 64, "window_size": 8},

@@ -1,7 +1,7 @@
 """Compiled (numba) baselines: SC/ASC, ESC, Parallel-Probe and CMC as policies acting **only**
 through :func:`tts_gym.core.kernels.step_episode`.
 
-Each baseline is the reference pseudo-code of ``specs/replay-semantics.md`` section 5 written over
+Each baseline is the reference pseudo-code of ``docs/replay-semantics.md``, "Baselines", written over
 env actions (fused mode, ``probe_cost = 0``, where they are exactly the reference operations):
 
 =====================  ========================================================================
@@ -198,7 +198,7 @@ def _clear_counts(state, e, counts):
 
 @nb.njit(inline="always", **_JIT)
 def episode_asc(state, data, params, e, max_samples, threshold, table, counts, first):
-    """ASC (spec 5.2); SC@N is ``threshold >= 1``. ``counts``/``first``: per-answer scratch,
+    """ASC (replay semantics, "ASC"); SC@N is ``threshold >= 1``. ``counts``/``first``: per-answer scratch,
     ``counts`` zero on entry and exit."""
     w, t1, t2 = -1, 0, 0
     n = 0
@@ -222,7 +222,8 @@ def episode_asc(state, data, params, e, max_samples, threshold, table, counts, f
 
 @nb.njit(inline="always", **_JIT)
 def episode_esc(state, data, params, e, max_samples, window_size, counts, first):
-    """ESC (spec 5.3). ``counts``/``first``: per-answer scratch (``counts`` zero on entry/exit)."""
+    """ESC (replay semantics, "ESC"). ``counts``/``first``: per-answer scratch (``counts`` zero
+    on entry/exit)."""
     w, t1, t2 = -1, 0, 0
     n = 0
     n_windows = max_samples // window_size if window_size > 0 else 0
@@ -280,8 +281,8 @@ def _vote_active(state, e, active, nact, counts):
 @nb.njit(inline="always", **_JIT)
 def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience, warm_up,
                            probe_burst, max_steps, counts, fin, off, active, acts):
-    """Parallel-Probe (spec 5.4). ``counts``: per-answer scratch (zero on entry/exit);
-    ``fin``/``off``/``active``: per-position scratch (length ``>= M``); ``acts`` int64:
+    """Parallel-Probe (replay semantics, "Parallel-Probe"). ``counts``: per-answer scratch (zero on
+    entry/exit); ``fin``/``off``/``active``: per-position scratch (length ``>= M``); ``acts`` int64:
     the action queue (length ``>= M * (probe_burst + 1) + num_chains + 1``).
 
     A round is one batch: the previous round's prunes, then ``probe_burst`` CONTINUEs per live
@@ -414,7 +415,7 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
                 ema_alpha, conf_thresh, delta_slack, burst_aligned, widen_burst, trend_thresh,
                 min_complete, table, counts, first, counts2, flags, pcount, disagree, live, pool,
                 ps, hist, acts):
-    """CMC, the Confidence Momentum Controller (spec 5.5), with an explicit schedule
+    """CMC, the Confidence Momentum Controller (replay semantics, "CMC"), with an explicit schedule
     (:func:`tts_gym.policies.common.cmc_schedule`).
 
     Scratch: per answer ``counts``/``first`` (pool vote) and ``counts2`` (fallback vote), ``counts*``

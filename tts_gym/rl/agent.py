@@ -252,8 +252,9 @@ def load_agent_policy(name_or_path, gamma: float | None = None, deterministic: b
 
 
 def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | None = None, seeds=range(100)):
-    """The reference protocol (spec section 3) for a stored agent through the Python env loop
-    (:func:`tts_gym.evaluation.rollout.evaluate_reference_python`): the hook of ``tts-gym eval --agent NAME``.
+    """The reference protocol (``docs/replay-semantics.md``, "Reference protocol") for a stored
+    agent through the Python env loop (:func:`tts_gym.evaluation.rollout.evaluate_reference_python`):
+    the hook of ``tts-gym eval --agent NAME``.
     ``params``: ``gamma`` (default: the agent's ``default_gamma``), ``greedy`` (bool, default false:
     sample the trained policy, seeded), ``seed`` (0)."""
     from tts_gym.evaluation.rollout import evaluate_reference_python
