@@ -5,7 +5,7 @@
 
 Rows: each real store, the mean over the real stores, the embedded synthetic default store
 (seed 0, 30 x 128), and the mean over ``--seeds`` synthetic seeds. The statistics are those of
-:func:`tts_gym.data.resolve.summarize_store`:
+:func:`tts_gym.data.summary.summarize_store`:
 
 * majority@N / pass@N: share of questions whose majority final answer over all N branches is the
   gold (ties: the answer of the earliest stored branch) / whose gold is among the N final answers;
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tts_gym.data.resolve import summarize_store
+from tts_gym.data.resolve import resolve_stores
+from tts_gym.data.summary import summarize_store
 from tts_gym.data.synthetic import synthesize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "autotts-replay"
@@ -43,14 +44,6 @@ COLUMNS = [  # (header, key, format)
 ]
 
 
-def load_real(data: Path):
-    if data.is_file() and data.suffix.lower() in (".h5", ".hdf5"):
-        from tts_gym.data import load_stores
-        return load_stores(data)
-    from tts_gym.data import import_autotts
-    return import_autotts(data)
-
-
 def row(name: str, stats: dict) -> str:
     return "| " + " | ".join([name] + [fmt.format(stats[key]) for _, key, fmt in COLUMNS]) + " |"
 
@@ -66,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=10, help="synthetic seeds averaged in the last row")
     args = ap.parse_args(argv)
 
-    real = [summarize_store(s) for s in load_real(args.data).values()]
+    real = [summarize_store(s) for s in resolve_stores(args.data)]
     synth = [summarize_store(synthesize(seed=seed)) for seed in range(args.seeds)]
     out = ["| store | " + " | ".join(h for h, _, _ in COLUMNS) + " |",
            "|---|" + "---:|" * len(COLUMNS)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tts_gym.cli import main
-from tts_gym.data.resolve import fetched_store_path, resolve_store
+from tts_gym.data.resolve import fetched_store_path, resolve_store, resolve_stores
 from tts_gym.data import StoreNotFoundError, list_stores, load_stores, open_store
 from tts_gym.data.fetch import FetchError, fetch_autotts
 from tts_gym.data.synthetic import synthesize
@@ -53,7 +53,7 @@ def test_majority_statistic_matches_counter_over_finals(shared_replay_dir):
     """majority@N: Counter.most_common over the finals in stored order (ties: earliest branch)."""
     from collections import Counter
 
-    from tts_gym.data.resolve import summarize_store
+    from tts_gym.data.summary import summarize_store
     from tts_gym.data import read_autotts_json
     for b in BENCHMARKS:
         path = shared_replay_dir / "Qwen3-0.6B" / f"{b}.json"
@@ -187,10 +187,9 @@ def test_resolve_store_locations(shared_replay_dir, shared_h5, tmp_path, monkeyp
         resolve_store(model="Qwen3-0.6B", benchmark="aime25")
 
 
-def test_load_autotts_dir(shared_replay_dir):
-    from tts_gym.data.resolve import load_autotts_dir
-    stores = load_autotts_dir(shared_replay_dir / "Qwen3-8B")  # a model directory (the full tree: above)
-    assert list(stores) == [("Qwen3-8B", b) for b in BENCHMARKS]
+def test_resolve_a_model_directory(shared_replay_dir):
+    stores = resolve_stores(shared_replay_dir / "Qwen3-8B")  # one model's <benchmark>.json files
+    assert [(s.model, s.benchmark) for s in stores] == [("Qwen3-8B", b) for b in BENCHMARKS]
 
 
 def test_cache_dir_env(tmp_path, monkeypatch):

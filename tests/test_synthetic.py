@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import tts_gym
-from tts_gym.data.resolve import default_store, resolve_store, summarize_store
+from tts_gym.data.resolve import default_store, resolve_store
+from tts_gym.data.summary import summarize_store
 from tts_gym.data import load_stores, open_store, save_stores
 from tts_gym.data.store import GOLD_ABSENT, PAD_ID, ReplayStore
 from tts_gym.data.synthetic import synthesize

@@ -30,7 +30,7 @@ _EXPORTS = {
     "load_stores": "tts_gym.data.hdf5",
     "save_stores": "tts_gym.data.hdf5",
     "synthesize": "tts_gym.data.synthetic",
-    "resolve_store": "tts_gym.data.resolve",
+    "resolve_stores": "tts_gym.data.resolve",
     "TTSReplayEnv": "tts_gym.envs.env",
     "TTSReplayVectorEnv": "tts_gym.envs.vector",
     "Policy": "tts_gym.policies.base",

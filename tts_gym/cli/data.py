@@ -14,7 +14,6 @@ import functools
 import json
 import sys
 import time
-from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -24,7 +23,7 @@ def _errors_exit_2(func):
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace) -> int:
         from tts_gym.data.autotts import StoreFormatError
-        from tts_gym.data.hdf5 import StoreNotFoundError
+        from tts_gym.data.catalog import StoreNotFoundError
         try:
             return func(args)
         except (StoreFormatError, StoreNotFoundError, OSError, ValueError) as exc:
@@ -75,23 +74,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_any(path: str):
-    """Stores of an HDF5 file, or of AutoTTS JSON (file or directory)."""
-    p = Path(path)
-    if p.is_file() and p.suffix.lower() not in (".json",):
-        from tts_gym.data.hdf5 import load_stores
-        return load_stores(p)
-    from tts_gym.data.autotts import import_autotts
-    return import_autotts(p)
-
-
 @_errors_exit_2
 def cmd_info(args: argparse.Namespace) -> int:
-    from tts_gym.data.resolve import summarize_store
-    stores = _load_any(args.file)
-    if args.model or args.benchmark:
-        stores = {k: v for k, v in stores.items()
-                  if (args.model is None or k[0] == args.model) and (args.benchmark is None or k[1] == args.benchmark)}
+    from tts_gym.data.resolve import resolve_stores
+    from tts_gym.data.summary import summarize_store
+    stores = {(s.model, s.benchmark): s for s in resolve_stores(args.file, args.model, args.benchmark)}
     from tts_gym.data.answers import answer_merging_summary, format_answer_merging
     rows = [summarize_store(s) for s in stores.values()]
     # answer merging (math equivalence, recorded by `tts-gym collect --answer-merging`): its effect

@@ -20,7 +20,7 @@ EXIT_USAGE = 2
 
 
 def register(sub) -> None:
-    from tts_gym.discovery.loop import DEFAULT_MODELS
+    from tts_gym.data.catalog import HELDOUT_BENCHMARKS, MODELS, SEARCH_BENCHMARKS
     from tts_gym.discovery.sandbox import DEFAULT_BETAS
     p = sub.add_parser("discover", help="discover test-time-scaling controllers with an LLM proposer",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,9 +34,9 @@ def register(sub) -> None:
                    help="beta at which candidates are ranked (one of --betas; default 0.5)")
     p.add_argument("--seeds", type=int, default=20, help="shuffle seeds 0..S-1 during the search (20)")
     p.add_argument("--final-seeds", type=int, default=100, help="seeds of the final report (100)")
-    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    p.add_argument("--search-benchmarks", nargs="+", default=["aime24"])
-    p.add_argument("--heldout-benchmarks", nargs="+", default=["aime25", "hmmt25"])
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--search-benchmarks", nargs="+", default=list(SEARCH_BENCHMARKS))
+    p.add_argument("--heldout-benchmarks", nargs="+", default=list(HELDOUT_BENCHMARKS))
     p.add_argument("--no-heldout", action="store_true", help="skip the held-out report")
     p.add_argument("--no-baselines", action="store_true", help="skip the built-in baselines")
     p.add_argument("--data", default=None, help="replay data (directory of AutoTTS JSON or .h5); "

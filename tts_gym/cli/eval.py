@@ -138,7 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate one policy configuration under the reference protocol."""
     from tts_gym.data.resolve import resolve_store
     from tts_gym.data.autotts import StoreFormatError
-    from tts_gym.data.hdf5 import StoreNotFoundError
+    from tts_gym.data.catalog import StoreNotFoundError
     try:
         params = parse_params(args.param, args.params)
         agent = getattr(args, "agent", None)

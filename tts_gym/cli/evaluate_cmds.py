@@ -62,8 +62,9 @@ def eval_with_backend(store, policy: str, params: dict, seeds, args: argparse.Na
 def add_data_args(parser: argparse.ArgumentParser, multi: bool = False) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--data", default=None,
-                   help="HDF5 file, AutoTTS JSON file or directory (<model>/<benchmark>.json), or 'synthetic'; "
-                        "default: the embedded synthetic store (or $TTS_GYM_DATA with --model/--benchmark)")
+                   help="HDF5 file, AutoTTS JSON file or directory (<model>/<benchmark>.json), a "
+                        "Model/benchmark name, or 'synthetic'; default: the embedded synthetic store "
+                        "(or $TTS_GYM_DATA with --model/--benchmark)")
     if multi:
         g.add_argument("--model", nargs="*", default=None, help="model(s) to include (default: all)")
         g.add_argument("--benchmark", nargs="*", default=None, help="benchmark(s) to include (default: all)")
@@ -106,33 +107,6 @@ def _families(spec: str | None) -> list[str]:
     if bad:
         raise ValueError(f"unknown policies {bad}; choose from {', '.join(BUILTIN_FAMILIES)} (pp = parallel_probe)")
     return out
-
-
-def load_stores_arg(data, models=None, benchmarks=None) -> list:
-    """Stores named by the data options: one, or every store of a directory / HDF5 file (filtered)."""
-    from tts_gym.data.resolve import data_location, resolve_store
-    if data is None and not models and not benchmarks:
-        return [resolve_store()]
-    if data == "synthetic" or models == ["synthetic"]:
-        return [resolve_store("synthetic")]
-    location = Path(data).expanduser() if data is not None else data_location()
-    if location is None:
-        return [resolve_store(None, (models or [None])[0], (benchmarks or [None])[0])]
-    if location.is_dir():
-        from tts_gym.data.resolve import load_autotts_dir
-        found = load_autotts_dir(location)
-    elif location.suffix.lower() in (".h5", ".hdf5"):
-        from tts_gym.data.hdf5 import load_stores
-        found = load_stores(location)
-    else:
-        return [resolve_store(location)]
-    keys = [k for k in found if (not models or k[0] in models) and (not benchmarks or k[1] in benchmarks)]
-    if not keys:
-        raise ValueError(f"no store in {location} matches model={models} benchmark={benchmarks}; "
-                         f"available: {', '.join('/'.join(k) for k in sorted(found))}")
-    from tts_gym.evaluation.evaluate import _model_key
-    keys.sort(key=lambda k: (_model_key(k[0]), k[1]))
-    return [found[k] for k in keys]
 
 
 def load_rows(path) -> list[dict]:
@@ -259,8 +233,9 @@ def _rows_from_args(args, configs) -> tuple[list[dict], object]:
     """Rows from --results, else evaluate ``configs`` on the stores of the data options."""
     if args.results:
         return load_rows(args.results), None
+    from tts_gym.data.resolve import resolve_stores
     from tts_gym.evaluation.evaluate import evaluate
-    stores = load_stores_arg(args.data, args.model, args.benchmark)
+    stores = resolve_stores(args.data, args.model or None, args.benchmark or None)
     _compile_note({c[0] if isinstance(c, tuple) else getattr(c, "policy", "sc") for c in configs})
     res = evaluate(configs, stores, progress=_progress_flag(args), **protocol_kwargs(args),
                    **backend_kwargs(args))

@@ -8,7 +8,6 @@ on machines with many cores.
 """
 from __future__ import annotations
 
-from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 

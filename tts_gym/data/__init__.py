@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from tts_gym.data.autotts import StoreFormatError, import_autotts, read_autotts_json, validate_records
 from tts_gym.data.fetch import FetchError, fetch_autotts
-from tts_gym.data.hdf5 import (SCHEMA_VERSION, StoreNotFoundError, list_stores, load_stores, open_store,
-                             save_stores)
+from tts_gym.data.catalog import StoreNotFoundError
+from tts_gym.data.hdf5 import SCHEMA_VERSION, list_stores, load_stores, open_store, save_stores
 
 __all__ = [
     "StoreFormatError", "StoreNotFoundError", "SCHEMA_VERSION",

@@ -232,25 +232,15 @@ class MathEquivalence:
 def majority_accuracy(store) -> float:
     """Share of questions whose majority final answer (all branches, stored order, first-occurrence
     tie-breaking) equals the gold answer exactly. A quick data-quality figure, not a policy score."""
+    from tts_gym.core.voting import majority  # the one plurality rule
+
     Q = store.num_questions
     if Q == 0:
         return float("nan")
     correct = 0
     for q in range(Q):
-        n = int(store.num_branches[q])
-        finals = store.final_ids[q, :n]
-        if n == 0:
-            continue
-        counts = np.bincount(finals, minlength=len(store.answer_tables[q]))
-        # first occurrence order decides ties: scan in branch order
-        best, best_count, seen = -1, -1, set()
-        for a in finals.tolist():
-            if a in seen:
-                continue
-            seen.add(a)
-            if counts[a] > best_count:
-                best, best_count = a, counts[a]
-        correct += int(best == int(store.gold_ids[q]))
+        winner = majority(store.final_ids[q, :int(store.num_branches[q])].tolist())
+        correct += int(winner is not None and winner == int(store.gold_ids[q]))
     return correct / Q
 
 

@@ -21,11 +21,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from tts_gym.data.catalog import BENCHMARKS, MODELS
+
 AUTOTTS_BASE_URL = ("https://raw.githubusercontent.com/zhengkid/AutoTTS/main/"
                     "efficient_reasoning_controller/test_environment")
 ENV_BASE_URL = "TTS_GYM_FETCH_URL"
-AUTOTTS_MODELS = ("Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B")
-AUTOTTS_BENCHMARKS = ("aime24", "aime25", "hmmt25")
 
 # SHA-256 of the published store files (the copies this project was validated against).
 AUTOTTS_SHA256 = {
@@ -125,8 +125,8 @@ def _download(url: str, dest: Path, timeout: float, progress: bool, label: str) 
 
 
 def fetch_autotts(output: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None,
-                  base_url: str | None = None, models: tuple[str, ...] = AUTOTTS_MODELS,
-                  benchmarks: tuple[str, ...] = AUTOTTS_BENCHMARKS, timeout: float = 5.0,
+                  base_url: str | None = None, models: tuple[str, ...] = MODELS,
+                  benchmarks: tuple[str, ...] = BENCHMARKS, timeout: float = 5.0,
                   progress: bool = True, verify_checksums: bool = True, force: bool = False) -> Path:
     """Download the AutoTTS stores, verify and validate them, and write one HDF5 file.
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from tts_gym.data.autotts import StoreFormatError
+from tts_gym.data.catalog import StoreNotFoundError, select_stores
 from tts_gym.data.store import GOLD_ABSENT, PAD_ID, ReplayStore
 
 SCHEMA_VERSION = 1
@@ -50,10 +51,6 @@ _ARRAYS = {  # name -> (dtype, fill value); probe_ids is stored ragged (see the 
     "gold_ids": (np.int32, GOLD_ABSENT),
 }
 _CHUNK_BYTES = 1 << 20
-
-
-class StoreNotFoundError(LookupError):
-    """The requested ``(model, benchmark)`` is not in the file (the message lists what it holds)."""
 
 
 def _h5py():
@@ -312,21 +309,6 @@ def list_stores(path: str | os.PathLike) -> list[tuple[str, str]]:
         return _store_keys(f, path)
 
 
-def _select(keys: list[tuple[str, str]], model: str | None, benchmark: str | None, where: str
-            ) -> tuple[str, str]:
-    """The one key matching the optional filters, or a ``StoreNotFoundError`` listing the candidates."""
-    matches = [k for k in keys if (model is None or k[0] == model) and (benchmark is None or k[1] == benchmark)]
-    if len(matches) == 1:
-        return matches[0]
-    held = ", ".join(f"{m}/{b}" for m, b in keys) or "no stores"
-    want = " ".join(f"{n}={v!r}" for n, v in (("model", model), ("benchmark", benchmark)) if v is not None)
-    if not matches:
-        raise StoreNotFoundError(f"{where} holds no store {want or ''}".rstrip() + f"; it holds: {held}")
-    raise StoreNotFoundError(f"{where} holds {len(matches)} stores" + (f" matching {want}" if want else "")
-                             + f"; choose one with model=/benchmark=: "
-                             + ", ".join(f"{m}/{b}" for m, b in matches))
-
-
 def open_store(path: str | os.PathLike, model: str | None = None, benchmark: str | None = None, *,
                validate: bool = True) -> ReplayStore:
     """Load one store from an HDF5 file, e.g. ``open_store(p, model="Qwen3-1.7B", benchmark="aime25")``.
@@ -339,7 +321,12 @@ def open_store(path: str | os.PathLike, model: str | None = None, benchmark: str
         if model is not None and benchmark is not None and _is_store(f, model, benchmark):
             key = (model, benchmark)  # direct hit: no need to list the file
         else:
-            key = _select(_store_keys(f, path), model, benchmark, str(path))
+            keys = select_stores(_store_keys(f, path), None if model is None else (model,),
+                                 None if benchmark is None else (benchmark,), str(path))
+            if len(keys) != 1:
+                raise StoreNotFoundError(f"{path} holds {len(keys)} stores; choose one with model=/benchmark=: "
+                                         + ", ".join(f"{m}/{b}" for m, b in keys))
+            key = keys[0]
         return _read_store(f, key[0], key[1], path, validate)
 
 

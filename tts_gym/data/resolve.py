@@ -1,27 +1,48 @@
-"""Where replay data comes from, and a summary of what a store holds.
+"""Where replay data comes from: the one store resolver of the package.
 
-Resolution used by :func:`resolve_store` (and so by the main command):
+:func:`resolve_stores` turns what a user may write into the stores to run on; the env, ``evaluate``,
+the command line, discovery and the agent programs all call it (or :func:`resolve_store`, which
+wants exactly one), so they accept the same inputs:
 
-1. ``data`` given explicitly: a :class:`ReplayStore`, ``"synthetic"``, an HDF5 file (``.h5``/``.hdf5``),
-   an AutoTTS JSON file, or a directory of AutoTTS JSON laid out ``<model>/<benchmark>.json``.
-2. no ``data`` and no ``model``/``benchmark``: the embedded synthetic default store
-   (:func:`default_store`, generated on the fly from a fixed seed, cached in-process).
-3. no ``data`` but a ``model`` (other than ``"synthetic"``) or ``benchmark``: the location named by the
-   ``TTS_GYM_DATA`` environment variable (a directory of AutoTTS JSON or an HDF5 file), else the
-   user cache filled by ``tts-gym data fetch`` (``$TTS_GYM_CACHE``, else ``$XDG_CACHE_HOME/tts_gym``,
-   else ``~/.cache/tts_gym``).
+====================================  ===============================================================
+``data``                              stores
+====================================  ===============================================================
+``None``                              the embedded synthetic store, or, when ``model``/``benchmark``
+                                      are given, the stores they name in the data location (below)
+a :class:`ReplayStore`                that store
+``"synthetic"``                       the synthetic store of seed 0, or of each ``benchmark="seed<N>"``
+``"Model/benchmark"``                 that store in the data location (``"synthetic/seed<N>"``: the
+                                      synthetic store of seed ``N``); a name, not an existing path
+an HDF5 file (``.h5``/``.hdf5``)      all its stores
+an AutoTTS JSON file                  that store (``model``/``benchmark`` rename it)
+a directory of AutoTTS JSON           all its stores, laid out ``<model>/<benchmark>.json`` (or one
+                                      model's ``<benchmark>.json``)
+a list (any iterable) or a mapping   all of them, in order
+====================================  ===============================================================
+
+``model`` and ``benchmark`` (a name or a list of names) narrow a file or directory that holds
+several stores: each name given must match, and with both given every pair must exist, so asking
+for three models on AIME24 never quietly returns two. Whatever does not match raises
+:class:`StoreNotFoundError`, whose message lists what the location holds.
+
+The *data location* is ``$TTS_GYM_DATA`` (a directory of AutoTTS JSON or an HDF5 file), else the file
+``tts-gym data fetch`` writes into the user cache (``$TTS_GYM_CACHE``, else
+``$XDG_CACHE_HOME/tts_gym``, else ``~/.cache/tts_gym``).
 """
 from __future__ import annotations
 
 import functools
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import numpy as np
+from tts_gym.data.catalog import SYNTHETIC, StoreNotFoundError, select_stores
+from tts_gym.data.store import ReplayStore
 
-from tts_gym.data.store import GOLD_ABSENT, ReplayStore
+__all__ = ["resolve_stores", "resolve_store", "default_store", "data_location", "cache_dir",
+           "fetched_store_path", "StoreNotFoundError", "ENV_DATA", "ENV_CACHE"]
 
 ENV_DATA = "TTS_GYM_DATA"
 ENV_CACHE = "TTS_GYM_CACHE"
@@ -30,6 +51,10 @@ DEFAULT_QUESTIONS = 30
 DEFAULT_BRANCHES = 128
 FETCHED_FILE = "autotts.h5"
 HDF5_SUFFIXES = (".h5", ".hdf5")
+
+_SEED_NAME = re.compile(r"seed(\d+)$")
+_NO_DATA_HINT = (f"run `tts-gym data fetch`, or set {ENV_DATA}=DIR (a directory of AutoTTS JSON "
+                 f"<model>/<benchmark>.json, or an .h5 file made by `tts-gym data import DIR -o OUT.h5`)")
 
 
 def cache_dir() -> Path:
@@ -74,113 +99,112 @@ def default_store(seed: int = DEFAULT_SEED) -> ReplayStore:
     return _synthetic_cached(int(seed))
 
 
-def load_autotts_dir(path: str | os.PathLike) -> dict[tuple[str, str], ReplayStore]:
-    """All AutoTTS JSON stores under ``path`` (``<model>/<benchmark>.json``), validated, keyed by
-    ``(model, benchmark)``."""
-    from tts_gym.data.autotts import import_autotts
-    return import_autotts(path)
+# ---------------------------------------------------------------------------------------------
+# candidates: (model, benchmark) keys with a loader each, so that a count can be checked (and an
+# error raised) before anything is read
+# ---------------------------------------------------------------------------------------------
+
+Candidates = list[tuple[tuple[str, str], Callable[[], ReplayStore]]]
 
 
-def _load_from(location: Path, model: str | None, benchmark: str | None) -> ReplayStore:
-    from tts_gym.data.autotts import find_autotts_files, infer_names, read_autotts_json
-    from tts_gym.data.hdf5 import _select, open_store
+def _names(value, what: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"{what} must be a name or a non-empty list of names, got {value!r}")
+    return names
 
+
+def _synthetic(benchmarks) -> Candidates:
+    out = []
+    for b in benchmarks or (f"seed{DEFAULT_SEED}",):
+        m = _SEED_NAME.match(b)
+        if not m:
+            raise StoreNotFoundError(f"synthetic stores are named synthetic/seed<N>, got synthetic/{b}")
+        out.append(((SYNTHETIC, b), functools.partial(default_store, int(m.group(1)))))
+    return out
+
+
+def _from_location(location: Path, models, benchmarks) -> Candidates:
     if not location.exists():
-        raise FileNotFoundError(f"{location}: no such file or directory")
+        raise StoreNotFoundError(f"{location}: no such file or directory")
     if location.is_file() and location.suffix.lower() in HDF5_SUFFIXES:
-        return open_store(location, model=model, benchmark=benchmark)
+        from tts_gym.data.hdf5 import list_stores, open_store
+        keys = select_stores(list_stores(location), models, benchmarks, str(location))
+        return [(k, functools.partial(open_store, location, k[0], k[1])) for k in keys]
+    from tts_gym.data.autotts import find_autotts_files, infer_names, read_autotts_json
     if location.is_file():
-        return read_autotts_json(location, model, benchmark)
-    files = {infer_names(f): f for f in find_autotts_files(location)}
-    key = _select(sorted(files), model, benchmark, str(location))
-    return read_autotts_json(files[key])
+        if (models and len(models) > 1) or (benchmarks and len(benchmarks) > 1):
+            raise ValueError(f"{location} is one store: give at most one model and one benchmark")
+        inferred = infer_names(location)
+        key = (models[0] if models else inferred[0], benchmarks[0] if benchmarks else inferred[1])
+        return [(key, functools.partial(read_autotts_json, location, key[0], key[1]))]
+    try:
+        found = find_autotts_files(location)
+    except FileNotFoundError as exc:
+        raise StoreNotFoundError(str(exc)) from None
+    files: dict[tuple[str, str], Path] = {}
+    for f in found:
+        files.setdefault(infer_names(f), f)
+    keys = select_stores(list(files), models, benchmarks, str(location))
+    return [(k, functools.partial(read_autotts_json, files[k])) for k in keys]
 
 
-_SEED_NAME = re.compile(r"seed(\d+)$")
+def _is_store_name(data: str) -> bool:
+    """``"Model/benchmark"``: one slash, no file suffix, and not an existing path."""
+    return (data.count("/") == 1 and not data.startswith(("/", ".", "~"))
+            and Path(data).suffix.lower() not in (*HDF5_SUFFIXES, ".json") and not os.path.exists(data))
 
 
-def resolve_store(data: Any = None, model: str | None = None, benchmark: str | None = None) -> ReplayStore:
-    """The replay store to run on (see the module docstring for the resolution order).
-
-    ``data``: ``None``, a :class:`ReplayStore`, ``"synthetic"``, or a path (HDF5 file, AutoTTS JSON
-    file, or directory of them). ``model``/``benchmark`` select within the location; they may be
-    omitted when a single store matches. ``model="synthetic"`` gives the synthetic default, or with
-    ``benchmark="seed<N>"`` the synthetic store of seed ``N``.
-    """
+def _candidates(data: Any, models, benchmarks) -> Candidates:
     if isinstance(data, ReplayStore):
-        return data
-    if data is None and model is None and benchmark is None:
-        return default_store()
-    if (isinstance(data, str) and data == "synthetic") or (data is None and model == "synthetic"):
-        m = _SEED_NAME.match(benchmark or "")
-        if benchmark is not None and not m:
-            raise ValueError(f"synthetic benchmark must be 'seed<N>', got {benchmark!r}")
-        return default_store(int(m.group(1)) if m else DEFAULT_SEED)
+        return [((data.model, data.benchmark), lambda: data)]
+    if isinstance(data, Mapping):
+        data = list(data.values())
+    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, os.PathLike)):
+        data = list(data)
+    if isinstance(data, list):
+        if not data:
+            raise ValueError("an empty list of stores")
+        return [c for item in data for c in _candidates(item, models, benchmarks)]
+    if isinstance(data, str) and data == SYNTHETIC:
+        return _synthetic(benchmarks)
+    if isinstance(data, str) and _is_store_name(data):
+        model, benchmark = data.split("/")
+        if (models and models != (model,)) or (benchmarks and benchmarks != (benchmark,)):
+            raise ValueError(f"store name {data!r} disagrees with model={models} benchmark={benchmarks}")
+        return _candidates(None, (model,), (benchmark,))
     if data is None:
+        if models is None and benchmarks is None:
+            return [((SYNTHETIC, f"seed{DEFAULT_SEED}"), default_store)]
+        if models == (SYNTHETIC,):
+            return _synthetic(benchmarks)
         location = data_location()
         if location is None:
-            raise FileNotFoundError(
-                f"no replay data for model={model!r} benchmark={benchmark!r}: run `tts-gym data fetch`, "
-                f"or set {ENV_DATA}=DIR (a directory of AutoTTS JSON <model>/<benchmark>.json, or an .h5 file "
-                f"made by `tts-gym data import DIR -o OUT.h5`)")
-    else:
-        location = Path(os.fspath(data)).expanduser()
-    return _load_from(location, model, benchmark)
+            want = ", ".join(f"{n}={list(v)}" for n, v in (("model", models), ("benchmark", benchmarks)) if v)
+            raise StoreNotFoundError(f"no replay data location for {want}: {_NO_DATA_HINT}")
+        return _from_location(location, models, benchmarks)
+    if isinstance(data, (str, os.PathLike)):
+        return _from_location(Path(os.fspath(data)).expanduser(), models, benchmarks)
+    raise TypeError(f"replay data must be None, a ReplayStore, a path, a 'model/benchmark' name or a "
+                    f"list of them, got {type(data).__name__}")
 
 
-# -- summary statistics -----------------------------------------------------------------------------
+def resolve_stores(data: Any = None, model: str | Sequence[str] | None = None,
+                   benchmark: str | Sequence[str] | None = None) -> list[ReplayStore]:
+    """The replay stores ``data`` names, narrowed by ``model``/``benchmark`` (see the module
+    docstring for the accepted inputs). Raises :class:`StoreNotFoundError` (listing what exists)
+    when something named is not there."""
+    return [load() for _, load in _candidates(data, _names(model, "model"), _names(benchmark, "benchmark"))]
 
-def summarize_store(store: ReplayStore) -> dict[str, Any]:
-    """Summary statistics of a store (vectorised).
 
-    ``majority_acc``: share of questions whose majority final answer over all branches equals the
-    gold (ties go to the answer whose first vote comes from the earliest stored branch, as
-    ``collections.Counter.most_common`` over the finals in stored order); ``pass_acc``: share whose gold is
-    among the final answers; ``gold_anywhere``: share whose gold appears in any probe or final;
-    ``branch_acc``: share of correct branches; ``distinct_finals``/``distinct_answers``: mean distinct
-    final answers / all answers (probes too) per question; ``first_final_depth``: mean 1-based probe
-    index at which a branch's final answer first appears among its probes (``first_final_frac``: the
-    same as a fraction of ``K``); ``err_probe_share``: share of probes equal to the string ``"ERR"``.
-    """
-    Q, N, K = store.probe_ids.shape
-    nb = store.num_branches
-    real = np.arange(N)[None, :] < nb[:, None]
-    kp = store.num_probes[real]
-    tok = store.branch_tokens[real]
-    fin = store.final_ids
-    qidx = np.broadcast_to(np.arange(Q)[:, None], (Q, N))[real].astype(np.int64)
-    sizes = np.array([len(t) for t in store.answer_tables], dtype=np.int64)
-    A = int(sizes.max()) if Q else 1
-    key = qidx * A + fin[real]
-    uk, first_b, cnt = np.unique(key, return_index=True, return_counts=True)
-    uq, uid = uk // A, uk % A
-    o = np.lexsort((first_b, -cnt, uq))  # most votes; ties: the answer of the earliest branch
-    head = np.ones(len(o), dtype=bool)
-    head[1:] = uq[o][1:] != uq[o][:-1]
-    maj_id = np.full(Q, -2, dtype=np.int64)
-    maj_id[uq[o][head]] = uid[o][head]
-    gold = store.gold_ids.astype(np.int64)
-    has_gold = gold != GOLD_ABSENT
-    majority = has_gold & (maj_id == gold)
-    pass_n = has_gold & np.isin(np.arange(Q) * A + gold, uk)
-    correct = has_gold[:, None] & (fin == gold[:, None]) & real
-    in_probe = np.arange(K)[None, None, :] < store.num_probes[:, :, None]
-    eq = (store.probe_ids == fin[:, :, None]) & in_probe
-    found = eq.any(axis=2) & real
-    first = eq.argmax(axis=2)[found] + 1
-    err_share = 0.0
-    n_probes = int(kp.sum())
-    if n_probes:
-        err_ids = np.array([t.index("ERR") if "ERR" in t else -3 for t in store.answer_tables], dtype=np.int64)
-        err_share = float(((store.probe_ids == err_ids[:, None, None]) & in_probe).sum()) / n_probes
-    return {
-        "model": store.model, "benchmark": store.benchmark, "questions": Q, "branches": int(nb.sum()),
-        "max_branches": N, "k_min": int(kp.min()), "k_mean": float(kp.mean()), "k_max": int(kp.max()),
-        "tokens_min": int(tok.min()), "tokens_mean": float(tok.mean()), "tokens_max": int(tok.max()),
-        "majority_acc": float(majority.mean()), "pass_acc": float(pass_n.mean()),
-        "gold_anywhere": float(has_gold.mean()), "branch_acc": float(correct.sum() / max(1, real.sum())),
-        "distinct_finals": float(np.bincount(uq, minlength=Q).mean()), "distinct_answers": float(sizes.mean()),
-        "first_final_depth": float(first.mean()) if first.size else float("nan"),
-        "first_final_frac": float((first / store.num_probes[found]).mean()) if first.size else float("nan"),
-        "err_probe_share": err_share,
-    }
+def resolve_store(data: Any = None, model: str | Sequence[str] | None = None,
+                  benchmark: str | Sequence[str] | None = None) -> ReplayStore:
+    """The one replay store ``data``/``model``/``benchmark`` name (as :func:`resolve_stores`); raises
+    :class:`StoreNotFoundError` listing the candidates when they name several."""
+    found = _candidates(data, _names(model, "model"), _names(benchmark, "benchmark"))
+    if len(found) != 1:
+        names = ", ".join(f"{m}/{b}" for (m, b), _ in found)
+        raise StoreNotFoundError(f"{len(found)} stores match ({names}); choose one with model= and benchmark=")
+    return found[0][1]()

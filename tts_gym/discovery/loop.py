@@ -3,7 +3,7 @@
 :func:`run_discovery` (driven by ``tts-gym discover`` and ``agents/discover.py``):
 
 1. loads the search stores (default: AIME24 of the four Qwen3 models, through
-   :func:`tts_gym.data.resolve.resolve_store`; ``TTS_GYM_DATA`` or ``--data``) and, once, the built-in
+   :func:`tts_gym.data.resolve.resolve_stores`; ``TTS_GYM_DATA`` or ``--data``) and, once, the built-in
    baselines' curves on them (compiled kernels, :func:`tts_gym.evaluation.protocol.evaluate_compiled`);
 2. evaluates the seed controllers, if any (no API cost);
 3. per round: builds the prompt from the history (:func:`tts_gym.discovery.proposer.build_prompt`),
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from tts_gym.data.catalog import HELDOUT_BENCHMARKS, MODELS, SEARCH_BENCHMARKS
 from tts_gym.discovery.history import RunDir, read_json, write_atomic, write_json
 from tts_gym.discovery.prices import Price, cost_usd, price_for
 from tts_gym.discovery.proposer import (
@@ -38,10 +39,7 @@ from tts_gym.discovery.sandbox import (
     DEFAULT_BETAS, ControllerEvaluation, SandboxLimits, SearchSet, evaluate_controller,
 )
 
-__all__ = ["DiscoveryConfig", "run_discovery", "load_stores", "baseline_curves", "select_best",
-           "DEFAULT_MODELS", "RESUME_KEYS"]
-
-DEFAULT_MODELS = ("Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B")
+__all__ = ["DiscoveryConfig", "run_discovery", "baseline_curves", "select_best", "RESUME_KEYS"]
 
 RESUME_KEYS = ("model", "candidates_per_round", "betas", "seeds", "select_beta", "models",
                "search_benchmarks", "data")
@@ -57,9 +55,9 @@ class DiscoveryConfig:
     seeds: int = 20
     final_seeds: int = 100
     select_beta: float = 0.5
-    models: tuple = DEFAULT_MODELS
-    search_benchmarks: tuple = ("aime24",)
-    heldout_benchmarks: tuple = ("aime25", "hmmt25")
+    models: tuple = MODELS
+    search_benchmarks: tuple = SEARCH_BENCHMARKS
+    heldout_benchmarks: tuple = HELDOUT_BENCHMARKS
     data: str | None = None
     max_tokens: int = 16000
     temperature: float | None = None
@@ -120,10 +118,10 @@ def _noop(event: str, **info: Any) -> None:
     pass
 
 
-def load_stores(models: Sequence[str], benchmarks: Sequence[str], data: str | None = None) -> list:
-    """The replay stores ``models x benchmarks`` (benchmark-major), via :mod:`tts_gym.data.resolve`."""
-    from tts_gym.data.resolve import resolve_store
-    return [resolve_store(data, m, b) for b in benchmarks for m in models]
+def _stores(models: Sequence[str], benchmarks: Sequence[str], data: str | None) -> list:
+    """The replay stores ``models x benchmarks``, benchmark-major; every pair must exist."""
+    from tts_gym.data.resolve import resolve_stores
+    return [s for b in benchmarks for s in resolve_stores(data, models, b)]
 
 
 BASELINE_CONFIGS = (
@@ -224,7 +222,7 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sandbox")
     try:
         progress("load", what="search stores")
-        stores = load_stores(cfg.models, cfg.search_benchmarks, cfg.data)
+        stores = _stores(cfg.models, cfg.search_benchmarks, cfg.data)
         write_json(run.config_path, dict(cfg.to_json(), _elapsed_s=elapsed_before))
         evaluator = _Evaluator(stores, cfg.seeds, cfg, pool)
         search = evaluator.search
@@ -385,7 +383,7 @@ def _final(run: RunDir, cfg: DiscoveryConfig, records, seed_names, evaluator, ba
     if cfg.heldout:
         for bench in cfg.heldout_benchmarks:
             progress("load", what=f"held-out {bench}")
-            groups.append((bench, load_stores(cfg.models, [bench], cfg.data)))
+            groups.append((bench, _stores(cfg.models, [bench], cfg.data)))
     for name, group in groups:
         ev_final = _Evaluator(group, cfg.final_seeds, cfg, pool)
         progress("final_eval", group=name, jobs=len(cfg.betas) * len(group))

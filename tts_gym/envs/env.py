@@ -102,7 +102,7 @@ env = gym.make("tts_gym/Replay-v0", store=None, max_branches=64, cost_weight=0.0
 
 | Argument                 | Default       | Meaning                                                          |
 |--------------------------|---------------|------------------------------------------------------------------|
-| ``store``                | ``None``      | ``None`` (embedded synthetic store, or ``model``/``benchmark`` via :func:`tts_gym.data.resolve.resolve_store`), a ``ReplayStore``, a list of them (questions concatenated), or a path (``.h5`` via :mod:`tts_gym.data.hdf5`; AutoTTS JSON file or directory) |
+| ``store``                | ``None``      | ``None`` (embedded synthetic store, or ``model``/``benchmark`` via :func:`tts_gym.data.resolve.resolve_stores`), a ``ReplayStore``, a ``"Model/benchmark"`` name, a path (``.h5``, AutoTTS JSON file or directory: all its stores), or a list of them (questions concatenated) |
 | ``model``, ``benchmark`` | ``None``      | select a store inside a path / the data location                 |
 | ``max_branches``         | 64            | ``M``: positions per episode                                     |
 | ``fused``                | ``True``      | advancing also reveals the answer (the reference); ``False``: ``PROBE`` reveals |
@@ -136,9 +136,7 @@ stable-baselines3 via :mod:`tts_gym.envs.sb3`, over ``DISABLED``), with batched 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numba as nb
@@ -154,10 +152,10 @@ from tts_gym.core.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, FINI
 from tts_gym.core.observation import (G_COST_WEIGHT, ObsParams, confidence_table, make_buffers, make_obs_params,
                                  make_scratch, observation_space, observe_episode)
 from tts_gym.core.orders import reference_permutation
-from tts_gym.data.store import ReplayStore
+from tts_gym.data.resolve import resolve_stores
 from tts_gym.envs.view import EpisodeView
 
-__all__ = ["TTSReplayEnv", "resolve_stores", "ReplaySetup", "compiled_entry"]
+__all__ = ["TTSReplayEnv", "ReplaySetup", "compiled_entry"]
 
 INVALID_ACTION_MODES = ("raise", "penalize")
 QUESTION_SAMPLING = ("uniform", "sequential")
@@ -165,45 +163,8 @@ PERMUTATIONS = ("reference", "random")
 
 
 # ---------------------------------------------------------------------------------------------
-# store resolution and the packed replay shared by the single and the vector env
+# the packed replay shared by the single and the vector env
 # ---------------------------------------------------------------------------------------------
-
-def resolve_stores(store: Any = None, model: str | None = None,
-                   benchmark: str | None = None) -> list[ReplayStore]:
-    """The stores an env runs on: ``None`` (synthetic default / data location), a ``ReplayStore``, a
-    path (``.h5``/``.hdf5`` via :mod:`tts_gym.data.hdf5`, all its stores unless ``model``/``benchmark``
-    select one; other paths via :func:`tts_gym.data.resolve.resolve_store`), or a list/mapping of those."""
-    if isinstance(store, ReplayStore):
-        return [store]
-    if store is None:
-        from tts_gym.data.resolve import resolve_store
-        return [resolve_store(None, model, benchmark)]
-    if isinstance(store, (str, os.PathLike)):
-        if isinstance(store, str) and store == "synthetic":
-            from tts_gym.data.resolve import resolve_store
-            return [resolve_store("synthetic", model, benchmark)]
-        path = Path(os.fspath(store)).expanduser()
-        if path.suffix.lower() in (".h5", ".hdf5"):
-            from tts_gym.data.hdf5 import load_stores, open_store
-            if model is not None or benchmark is not None:
-                return [open_store(path, model=model, benchmark=benchmark)]
-            stores = list(load_stores(path).values())
-            if not stores:
-                raise ValueError(f"{path} holds no replay store")
-            return stores
-        from tts_gym.data.resolve import resolve_store
-        return [resolve_store(path, model, benchmark)]
-    if isinstance(store, Mapping):
-        store = list(store.values())
-    if isinstance(store, (list, tuple)):
-        if not store:
-            raise ValueError("empty list of stores")
-        out: list[ReplayStore] = []
-        for s in store:
-            out.extend(resolve_stores(s, model, benchmark))
-        return out
-    raise TypeError(f"store must be None, a ReplayStore, a path or a list of them, got {type(store).__name__}")
-
 
 def _uniform_ints(rng: np.random.Generator, high: int, n: int) -> np.ndarray:
     """``n`` uniform integers in ``0 .. high - 1`` (``floor(U * high)``; ``Generator.integers`` costs

@@ -40,10 +40,9 @@ import csv
 import io
 import itertools
 import json
-import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -583,24 +582,8 @@ def summarize(store_name: str, config: Config, o: Outcome, level: float, ci: str
 # ---------------------------------------------------------------------------------------------
 
 def _as_stores(stores) -> list:
-    from tts_gym.data.store import ReplayStore
-    if stores is None:
-        stores = [None]
-    elif isinstance(stores, (ReplayStore, str, os.PathLike)) or not isinstance(stores, Iterable):
-        stores = [stores]
-    out = []
-    for s in stores:
-        if isinstance(s, ReplayStore):
-            out.append(s)
-            continue
-        from tts_gym.data.resolve import resolve_store
-        if s is None:
-            out.append(resolve_store())
-        elif isinstance(s, str) and "/" in s and not os.path.exists(s) and s.count("/") == 1:
-            m, b = s.split("/")
-            out.append(resolve_store(model=m, benchmark=b))
-        else:
-            out.append(resolve_store(s))
+    from tts_gym.data.resolve import resolve_stores
+    out = resolve_stores(stores)
     names = [s.name for s in out]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate store names {names}")
@@ -680,9 +663,9 @@ def evaluate(policies, stores=None, *, params: Mapping | None = None, grid=None,
     policies: a built-in family name (``"sc" "asc" "esc" "parallel_probe" "cmc"``), a :class:`Sweep`,
         a :class:`Config`, a ``(family, params)`` pair, a Policy instance or factory, or a list of
         these. A bare family name with neither ``params`` nor ``grid`` runs its protocol defaults.
-    stores: a :class:`~tts_gym.data.store.ReplayStore`, a path / ``"model/benchmark"`` (resolved with
-        :func:`tts_gym.data.resolve.resolve_store`), a list of them, or ``None`` (the embedded synthetic
-        store).
+    stores: anything :func:`tts_gym.data.resolve.resolve_stores` accepts -- a
+        :class:`~tts_gym.data.store.ReplayStore`, a path (every store of an HDF5 file or directory),
+        a ``"model/benchmark"`` name, a list of them, or ``None`` (the embedded synthetic store).
     params / grid: parameters of a single policy; ``grid`` is a dict of lists (Cartesian product) or
         a list of dicts.
     protocol: ``"reference"`` (default), ``"subsample"``, ``"bootstrap"``, ``"branch-bootstrap"``, or
