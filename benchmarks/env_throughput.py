@@ -38,6 +38,7 @@ import numpy as np
 import tts_gym  # noqa: F401  (registers the env)
 from tts_gym.core import actions as A
 from tts_gym.core.kernels import FINISHED, PRUNED
+from tts_gym.data.resolve import resolve_stores
 from tts_gym.core.orders import reference_permutation
 from tts_gym.core.spec_model import PyReplayEnv
 
@@ -208,7 +209,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     kw = dict(store=args.data, model=args.model, benchmark=args.benchmark, max_branches=args.max_branches)
-    store = tts_gym.envs.env.resolve_stores(args.data, args.model, args.benchmark)[0]
+    store = resolve_stores(args.data, args.model, args.benchmark)[0]
     print(f"tts_gym env throughput | store {store.name} ({store.num_questions} questions, "
           f"N={store.max_branches}, K<={store.max_probes}) | M={args.max_branches} | controller: open "
           f"{args.width}, CONTINUE round-robin, ANSWER")

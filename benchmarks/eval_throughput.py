@@ -38,10 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tts_gym.data.catalog import BENCHMARKS, MODELS
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "autotts-replay"
-MODELS = ("Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B")
-BENCHMARKS = ("aime24", "aime25", "hmmt25")
 
 # label, policy, grid (one compiled call per entry)
 MAIN_TABLE = [

@@ -31,23 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tts_gym.data.catalog import BENCHMARKS, MODELS
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "autotts-replay"
 REFERENCE_CSV = ROOT.parent / "shared" / "reference" / "aime24_reference_results.csv"
-MODELS = ("Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B")
-BENCHMARKS = ("aime24", "aime25", "hmmt25")
 MAIN_LABELS = ("SC@64", "ASC@64", "ESC@64", "PP@64", "CMC β=0.5", "CMC β=1")
 # docs/replay-semantics.md, "Parity targets" (Qwen3-1.7B / aime24): SC@64 is not in the authors' CSV
 SPEC_TARGETS = {("Qwen3-1.7B", "SC@64"): (2175, 3_077_415_887)}
-
-
-def load_shared(data: Path) -> list:
-    from tts_gym.data.resolve import load_autotts_dir
-    found = load_autotts_dir(data)
-    missing = [f"{m}/{b}" for m in MODELS for b in BENCHMARKS if (m, b) not in found]
-    if missing:
-        raise SystemExit(f"missing stores in {data}: {', '.join(missing)}")
-    return [found[(m, b)] for m in MODELS for b in BENCHMARKS]
 
 
 def csv_label(method: str, params: dict) -> str:
@@ -209,7 +200,8 @@ def main(argv=None) -> int:
 
     console = Console()
     t0 = time.perf_counter()
-    stores = load_shared(args.data)
+    from tts_gym.data.resolve import resolve_stores
+    stores = resolve_stores(args.data, MODELS, BENCHMARKS)
     sweeps = [Sweep("sc"), Sweep("asc"), Sweep("esc"), Sweep("parallel_probe"), Sweep("cmc")]
     t1 = time.perf_counter()
     res = evaluate(sweeps, stores, seeds=range(args.seeds), backend=args.backend, address=args.address,

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tts_gym.data.catalog import BENCHMARKS, MODELS  # noqa: F401 (the tests import them from here)
 from tts_gym.data.store import ReplayStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_REPLAY_DIR = Path(os.environ.get("TTS_GYM_DATA", REPO_ROOT.parent / "shared" / "autotts-replay"))
 SHARED_REFERENCE_DIR = SHARED_REPLAY_DIR.parent / "reference"
-MODELS = ("Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B")
-BENCHMARKS = ("aime24", "aime25", "hmmt25")
 
 
 @lru_cache(maxsize=None)

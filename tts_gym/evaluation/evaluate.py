@@ -40,7 +40,6 @@ import csv
 import io
 import itertools
 import json
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -48,6 +47,7 @@ import numpy as np
 
 from tts_gym.evaluation import stats as S
 from tts_gym.evaluation.frontier import Frontier, pareto_frontier
+from tts_gym.evaluation.progress import progress_bar
 from tts_gym.evaluation.protocols import EpisodeSet, make_episodes
 
 BUILTIN_FAMILIES = ("sc", "asc", "esc", "parallel_probe", "cmc")
@@ -316,7 +316,7 @@ def _make_python_policy(config: Config):
         return pol
     if callable(pol):
         return pol(**config.params)
-    from tts_gym.policies.base import as_policy
+    from tts_gym.policies.coerce import as_policy
     return as_policy(pol)
 
 
@@ -324,7 +324,7 @@ def _run_python(store, config: Config, questions, orders, M) -> dict[str, np.nda
     """Play a Python policy over the episodes through the env (:func:`tts_gym.evaluation.rollout.run_episode`,
     one Python call per step). The episodes' explicit branch orders are passed as the env's
     ``permutation`` reset option (so they must be permutations: no branch bootstrap here)."""
-    from tts_gym.policies.base import as_policy
+    from tts_gym.policies.coerce import as_policy
     from tts_gym.evaluation.rollout import make_reference_env, run_episode
 
     policy = as_policy(_make_python_policy(config), keep_controllers=True)
@@ -629,18 +629,11 @@ def assemble(stores, configs, episodes, tasks, task_results, level, ci) -> tuple
     return rows, outcomes
 
 
-def _progress(total: int, desc: str, enabled):
-    from tqdm.auto import tqdm
-    disable = (not enabled) if enabled is not None else None
-    return tqdm(total=total, desc=desc, unit="ep", unit_scale=True, disable=disable, leave=False,
-                dynamic_ncols=True, file=sys.stderr)
-
-
 def run_local(stores, configs, episodes, tasks, *, workers=None, progress=None) -> list[dict]:
     """Execute tasks in-process, in order, with a progress bar (episodes x configurations)."""
     total = sum(t.size * episodes[stores[t.store].name].episodes_per_replicate for t in tasks)
     results = []
-    with _progress(total, "evaluating", progress) as bar:
+    with progress_bar(total, "evaluating", progress) as bar:
         for t in tasks:
             st = stores[t.store]
             bar.set_postfix_str(f"{st.name} {configs[t.configs[0]].label}"
@@ -692,8 +685,8 @@ def evaluate(policies, stores=None, *, params: Mapping | None = None, grid=None,
     elif backend == "ray":
         from tts_gym.evaluation.ray_backend import run_ray
         tasks = plan_tasks(store_list, configs, episodes, replicate_block or 25, configs_per_task=1)
-        results = run_ray(store_list, configs, episodes, tasks, address=address, num_cpus=num_cpus,
-                          workers=workers, progress=progress)
+        results = run_ray(run_task, store_list, configs, episodes, tasks, address=address,
+                          num_cpus=num_cpus, workers=workers, progress=progress)
     else:
         raise ValueError(f"unknown backend {backend!r}; choose 'local' or 'ray'")
     rows, outcomes = assemble(store_list, configs, episodes, tasks, results, level, ci)

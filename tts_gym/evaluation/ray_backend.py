@@ -4,9 +4,11 @@ Ray tasks.
 * Each store and its episode set are put into Ray's object store **once** (``ray.put``); tasks receive
   the references and Ray hands every worker the shared, zero-copy numpy buffers -- nothing is re-read
   from disk or re-sent per task.
-* A task is :func:`tts_gym.evaluation.evaluate.run_task` -- the very function the local backend runs
-  -- on one (store, configuration, replicate block); results are assembled in task order by the same
-  code, so tables are identical to the local backend's (``tests/test_ray_backend.py``).
+* A task is the caller's ``run_task`` -- :func:`tts_gym.evaluation.evaluate.run_task`, the very
+  function the local backend runs -- on one (store, configuration, replicate block); results are
+  assembled in task order by the same code, so tables are identical to the local backend's
+  (``tests/test_ray_backend.py``). The function travels to the workers by reference (its module must
+  be importable there), so this module needs nothing from the evaluator.
 * ``address=None`` starts (or reuses) a local Ray instance (``num_cpus`` CPUs, default all);
   ``address="auto"`` or ``"ray://host:10001"`` joins an existing cluster. The package must be
   importable on the workers (install it there, or use a Ray runtime environment).
@@ -14,7 +16,7 @@ Ray tasks.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 _REMOTE = None
 
@@ -25,8 +27,7 @@ def _remote_fn():
         import ray
 
         @ray.remote(num_cpus=1, max_retries=1)
-        def _evaluate_task(store, episodes, configs, task, workers):
-            from tts_gym.evaluation.evaluate import run_task
+        def _evaluate_task(run_task, store, episodes, configs, task, workers):
             return run_task(store, episodes, configs, task, workers)
 
         _REMOTE = _evaluate_task
@@ -49,10 +50,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
     return ray
 
 
-def run_ray(stores, configs, episodes, tasks: Sequence, *, address: str | None = None,
+def run_ray(run_task: Callable, stores, configs, episodes, tasks: Sequence, *, address: str | None = None,
             num_cpus: int | None = None, workers: int | None = 1, progress=None) -> list[dict]:
-    """Execute ``tasks`` as Ray tasks; returns their results in task order."""
-    from tts_gym.evaluation.evaluate import _progress
+    """Execute ``tasks`` as Ray tasks, each ``run_task(store, episodes, configs, task, workers)``;
+    returns their results in task order."""
+    from tts_gym.evaluation.progress import progress_bar
 
     ray = ensure_ray(address, num_cpus)
     fn = _remote_fn()
@@ -60,12 +62,13 @@ def run_ray(stores, configs, episodes, tasks: Sequence, *, address: str | None =
     ep_refs = {s.name: ray.put(episodes[s.name]) for s in stores}
     cfg_ref = ray.put(list(configs))
     w = 1 if workers is None else int(workers)
-    refs = [fn.remote(store_refs[t.store], ep_refs[stores[t.store].name], cfg_ref, t, w) for t in tasks]
+    refs = [fn.remote(run_task, store_refs[t.store], ep_refs[stores[t.store].name], cfg_ref, t, w)
+            for t in tasks]
     index = {r: i for i, r in enumerate(refs)}
     results: list = [None] * len(refs)
     sizes = [t.size * episodes[stores[t.store].name].episodes_per_replicate for t in tasks]
     pending = list(refs)
-    with _progress(sum(sizes), "evaluating (ray)", progress) as bar:
+    with progress_bar(sum(sizes), "evaluating (ray)", progress) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for r in done:

@@ -19,7 +19,7 @@ This is the project's reference Python path (the compiled fast path is
 ``policy`` may be a :class:`Policy`, an AutoTTS-style controller (an object with
 ``solve(question)``; played with :func:`tts_gym.policies.autotts_adapter.run_autotts_controller`)
 or a stable-baselines3 model (wrapped in :class:`~tts_gym.policies.base.SB3Policy`); see
-:func:`tts_gym.policies.base.as_policy`.
+:func:`tts_gym.policies.coerce.as_policy`.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from tts_gym.core import kernels as K
-from tts_gym.policies.base import PolicyError, as_policy
+from tts_gym.policies.base import PolicyError
+from tts_gym.policies.coerce import as_policy
 
 __all__ = ["RolloutResult", "run_episode", "run_episodes", "evaluate_reference_python",
            "make_reference_env"]

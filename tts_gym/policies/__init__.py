@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from tts_gym.policies.autotts_adapter import AutoTTSPolicy, ReplayQuestion, run_autotts_controller
 from tts_gym.policies.base import (Policy, PolicyError, RandomMaskedPolicy, SB3Policy,
-                                   ScriptedPolicy, action_mask, answer_action, as_policy)
+                                   ScriptedPolicy, action_mask, answer_action)
+from tts_gym.policies.coerce import as_policy
 from tts_gym.policies.baselines import (POLICIES, AdaptiveConsistency, ConfidenceMomentum,
                                         EarlyStoppingSC, ParallelProbe, SelfConsistency,
                                         make_policy)

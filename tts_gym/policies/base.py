@@ -46,7 +46,7 @@ _LIVE_MASK = int(K.OPENED | K.FINISHED | K.PRUNED)
 
 __all__ = [
     "Policy", "ScriptedPolicy", "SB3Policy", "RandomMaskedPolicy", "action_mask",
-    "answer_action", "PolicyError", "as_policy",
+    "answer_action", "PolicyError",
 ]
 
 
@@ -377,25 +377,3 @@ class SB3Policy(Policy):
             kw["action_masks"] = action_masks
         return self.model.predict(observation, state=state, episode_start=episode_start,
                                   deterministic=deterministic, **kw)
-
-
-def as_policy(obj, *, keep_controllers: bool = False):
-    """Coerce ``obj`` into something the evaluators can play.
-
-    * a :class:`Policy` (or any object with ``reset`` and ``act``) is returned unchanged;
-    * an AutoTTS-style controller (``solve(question)``) becomes an
-      :class:`~tts_gym.policies.autotts_adapter.AutoTTSPolicy`, or is returned unchanged with
-      ``keep_controllers=True`` (the Python loop then plays it without a worker thread);
-    * a stable-baselines3 model (``predict`` and ``policy``) becomes an :class:`SB3Policy`.
-    """
-    if isinstance(obj, Policy) or (hasattr(obj, "act") and hasattr(obj, "reset")):
-        return obj
-    if hasattr(obj, "solve"):
-        if keep_controllers:
-            return obj
-        from tts_gym.policies.autotts_adapter import AutoTTSPolicy
-        return AutoTTSPolicy(obj)
-    if hasattr(obj, "predict") and hasattr(obj, "policy"):
-        return SB3Policy(obj)
-    raise TypeError(f"cannot use {type(obj).__name__} as a policy: expected a tts_gym Policy "
-                    f"(reset/act), an AutoTTS controller (solve) or a stable-baselines3 model")
