@@ -18,47 +18,52 @@ candidate per round and the search stores, and prints one line per round.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from tts_gym.cli.dataclass_args import parse_dataclass
+from tts_gym.data.catalog import MODELS, SEARCH_BENCHMARKS
+from tts_gym.data.resolve import resolve_stores
 
 
 @dataclass
 class Args:
     rounds: int = 5
+    """proposal rounds"""
     model: str = "claude-opus-4-5"
+    """Claude model id of the proposer"""
     out: str = "runs/discover"
+    """run directory (history, scores, the best controller)"""
     resume: bool = False
-    models: list = field(default_factory=lambda: ["Qwen3-0.6B", "Qwen3-1.7B", "Qwen3-4B", "Qwen3-8B"])
-    benchmark: str = "aime24"            # the search set; held-out benchmarks are never touched here
-    data: str | None = None              # default: $TTS_GYM_DATA
-    betas: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    """continue the run in --out"""
+    models: tuple[str, ...] = MODELS
+    """models whose search stores score a controller"""
+    benchmark: str = SEARCH_BENCHMARKS[0]
+    """the search set; the held-out benchmarks are never loaded here"""
+    data: str | None = None
+    """replay data (default: $TTS_GYM_DATA or the cache of `tts-gym data fetch`)"""
+    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    """the beta sweep a controller is scored over"""
     select_beta: float = 0.5
+    """the beta at which candidates are ranked"""
     seeds: int = 20
+    """reference shuffle seeds 0..S-1 of the search"""
     seed_controller: str | None = str(Path(__file__).parent / "controllers" / "cmc.py")
+    """a controller file scored before round 0, so the first proposal has something to improve on"""
     max_tokens: int = 16000
+    """output-token limit of one proposal"""
     base_url: str | None = None
+    """Messages API endpoint (default: Anthropic's)"""
     episode_timeout: float = 20.0
+    """seconds a controller may spend on one episode"""
     memory_mb: int = 2048
+    """memory limit of the sandboxed child"""
 
 
-def parse_args() -> Args:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in vars(Args()).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            ap.add_argument(flag, action="store_true")
-        elif isinstance(default, list):
-            ap.add_argument(flag, nargs="+", type=type(default[0]), default=default)
-        else:
-            ap.add_argument(flag, type=type(default) if default is not None else str, default=default)
-    return Args(**vars(ap.parse_args()))
-
-
-def main() -> None:
-    from tts_gym.data.resolve import resolve_store
+def main(argv=None) -> None:
     from tts_gym.discovery.history import RunDir, read_json, write_atomic, write_json
     from tts_gym.discovery.loop import select_best
     from tts_gym.discovery.prices import cost_usd
@@ -67,14 +72,14 @@ def main() -> None:
     from tts_gym.discovery.sandbox import (ControllerEvaluation, SandboxLimits, SearchSet,
                                            evaluate_controller)
 
-    args = parse_args()
+    args = parse_dataclass(Args, argv, __doc__)
     run = RunDir(args.out)
     if run.exists() and not args.resume:
         raise SystemExit(f"{args.out} holds a run; pass --resume")
-    write_json(run.config_path, vars(args))
+    write_json(run.config_path, dataclasses.asdict(args))
 
     # 1. the search set: the stores a controller is scored on (gold answers stay in this process)
-    stores = [resolve_store(args.data, m, args.benchmark) for m in args.models]
+    stores = resolve_stores(args.data, args.models, args.benchmark)
     search = SearchSet(stores, seeds=range(args.seeds))
     limits = SandboxLimits(timeout_s=60 + 0.5 * search.num_episodes,
                            episode_timeout_s=args.episode_timeout, memory_mb=args.memory_mb)

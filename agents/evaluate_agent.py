@@ -1,9 +1,9 @@
 """Evaluate a trained agent on the held-out stores next to the AutoTTS baselines.
 
     python agents/evaluate_agent.py --agent maskable_ppo_aime24 --seeds 10 \
-        --gammas 0.001 0.002 0.005 0.01 0.02 0.05
+        --cost-weights 0.001 0.002 0.005 0.01 0.02 0.05
 
-* The agent is a tts_gym Policy (tts_gym.rl.AgentPolicy, one per gamma) played through
+* The agent is a tts_gym Policy (tts_gym.rl.AgentPolicy, one per cost weight) played through
   tts_gym.evaluate's Python episode loop, under the reference protocol (questions x reference shuffle
   seeds 0..S-1) on Qwen3-{0.6B,1.7B,4B,8B} x {AIME25, HMMT25}.
 * The baselines (SC@64, ASC@64, ESC@64, Parallel-Probe@64, CMC beta=0.5/1.0, and their sweeps for the
@@ -11,25 +11,47 @@
   the script checks that tts_gym.evaluate reproduces them bit for bit on those episodes.
 * Writes docs/rl_results.md (tables) and docs/img/rl_curve.png (accuracy vs tokens).
 """
-import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import tts_gym
+from tts_gym.cli.dataclass_args import parse_dataclass
+from tts_gym.data.catalog import HELDOUT_BENCHMARKS, MODELS, SEARCH_BENCHMARKS
+from tts_gym.data.resolve import resolve_stores
 from tts_gym.evaluation.evaluate import MAIN_TABLE_CONFIGS, Sweep, config_label, main_table
 from tts_gym.evaluation.protocol import evaluate_compiled, evaluate_grid_compiled
-from tts_gym.rl import load_agent_policy, set_torch_threads, training_stores
-from tts_gym.rl.train import MODELS, default_data_dir
+from tts_gym.rl import load_agent_policy, set_torch_threads
 
-HELD_OUT = ("aime25", "hmmt25")
 SWEEPS = {"SC": ("sc", [{"max_samples": n} for n in (1, 2, 4, 8, 16, 32, 64)]),
           "ASC": ("asc", [{"max_samples": n, "threshold": 0.95} for n in (4, 8, 16, 32, 64)]),
           "ESC": ("esc", [{"max_samples": n, "window_size": 8} for n in (16, 32, 64)]),
           "Parallel-Probe": ("parallel_probe", [{"num_chains": n} for n in (4, 8, 16, 32, 64)]),
           "CMC": ("cmc", [{"beta": round(0.05 * i, 2)} for i in range(21)])}
+
+
+@dataclass
+class Args:
+    agent: str = "maskable_ppo_aime24"
+    """agent name (agents/trained) or path"""
+    data: str | None = None
+    """replay data holding the held-out stores (default: $TTS_GYM_DATA or the fetched cache)"""
+    seeds: int = 10
+    """reference shuffle seeds 0..S-1 (the AutoTTS protocol uses 100)"""
+    cost_weights: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+    """cost weights the agent is played at (its operating points)"""
+    greedy: bool | None = None
+    """--greedy: argmax actions; --no-greedy: sample from the trained policy (seeded); default: the
+    agent config's 'deterministic' entry"""
+    out: str = "docs/rl_results.md"
+    """the markdown report"""
+    plot: str = "docs/img/rl_curve.png"
+    """the accuracy-vs-tokens figure"""
+    json: str | None = None
+    """also write the rows as JSON"""
 
 
 def avg(rows, label):
@@ -38,34 +60,21 @@ def avg(rows, label):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--agent", default="maskable_ppo_aime24", help="agent name (agents/trained) or path")
-    p.add_argument("--data", default=None)
-    p.add_argument("--seeds", type=int, default=10, help="reference shuffle seeds 0..S-1 (the AutoTTS protocol uses 100)")
-    p.add_argument("--gammas", type=float, nargs="+", default=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05])
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--greedy", dest="greedy", action="store_true", default=None,
-                      help="argmax actions (default: the agent config's 'deterministic' entry)")
-    mode.add_argument("--sampled", dest="greedy", action="store_false",
-                      help="sample actions from the trained stochastic policy (seeded)")
-    p.add_argument("--out", default="docs/rl_results.md")
-    p.add_argument("--plot", default="docs/img/rl_curve.png")
-    p.add_argument("--json", default=None, help="also write the rows as JSON")
-    args = p.parse_args(argv)
+    args = parse_dataclass(Args, argv, __doc__)
     set_torch_threads(1)
     t0 = time.perf_counter()
 
-    data = args.data or default_data_dir()
-    stores = [s for b in HELD_OUT for s in training_stores(data, MODELS, b)]
+    stores = [s for b in HELDOUT_BENCHMARKS for s in resolve_stores(args.data, MODELS, b)]
     seeds = list(range(args.seeds))
     base = load_agent_policy(args.agent, deterministic=args.greedy, seed=0)
     cfg = base.config
     args.greedy = base.deterministic
 
     # baselines + the agent on identical episodes, through tts_gym.evaluate
-    rl_labels = [f"RL γ={g:g}" for g in args.gammas]
+    rl_labels = [f"RL w={w:g}" for w in args.cost_weights]
     policies = [(fam, params) for fam, params in MAIN_TABLE_CONFIGS]
-    policies.append(Sweep(lambda gamma: base.with_gamma(gamma), name="rl", grid={"gamma": args.gammas},
+    policies.append(Sweep(lambda cost_weight: base.with_cost_weight(cost_weight), name="rl",
+                          grid={"cost_weight": list(args.cost_weights)},
                           labels=rl_labels))
     res = tts_gym.evaluate(policies, stores=stores, seeds=seeds, progress=True)
     rows = res.rows
@@ -82,7 +91,7 @@ def main(argv=None):
         curves[name] = [(float(np.mean([x.avg_tokens for x in r])), float(np.mean([x.accuracy for x in r])))
                         for r in out]
         sweep_params[name] = grid
-    curves["RL agent (γ sweep)"] = [avg(rows, lab)[::-1] for lab in rl_labels]
+    curves["RL agent (cost-weight sweep)"] = [avg(rows, lab)[::-1] for lab in rl_labels]
     base_full = {}   # 100-seed reference numbers of the two CMC rows, for context
     for fam, params in (("cmc", {"beta": 0.5}), ("cmc", {"beta": 1.0})):
         r = evaluate_compiled(stores, fam, params)
@@ -123,20 +132,21 @@ def write_report(args, cfg, rows, rl_labels, base_full, wall, curves, sweep_para
         "",
         f"Agent `{cfg.get('name')}` ({cfg.get('algo')}, max_branches={cfg.get('max_branches')}, "
         f"{cfg.get('timesteps_done', 0):,} env steps on {', '.join(cfg.get('stores', []))}; "
-        f"gamma drawn log-uniformly from {cfg.get('gamma_range')} per episode). Reproduce the agent with:",
+        f"cost weight drawn log-uniformly from {cfg.get('cost_weight_range')} per episode). Reproduce the "
+        f"agent with:",
         "",
         f"    {cfg.get('command')}",
         "",
         f"and this page with `python agents/evaluate_agent.py --agent {args.agent} --seeds {args.seeds} "
-        f"--gammas {' '.join(f'{g:g}' for g in args.gammas)}`.",
+        f"--cost-weights {' '.join(f'{w:g}' for w in args.cost_weights)}`.",
         "",
         f"**Episodes.** Reference protocol with shuffle seeds 0..{args.seeds - 1} ({args.seeds} of the "
         f"AutoTTS protocol's 100, because the agent is played through the Python evaluation loop) x "
         f"30 questions per store, on Qwen3-0.6B/1.7B/4B/8B x AIME25/HMMT25 (never seen in training). "
         f"Every row, baselines included, is computed on exactly these episodes (the baselines through "
         f"`tts_gym.evaluate` and `tts_gym.evaluation.protocol.evaluate_compiled`, which agree bit for bit). "
-        f"`RL γ=g` is the single trained agent with its cost weight input set to g "
-        f"(reward = 1{{correct}} − g · tokens / 100k), "
+        f"`RL w=x` is the single trained agent with its cost weight input set to x "
+        f"(reward = 1{{correct}} − x · tokens / 100k), "
         + ("acting greedily (argmax of its masked action logits)." if args.greedy else
            "sampling its actions from the trained stochastic policy (generator seeded with 0).")
         + (f" Model selection: {cfg['selection']}." if cfg.get("selection") else ""),
@@ -169,7 +179,7 @@ def write_report(args, cfg, rows, rl_labels, base_full, wall, curves, sweep_para
         lines += ["For reference, with all 100 seeds: " + "; ".join(
             f"{k} {a:.2f} % at {t / 1000:.1f}k" for k, (a, t) in base_full.items()) + ".", ""]
     lines += ["## Per model (accuracy %, tokens per question)", "",
-              main_table(rows, search="aime24", benchmarks=list(HELD_OUT)), "",
+              main_table(rows, search=SEARCH_BENCHMARKS[0], benchmarks=list(HELDOUT_BENCHMARKS)), "",
               "![accuracy vs tokens](img/rl_curve.png)", "",
               f"Evaluation wall time: {wall / 60:.1f} min on the shared 2-core machine.", ""]
     notes = cfg.get("notes")

@@ -1,58 +1,140 @@
-"""MaskablePPO on tts_gym/Replay-v0: one gamma-conditioned agent for the AIME24 stores of all four models.
+"""PPO on tts_gym/Replay-v0: one cost-weight-conditioned agent for the AIME24 stores of all four models.
 
     python agents/maskable_ppo.py --timesteps 2000000 --seed 0 --save-agent agents/trained/maskable_ppo_aime24
+    python agents/maskable_ppo.py --no-masks --timesteps 1000000      # plain PPO, for comparison
     tensorboard --logdir runs
 
 * Rollouts: all episodes stepped together in the compiled vector env (tts_gym.envs.sb3.SB3VecEnv);
   questions are drawn uniformly across the stores, branch orders are random permutations.
-* gamma-conditioning: every episode draws its cost weight gamma log-uniformly from --gamma-range;
-  reward = 1{correct} - gamma * tokens / 100k (per-step cost, terminal correctness); gamma is in the
-  observation, so sweeping gamma at evaluation traces an accuracy-cost curve (agents/evaluate_agent.py).
-* Masks: env_method("action_masks") returns the env's batched mask array; the network
-  (tts_gym.rl.networks) scores every position with shared weights.
+* Cost-weight conditioning: every episode draws its cost weight w log-uniformly from
+  --cost-weight-range; reward = 1{correct} - w * tokens / token_scale (per-step cost, terminal
+  correctness); w is in the observation, so sweeping it at evaluation traces an accuracy-cost curve
+  (agents/evaluate_agent.py). It is not --gamma, SB3's discount (1: the return is the episode's).
+* Masks: sb3-contrib's MaskablePPO samples only admissible actions (env_method("action_masks")
+  returns the env's batched mask array). With --no-masks, stable-baselines3's PPO samples from all
+  actions of its action kinds and an inadmissible one is the env's penalized no-op
+  (invalid_action="penalize"); --max-episode-steps then truncates a policy stuck on them.
+* The network (tts_gym.rl.networks) scores every position with shared weights.
 """
-import argparse
-from pathlib import Path
+from dataclasses import dataclass
 
 from sb3_contrib import MaskablePPO
+from stable_baselines3 import PPO
 
-from tts_gym.rl import (MaskableReplayPolicy, add_common_args, agent_config, make_replay_vec_env,
-                        save_agent, set_torch_threads, standard_callbacks, training_stores)
+from tts_gym.cli.dataclass_args import parse_dataclass
+from tts_gym.data.catalog import MODELS, SEARCH_BENCHMARKS
+from tts_gym.data.resolve import resolve_stores
+from tts_gym.rl import (MaskableReplayPolicy, ReplayActorCriticPolicy, learn_and_save, make_replay_vec_env,
+                        set_torch_threads)
+
+
+@dataclass
+class Args:
+    # -- data and env
+    data: str | None = None
+    """replay data: an HDF5 file, a directory of AutoTTS JSON, or 'synthetic' (default: $TTS_GYM_DATA
+    or the cache of `tts-gym data fetch`)"""
+    models: tuple[str, ...] = MODELS
+    """models whose stores the agent trains on"""
+    benchmark: str = SEARCH_BENCHMARKS[0]
+    """the training (search) benchmark; the held-out ones are never loaded here"""
+    max_branches: int = 32
+    """positions per episode (M): the action space is Discrete(4 + 4M)"""
+    num_envs: int = 64
+    """episodes stepped together"""
+    cost_weight_range: tuple[float, float] = (1e-3, 0.3)
+    """range the per-episode cost weight w is drawn from"""
+    cost_weight_dist: str = "log-uniform"
+    """how w is drawn from its range: log-uniform or uniform"""
+    token_scale: float = 100_000
+    """tokens per unit of reward: reward = 1{correct} - w * tokens / token_scale"""
+    dense_reward: bool = True
+    """charge the cost at every step (the same return as charging it at the end)"""
+    permutation: str = "random"
+    """branch orders of the training episodes: random, or reference (the 100 evaluation shuffles)"""
+    max_episode_steps: int | None = 1500
+    """truncate episodes after this many actions, inadmissible ones included (with masks every
+    episode ends by itself)"""
+    # -- algorithm (sb3-contrib MaskablePPO, or stable-baselines3 PPO with --no-masks)
+    masks: bool = True
+    """sample only admissible actions (MaskablePPO); --no-masks: PPO, inadmissible actions are no-ops"""
+    invalid_penalty: float = 0.1
+    """without masks: the reward of an inadmissible action"""
+    timesteps: int = 1_000_000
+    """environment steps to train for"""
+    seed: int = 0
+    """seed of the env's episode draws, the cost-weight sampler and the network"""
+    learning_rate: float = 3e-4
+    """Adam step size"""
+    n_steps: int = 128
+    """rollout length per env between updates"""
+    batch_size: int = 1024
+    """minibatch size"""
+    n_epochs: int = 2
+    """passes over each rollout"""
+    gamma: float = 1.0
+    """SB3's discount factor (1: the return is the undiscounted episode reward)"""
+    gae_lambda: float = 0.95
+    """GAE bias-variance trade-off"""
+    clip_range: float = 0.2
+    """PPO's clipping of the probability ratio"""
+    ent_coef: float = 0.01
+    """entropy bonus"""
+    vf_coef: float = 0.5
+    """weight of the value loss"""
+    max_grad_norm: float = 0.5
+    """gradient clipping"""
+    # -- network (tts_gym.rl.networks)
+    hidden: int = 32
+    """width of the shared position / context layers"""
+    action_kinds: tuple[str, ...] = ("branch", "sample", "answer", "continue", "prune")
+    """actions the agent may ever choose (tts_gym.rl.networks.ACTION_KINDS)"""
+    # -- run
+    threads: int = 1
+    """torch threads"""
+    name: str | None = None
+    """run name (default: maskable_ppo_<benchmark>_s<seed>, or ppo_... without masks)"""
+    logdir: str = "runs"
+    """TensorBoard logs and checkpoints"""
+    eval_freq: int = 100_000
+    """evaluate on the training stores every N env steps (0: never)"""
+    eval_seeds: int = 2
+    """reference shuffle seeds of that evaluation"""
+    eval_cost_weights: tuple[float, ...] = (0.003, 0.03, 0.3)
+    """cost weights the evaluation plays the agent at"""
+    checkpoint_freq: int = 250_000
+    """save a checkpoint every N env steps (0: never)"""
+    save_agent: str | None = None
+    """also write the final agent to PATH.zip + PATH.json"""
+    progress: bool = True
+    """show a progress bar"""
+    verbose: int = 0
+    """SB3's verbosity"""
 
 
 def main(argv=None):
-    p = add_common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    g = p.add_argument_group("PPO")
-    g.add_argument("--n-steps", type=int, default=128, help="rollout length per env")
-    g.add_argument("--batch-size", type=int, default=1024)
-    g.add_argument("--epochs", type=int, default=2)
-    g.add_argument("--ent-coef", type=float, default=0.01)
-    g.add_argument("--clip", type=float, default=0.2)
-    g.add_argument("--gae-lambda", type=float, default=0.95)
-    args = p.parse_args(argv)
-    args.name = args.name or f"maskable_ppo_{args.benchmark}_s{args.seed}"
+    args = parse_dataclass(Args, argv, __doc__)
+    algo, policy = (MaskablePPO, MaskableReplayPolicy) if args.masks else (PPO, ReplayActorCriticPolicy)
+    args.name = args.name or f"{'maskable_ppo' if args.masks else 'ppo'}_{args.benchmark}_s{args.seed}"
     set_torch_threads(args.threads)
 
-    stores = training_stores(args.data, args.models, args.benchmark)
-    env = make_replay_vec_env(stores, args.num_envs, gamma=args.gamma_range, max_branches=args.max_branches,
-                              invalid_action="raise", max_episode_steps=args.max_episode_steps)
-    model = MaskablePPO(
-        MaskableReplayPolicy, env, learning_rate=args.lr, n_steps=args.n_steps, batch_size=args.batch_size,
-        n_epochs=args.epochs, gamma=1.0, gae_lambda=args.gae_lambda, clip_range=args.clip,
-        ent_coef=args.ent_coef, seed=args.seed, verbose=args.verbose, tensorboard_log=args.logdir,
-        policy_kwargs={"hidden": args.hidden, "gamma_range": args.gamma_range,
-                       "action_kinds": args.action_kinds})
-    config = agent_config(model, env, args, "MaskablePPO")
-    run_dir = Path(args.logdir) / args.name
-    callbacks, held_in = standard_callbacks(args, stores, env, config, run_dir)
-    model.learn(args.timesteps, callback=callbacks, tb_log_name=args.name, progress_bar=not args.no_progress)
-
-    final = held_in.evaluate_now() if held_in else None
-    config = agent_config(model, env, args, "MaskablePPO", {"heldin_eval": final})
-    for path in [run_dir / "final"] + ([Path(args.save_agent)] if args.save_agent else []):
-        z, _ = save_agent(model, path, config)
-        print(f"saved {z} ({z.stat().st_size / 1e6:.2f} MB)")
-    return model
+    stores = (resolve_stores("synthetic") if args.data == "synthetic"
+              else resolve_stores(args.data, args.models, args.benchmark))
+    env = make_replay_vec_env(stores, args.num_envs, cost_weight_range=args.cost_weight_range,
+                              cost_weight_dist=args.cost_weight_dist, max_branches=args.max_branches,
+                              token_scale=args.token_scale, dense_reward=args.dense_reward,
+                              permutation=args.permutation,
+                              invalid_action="raise" if args.masks else "penalize",
+                              invalid_action_penalty=args.invalid_penalty,
+                              max_episode_steps=args.max_episode_steps)
+    model = algo(
+        policy, env, learning_rate=args.learning_rate, n_steps=args.n_steps,
+        batch_size=args.batch_size, n_epochs=args.n_epochs, gamma=args.gamma, gae_lambda=args.gae_lambda,
+        clip_range=args.clip_range, ent_coef=args.ent_coef, vf_coef=args.vf_coef,
+        max_grad_norm=args.max_grad_norm, seed=args.seed, verbose=args.verbose, tensorboard_log=args.logdir,
+        policy_kwargs={"hidden": args.hidden, "cost_weight_range": args.cost_weight_range,
+                       "action_kinds": list(args.action_kinds)})
+    return learn_and_save(model, env, stores, args, algo.__name__)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ import time
 
 import numpy as np
 
-from tts_gym.rl import MaskableReplayPolicy, ReplayActorCriticPolicy, make_replay_vec_env, set_torch_threads, training_stores
+from tts_gym.data.catalog import MODELS, SEARCH_BENCHMARKS
+from tts_gym.data.resolve import resolve_stores
+from tts_gym.rl import MaskableReplayPolicy, ReplayActorCriticPolicy, make_replay_vec_env, set_torch_threads
 
 
 def env_only(stores, num_envs, max_branches, steps):
@@ -48,7 +50,7 @@ def in_training(algo, policy, stores, args, invalid):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=None)
+    p.add_argument("--data", default=None, help="replay data, or 'synthetic' (default: $TTS_GYM_DATA)")
     p.add_argument("--timesteps", type=int, default=65_536)
     p.add_argument("--num-envs", type=int, default=64)
     p.add_argument("--n-steps", type=int, default=128)
@@ -57,7 +59,8 @@ def main():
     p.add_argument("--skip-ppo", action="store_true")
     args = p.parse_args()
     set_torch_threads(args.threads)
-    stores = training_stores(args.data)
+    stores = (resolve_stores("synthetic") if args.data == "synthetic"
+              else resolve_stores(args.data, MODELS, SEARCH_BENCHMARKS))
     print(f"stores: {', '.join(s.name for s in stores)}; {args.num_envs} envs, M={args.max_branches}, "
           f"torch threads={args.threads}")
     sps = env_only(stores, args.num_envs, args.max_branches, 200_000)

@@ -242,7 +242,7 @@ def test_sb3_adapter_masks_and_steps(synth):
         with pytest.raises(ValueError, match="autoreset_mode=AutoresetMode.DISABLED"):
             SB3VecEnv(TTSReplayVectorEnv(2, synth, max_branches=4, autoreset_mode=mode))
     venv = make_sb3_vec_env(4, store=synth, max_branches=4)
-    assert venv.gamma is None and venv.venv.autoreset_mode is AutoresetMode.DISABLED
+    assert venv.cost_weights is None and venv.venv.autoreset_mode is AutoresetMode.DISABLED
     calls = []
     inner = venv.venv.action_masks
     venv.venv.action_masks = lambda: calls.append(1) or inner()
@@ -263,9 +263,9 @@ def test_sb3_adapter_masks_and_steps(synth):
             assert set(infos[i]["terminal_observation"]) == {"positions", "globals"}
             assert infos[i]["terminal_observation"]["positions"].shape == (4, 15)
             assert "TimeLimit.truncated" in infos[i] and "correct" in infos[i]
-            ep = infos[i]["episode"]  # Monitor-style; gamma=None: the env's own cost weight (0.0)
+            ep = infos[i]["episode"]  # Monitor-style; cost_weights=None: the env's own (0.0)
             assert ep["correct"] == infos[i]["correct"] and ep["tokens"] == infos[i]["tokens"]
-            assert ep["gamma"] == 0.0 and ep["l"] >= 1
+            assert ep["cost_weight"] == 0.0 and ep["l"] >= 1
             assert obs["globals"][i, 6] == 0  # the returned observation is a fresh episode's
         for i in np.flatnonzero(~dones):
             assert infos[i] == {}
@@ -275,13 +275,13 @@ def test_sb3_adapter_masks_and_steps(synth):
     assert venv.env_is_wrapped(gym.Wrapper) == [False] * 4
 
 
-def test_sb3_adapter_gamma_and_vec_wrappers(synth):
+def test_sb3_adapter_cost_weights_and_vec_wrappers(synth):
     pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.vec_env import VecCheckNan
 
-    from tts_gym.envs.sb3 import GammaSampler, SB3VecEnv, make_sb3_vec_env
-    venv = make_sb3_vec_env(8, store=synth, max_branches=4, gamma=(1e-3, 0.1), max_episode_steps=5)
-    assert isinstance(venv.gamma, GammaSampler) and venv.venv.setup.gamma_high == pytest.approx(0.1)
+    from tts_gym.envs.sb3 import CostWeightSampler, SB3VecEnv, make_sb3_vec_env
+    venv = make_sb3_vec_env(8, store=synth, max_branches=4, cost_weights=(1e-3, 0.1), max_episode_steps=5)
+    assert isinstance(venv.cost_weights, CostWeightSampler) and venv.venv.setup.gamma_high == pytest.approx(0.1)
     wrapped = VecCheckNan(venv, raise_exception=True)  # an SB3 VecEnvWrapper over the adapter
     wrapped.seed(1)
     obs = wrapped.reset()
@@ -295,13 +295,13 @@ def test_sb3_adapter_gamma_and_vec_wrappers(synth):
         for i in np.flatnonzero(dones):
             ended += 1
             truncated += infos[i]["TimeLimit.truncated"]
-            assert 1e-3 * 0.999 <= infos[i]["episode"]["gamma"] <= 0.1 * 1.001
+            assert 1e-3 * 0.999 <= infos[i]["episode"]["cost_weight"] <= 0.1 * 1.001
     assert ended > 0 and truncated > 0
-    # a constant gamma, and a seeded run is reproducible
+    # a constant cost weight, and a seeded run is reproducible
     runs = []
     for _ in range(2):
         v = SB3VecEnv(TTSReplayVectorEnv(4, synth, max_branches=4, cost_weight=(0.0, 1.0),
-                                         autoreset_mode=AutoresetMode.DISABLED), gamma=0.25)
+                                         autoreset_mode=AutoresetMode.DISABLED), cost_weights=0.25)
         v.seed(3)
         runs.append(v.reset())
         assert np.all(runs[-1]["globals"][:, 13] == pytest.approx(0.25))

@@ -3,7 +3,7 @@
     tts-gym eval --policy asc --param max_samples=64 --param threshold=0.95 \\
                  [--data FILE_OR_DIR] [--model M --benchmark B] [--protocol reference] [--json]
     tts-gym eval --controller agents/controllers/cmc.py --param beta=0.5 ...
-    tts-gym eval --agent maskable_ppo_aime24 --param gamma=0.01 ...   (a trained RL agent, tts_gym.rl)
+    tts-gym eval --agent maskable_ppo_aime24 --param cost_weight=0.01 ...   (a trained RL agent, tts_gym.rl)
 
 The reference protocol is the AutoTTS evaluation (``docs/replay-semantics.md``, "Reference protocol"): seeds
 ``0..N-1`` (``--seeds N``, default 100), every question once per seed with its branches in the order
@@ -93,8 +93,8 @@ def _eval_controller_file(store, policy: str, params: dict, seeds, args: argpars
 
 
 def _eval_agent(store, policy: str, params: dict, seeds, args: argparse.Namespace):
-    """``--agent NAME``: a trained RL agent (``agents/trained/NAME`` or a path; ``--param gamma=G``,
-    ``greedy=true|false``, ``seed=S``) through the Python env loop
+    """``--agent NAME``: a trained RL agent (``agents/trained/NAME`` or a path;
+    ``--param cost_weight=W``, ``greedy=true|false``, ``seed=S``) through the Python env loop
     (:func:`tts_gym.rl.agent.evaluate_agent_reference`; needs the ``rl`` extra)."""
     try:
         from tts_gym.rl import evaluate_agent_reference
@@ -203,7 +203,7 @@ def register(sub) -> None:
     p.add_argument("--agent", default=None, metavar="NAME",
                    help="instead of --policy: a trained RL agent (agents/trained/NAME.zip or a path, "
                         "see tts_gym.rl.load_agent_policy), through the Python env loop; "
-                        "--param gamma=G (its cost weight), greedy=true|false, seed=S")
+                        "--param cost_weight=W, greedy=true|false, seed=S")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a policy parameter (repeatable), e.g. --param max_samples=64")
     p.add_argument("--params", default=None, metavar="JSON",

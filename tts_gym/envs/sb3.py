@@ -12,16 +12,16 @@ in Python on the hot path:
 * per-env ``infos`` are a list of dicts (SB3's format): fresh empty dicts except for ended episodes,
   which carry ``terminal_observation``, ``TimeLimit.truncated`` (truncated and not terminated),
   ``correct``, ``answer``, ``tokens`` and ``episode`` = ``{"r", "l", "t", "correct", "tokens",
-  "gamma"}`` as SB3's ``Monitor`` would write it (so ``model.ep_info_buffer`` fills without a Monitor);
+  "cost_weight"}`` as SB3's ``Monitor`` would write it (so ``model.ep_info_buffer`` fills without a Monitor);
 * ``env_method("action_masks")`` -- how sb3-contrib's ``MaskablePPO`` collects masks -- is answered
   with the batched ``bool[E, A]`` array of one compiled call, not a per-env loop;
-* **gamma-conditioning** (optional): with ``gamma=`` (a :class:`GammaSampler`, a constant or a
-  ``(low, high)`` range), every new episode draws its cost weight from the sampler and gets it as the
-  env's per-episode ``cost_weight`` reset option, so it is both in the reward and in
-  ``obs["globals"][13]``. ``gamma=None`` (default) keeps the env's own ``cost_weight`` (a constant, or
-  a range the env draws from per episode);
+* **cost-weight conditioning** (optional): with ``cost_weights=`` (a :class:`CostWeightSampler`, a
+  constant or a ``(low, high)`` range), every new episode draws its cost weight from the sampler and
+  gets it as the env's per-episode ``cost_weight`` reset option, so it is both in the reward and in
+  ``obs["globals"][13]``. ``cost_weights=None`` (default) keeps the env's own ``cost_weight`` (a
+  constant, or a range the env draws from per episode). It is not SB3's ``gamma`` (the discount);
 * seeding: ``VecEnv.seed(s)`` (SB3 calls it with ``model.seed``) seeds the env's generator and the
-  gamma sampler (with ``s + 7919``) at the next ``reset()``; a run is then reproducible;
+  cost-weight sampler (with ``s + 7919``) at the next ``reset()``; a run is then reproducible;
 * ``env_time`` / ``env_steps`` count the seconds spent in the env (``reset``, ``step_wait``,
   ``action_masks``) and the sub-env steps taken, for benchmarks.
 
@@ -29,10 +29,9 @@ Example::
 
     from sb3_contrib import MaskablePPO
     from tts_gym.envs.sb3 import make_sb3_vec_env
-    venv = make_sb3_vec_env(64, store=None, max_branches=16, gamma=(1e-3, 0.3))  # gamma-conditioned
+    venv = make_sb3_vec_env(64, store=None, max_branches=16, cost_weights=(1e-3, 0.3))
     model = MaskablePPO("MultiInputPolicy", venv, n_steps=64).learn(100_000)
 
-:mod:`tts_gym.rl.vecenv` keeps the older names (``ReplayVecEnv`` is :class:`SB3VecEnv`).
 Importing this module imports stable-baselines3; ``import tts_gym`` does not.
 """
 from __future__ import annotations
@@ -50,19 +49,19 @@ except ImportError as exc:  # pragma: no cover - depends on the optional extra
 
 from tts_gym.envs.vector import TTSReplayVectorEnv
 
-__all__ = ["GammaSampler", "SB3VecEnv", "make_sb3_vec_env"]
+__all__ = ["CostWeightSampler", "SB3VecEnv", "make_sb3_vec_env"]
 
 
-class GammaSampler:
+class CostWeightSampler:
     """Per-episode cost weights: a constant, or ``dist`` (``"log-uniform"`` / ``"uniform"``) over
     ``(low, high)``."""
 
-    def __init__(self, gamma=(1e-3, 0.3), dist: str = "log-uniform", seed: int | None = None):
-        if np.ndim(gamma) == 0:
-            gamma = (float(gamma), float(gamma))
-        self.low, self.high = float(gamma[0]), float(gamma[1])
+    def __init__(self, cost_weight=(1e-3, 0.3), dist: str = "log-uniform", seed: int | None = None):
+        if np.ndim(cost_weight) == 0:
+            cost_weight = (float(cost_weight), float(cost_weight))
+        self.low, self.high = float(cost_weight[0]), float(cost_weight[1])
         if not (0 <= self.low <= self.high) or (dist == "log-uniform" and self.low <= 0):
-            raise ValueError(f"bad gamma range {gamma!r} for {dist}")
+            raise ValueError(f"bad cost weight range {cost_weight!r} for {dist}")
         if dist not in ("log-uniform", "uniform"):
             raise ValueError(f"dist must be 'log-uniform' or 'uniform', got {dist!r}")
         self.dist = dist
@@ -80,25 +79,27 @@ class GammaSampler:
         return np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
 
     def __repr__(self) -> str:
-        return f"GammaSampler(({self.low:g}, {self.high:g}), dist={self.dist!r})"
+        return f"CostWeightSampler(({self.low:g}, {self.high:g}), dist={self.dist!r})"
 
 
-def _sampler(gamma, dist: str) -> GammaSampler | None:
-    if gamma is None or isinstance(gamma, GammaSampler):
-        return gamma
-    return GammaSampler(gamma, dist)
+def _sampler(cost_weights, dist: str) -> CostWeightSampler | None:
+    if cost_weights is None or isinstance(cost_weights, CostWeightSampler):
+        return cost_weights
+    return CostWeightSampler(cost_weights, dist)
 
 
 class SB3VecEnv(VecEnv):
     """A stable-baselines3 ``VecEnv`` over a :class:`TTSReplayVectorEnv` (see the module docstring).
 
     ``venv`` must use ``autoreset_mode=AutoresetMode.DISABLED`` (this adapter resets ended episodes
-    itself; :func:`make_sb3_vec_env` builds one). ``gamma``: ``None`` (the env's own cost weight), a
-    :class:`GammaSampler`, or a constant / ``(low, high)`` range drawn with ``gamma_dist`` per episode;
-    the env's ``cost_weight`` range must cover it (the observation bound)."""
+    itself; :func:`make_sb3_vec_env` builds one). ``cost_weights``: ``None`` (the env's own cost
+    weight), a :class:`CostWeightSampler`, or a constant / ``(low, high)`` range drawn with
+    ``cost_weight_dist`` per episode; the env's ``cost_weight`` range must cover it (the observation
+    bound)."""
 
-    def __init__(self, venv: TTSReplayVectorEnv, gamma: GammaSampler | Sequence[float] | float | None = None,
-                 gamma_dist: str = "log-uniform"):
+    def __init__(self, venv: TTSReplayVectorEnv,
+                 cost_weights: CostWeightSampler | Sequence[float] | float | None = None,
+                 cost_weight_dist: str = "log-uniform"):
         venv = getattr(venv, "unwrapped", venv)
         if not isinstance(venv, TTSReplayVectorEnv):
             raise TypeError(f"SB3VecEnv wraps a TTSReplayVectorEnv, got {type(venv).__name__}")
@@ -107,7 +108,7 @@ class SB3VecEnv(VecEnv):
                              f"AutoresetMode.DISABLED (it resets ended episodes itself), got "
                              f"{venv.autoreset_mode}; or use make_sb3_vec_env(num_envs, **env_kwargs)")
         self.venv = venv
-        self.gamma = _sampler(gamma, gamma_dist)
+        self.cost_weights = _sampler(cost_weights, cost_weight_dist)
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         E = venv.num_envs
         self._actions = np.zeros(E, np.int64)
@@ -123,10 +124,10 @@ class SB3VecEnv(VecEnv):
         t = time.perf_counter()
         seed = self._seeds[0]  # one generator for the whole batch: SB3's per-env seeds are seed + i
         opts = dict(self._options[0] or {})
-        if self.gamma is not None:
+        if self.cost_weights is not None:
             if seed is not None:
-                self.gamma.seed(seed + 7919)
-            opts.setdefault("cost_weight", self.gamma(self.num_envs))
+                self.cost_weights.seed(seed + 7919)
+            opts.setdefault("cost_weight", self.cost_weights(self.num_envs))
         obs, _ = self.venv.reset(seed=seed, options=opts or None)
         self._reset_seeds()
         self._reset_options()
@@ -151,7 +152,7 @@ class SB3VecEnv(VecEnv):
             ids = np.flatnonzero(done)
             # rows of the ended episodes (copies: the reset below may reuse the obs buffers)
             pos, glob = obs["positions"][ids], obs["globals"][ids]
-            tokens, correct, answer, gam = info["tokens"], info["correct"], info["answer"], info["cost_weight"]
+            tokens, correct, answer, weight = info["tokens"], info["correct"], info["answer"], info["cost_weight"]
             now = round(time.perf_counter() - self._t0, 6)
             for k, e in enumerate(ids.tolist()):  # only the ended episodes (SB3 wants one dict per env)
                 infos[e] = {
@@ -160,13 +161,13 @@ class SB3VecEnv(VecEnv):
                     "correct": bool(correct[e]), "answer": answer[e], "tokens": int(tokens[e]),
                     "episode": {"r": float(self._ep_return[e]), "l": int(self._ep_len[e]), "t": now,
                                 "correct": bool(correct[e]), "tokens": int(tokens[e]),
-                                "gamma": float(gam[e])},
+                                "cost_weight": float(weight[e])},
                 }
             self._ep_return[ids] = 0.0
             self._ep_len[ids] = 0
             opts: dict[str, Any] = {"reset_mask": done}
-            if self.gamma is not None:
-                opts["cost_weight"] = self.gamma(self.num_envs)
+            if self.cost_weights is not None:
+                opts["cost_weight"] = self.cost_weights(self.num_envs)
             obs, _ = v.reset(options=opts)
         self.env_time += time.perf_counter() - t
         self.env_steps += self.num_envs
@@ -215,14 +216,15 @@ class SB3VecEnv(VecEnv):
         return [frames[0] if frames else None] + [None] * (self.num_envs - 1)
 
 
-def make_sb3_vec_env(num_envs: int = 8, *, gamma: GammaSampler | Sequence[float] | float | None = None,
-                     gamma_dist: str = "log-uniform", **env_kwargs) -> SB3VecEnv:
+def make_sb3_vec_env(num_envs: int = 8, *,
+                     cost_weights: CostWeightSampler | Sequence[float] | float | None = None,
+                     cost_weight_dist: str = "log-uniform", **env_kwargs) -> SB3VecEnv:
     """A :class:`SB3VecEnv` over a new ``TTSReplayVectorEnv(num_envs, autoreset_mode=DISABLED,
     **env_kwargs)`` (``store=``, ``max_branches=``, ... as for the vector env; ``autoreset_mode`` is
-    ignored). With ``gamma`` (per-episode cost weights, see :class:`SB3VecEnv`) and no ``cost_weight``
+    ignored). With ``cost_weights`` (drawn per episode, see :class:`SB3VecEnv`) and no ``cost_weight``
     given, the env's ``cost_weight`` range is ``(0, high)`` so that the observation covers every draw."""
     env_kwargs.pop("autoreset_mode", None)
-    sampler = _sampler(gamma, gamma_dist)
+    sampler = _sampler(cost_weights, cost_weight_dist)
     if sampler is not None:
         env_kwargs.setdefault("cost_weight", (0.0, max(sampler.high, 1e-9)))
     venv = TTSReplayVectorEnv(num_envs, autoreset_mode=AutoresetMode.DISABLED, **env_kwargs)

@@ -2,13 +2,14 @@
 
 An agent is two files: ``<name>.zip`` (the stable-baselines3 / sb3-contrib model) and ``<name>.json``
 (its exact configuration: algorithm, ``max_branches``, the observation normalisers of its training env,
-the gamma range, the training arguments, and the one command that reproduces it).
+the cost-weight range, the training arguments, and the one command that reproduces it). Configs and
+zips written before the cost weight had its own name (``gamma_range``, ``default_gamma``) load too.
 
-:class:`AgentPolicy` plays an agent at a fixed cost weight ``gamma`` (its operating point; the RL
-analogue of CMC's beta) through **any** reference-semantics env: at every step it rebuilds the
+:class:`AgentPolicy` plays an agent at a fixed cost weight (its operating point; the RL analogue of
+CMC's beta) through **any** reference-semantics env: at every step it rebuilds the
 observation the agent was trained on from the episode's :class:`~tts_gym.envs.view.EpisodeView` with the
 env's own observation kernel (:meth:`~tts_gym.envs.view.EpisodeView.write_observation`), but with the
-agent's ``max_branches``, its training normalisers and its ``gamma`` -- so the env's ``max_branches``
+agent's ``max_branches``, its training normalisers and its cost weight -- so the env's ``max_branches``
 (128 under ``tts_gym.evaluate``'s reference protocol), its ``cost_weight`` and the evaluation stores
 do not change what the agent sees. Actions are mapped back
 from the agent's layout (``4 + 4 * M_agent``) to the env's. The gold answer is never read.
@@ -16,7 +17,7 @@ from the agent's layout (``4 + 4 * M_agent``) to the env's. The gold answer is n
 ::
 
     from tts_gym.rl import load_agent_policy
-    pol = load_agent_policy("maskable_ppo_aime24", gamma=0.02)
+    pol = load_agent_policy("maskable_ppo_aime24", cost_weight=0.02)
     tts_gym.evaluate(pol, stores="Qwen3-8B/aime25", seeds=range(10))
 """
 from __future__ import annotations
@@ -40,10 +41,13 @@ AGENTS_ENV = "TTS_GYM_AGENTS"
 
 
 def agent_dirs() -> list[Path]:
-    """Where agents are looked up by name: ``$TTS_GYM_AGENTS`` (``os.pathsep``-separated), then
-    ``agents/trained`` of the source checkout, then ``./agents/trained``."""
+    """Where agents are looked up by name: ``$TTS_GYM_AGENTS`` (``os.pathsep``-separated), then the
+    package data (``tts_gym/assets/agents``), then ``agents/trained`` of the source checkout, then
+    ``./agents/trained``."""
     out = [Path(p).expanduser() for p in os.environ.get(AGENTS_ENV, "").split(os.pathsep) if p]
-    out.append(Path(__file__).resolve().parents[2] / "agents" / "trained")
+    package = Path(__file__).resolve().parents[1]
+    out.append(package / "assets" / "agents")
+    out.append(package.parent / "agents" / "trained")
     out.append(Path.cwd() / "agents" / "trained")
     return list(dict.fromkeys(out))
 
@@ -92,38 +96,61 @@ def _algo_class(name: str):
     return getattr(sb3_contrib, name)
 
 
+_RENAMED = {"gamma_range": "cost_weight_range", "default_gamma": "default_cost_weight",
+            "gamma_dist": "cost_weight_dist"}
+"""Keys of agent configs (and of the network's ``policy_kwargs``) before the cost weight was called
+``cost_weight`` everywhere; read as their new names."""
+
+
+def _renamed(d: Mapping[str, Any]) -> dict:
+    return {_RENAMED.get(k, k): v for k, v in d.items()}
+
+
+def _saved_policy_kwargs(zip_path: Path) -> dict:
+    """The ``policy_kwargs`` stored in an SB3 zip (a plain JSON entry of its ``data`` file)."""
+    import zipfile
+    with zipfile.ZipFile(zip_path) as zf:
+        data = json.loads(zf.read("data"))
+    kwargs = data.get("policy_kwargs")
+    return kwargs if isinstance(kwargs, dict) and ":serialized:" not in kwargs else {}
+
+
 def load_agent(name_or_path) -> tuple[Any, dict]:
-    """``(model, config)`` of a stored agent (CPU)."""
+    """``(model, config)`` of a stored agent (CPU), with the config's keys under their current names."""
     z, j = resolve_agent(name_or_path)
-    config = json.loads(j.read_text()) if j.is_file() else {}
+    config = _renamed(json.loads(j.read_text())) if j.is_file() else {}
+    if "policy_kwargs" in config:
+        config["policy_kwargs"] = _renamed(config["policy_kwargs"])
     algo = _algo_class(config.get("algo", "MaskablePPO"))
-    model = algo.load(str(z), device="cpu")
+    saved = _saved_policy_kwargs(z)
+    custom = {"policy_kwargs": _renamed(saved)} if set(saved) & set(_RENAMED) else None
+    model = algo.load(str(z), device="cpu", custom_objects=custom)
     return model, config
 
 
 class AgentPolicy(Policy):
-    """A trained agent at cost weight ``gamma`` (see the module docstring).
+    """A trained agent at a fixed ``cost_weight`` (see the module docstring).
 
     ``model``: an SB3 model; ``config``: its json config (``max_branches``, ``obs_params``,
-    ``default_gamma``). ``deterministic``: argmax of the masked logits (default) or sampling from
+    ``default_cost_weight``). ``deterministic``: argmax of the masked logits (default) or sampling from
     them (Gumbel-max, generator seeded by ``seed``: reproducible for a fixed episode order). :meth:`act` needs the view (every evaluator passes it);
     :meth:`predict` (SB3 signature) works on observations of an env with the agent's own
-    ``max_branches`` and overrides their ``gamma`` entry."""
+    ``max_branches`` and overrides their cost-weight entry."""
 
     requires_view = False
 
-    def __init__(self, model, config: Mapping[str, Any] | None = None, gamma: float | None = None,
+    def __init__(self, model, config: Mapping[str, Any] | None = None, cost_weight: float | None = None,
                  deterministic: bool = True, name: str | None = None, seed: int | None = 0):
-        config = dict(config or {})
+        config = _renamed(config or {})
         M = int(config.get("max_branches", model.observation_space["positions"].shape[0]))
-        if gamma is None:
-            gamma = float(config.get("default_gamma", 0.01))
+        if cost_weight is None:
+            cost_weight = float(config.get("default_cost_weight", 0.01))
         self.agent_name = name or config.get("name", "agent")
-        super().__init__(agent=self.agent_name, gamma=float(gamma))
+        super().__init__(agent=self.agent_name, cost_weight=float(cost_weight))
         self.name = "rl"
         self.model = model
         self.config = config
-        self.gamma = float(gamma)
+        self.cost_weight = float(cost_weight)
         self.deterministic = bool(deterministic)
         self.M = M
         op = config.get("obs_params")
@@ -161,7 +188,7 @@ class AgentPolicy(Policy):
         ``(positions [M, F], globals [G], mask [4 + 4M])``, this policy's buffers (overwritten by the
         next call)."""
         self._check_view(view)
-        view.write_observation(self.oparams, self.gamma, self._pos, self._glob, params=self.params_agent)
+        view.write_observation(self.oparams, self.cost_weight, self._pos, self._glob, params=self.params_agent)
         view.action_mask(self._mask, params=self.params_agent)
         return self._pos, self._glob, self._mask
 
@@ -213,7 +240,7 @@ class AgentPolicy(Policy):
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
                 action_masks=None):
         """SB3 ``predict`` on observations of an env with the agent's ``max_branches``; the
-        observation's gamma entry is replaced by this policy's ``gamma``."""
+        observation's cost-weight entry is replaced by this policy's ``cost_weight``."""
         from tts_gym.core.observation import G_COST_WEIGHT
         pos = np.asarray(observation["positions"], np.float32)
         glob = np.array(observation["globals"], np.float32)
@@ -222,47 +249,48 @@ class AgentPolicy(Policy):
                               f"use act(obs, view) (the evaluators do) for other envs")
         single = glob.ndim == 1
         glob = glob.reshape(-1, glob.shape[-1])
-        glob[:, G_COST_WEIGHT] = self.gamma
+        glob[:, G_COST_WEIGHT] = self.cost_weight
         logits = self._logits(pos, glob)
         mask = np.ones_like(logits, dtype=bool) if action_masks is None else \
             np.asarray(action_masks, bool).reshape(logits.shape)
         acts = self._choose(logits, mask, deterministic)
         return (acts[0] if single else acts), state
 
-    def with_gamma(self, gamma: float) -> "AgentPolicy":
+    def with_cost_weight(self, cost_weight: float) -> "AgentPolicy":
         """The same agent at another operating point (shares the model)."""
-        return AgentPolicy(self.model, self.config, gamma=gamma, deterministic=self.deterministic,
+        return AgentPolicy(self.model, self.config, cost_weight=cost_weight, deterministic=self.deterministic,
                            name=self.agent_name, seed=self.seed)
 
     def __repr__(self) -> str:
-        return f"AgentPolicy({self.agent_name!r}, gamma={self.gamma:g})"
+        return f"AgentPolicy({self.agent_name!r}, cost_weight={self.cost_weight:g})"
 
 
-def load_agent_policy(name_or_path, gamma: float | None = None, deterministic: bool | None = None,
+def load_agent_policy(name_or_path, cost_weight: float | None = None, deterministic: bool | None = None,
                       seed: int | None = 0) -> AgentPolicy:
-    """A stored agent (by name, e.g. ``"maskable_ppo_aime24"``, or path) as a :class:`Policy` at cost
-    weight ``gamma`` (default: the config's ``default_gamma``). ``deterministic``: greedy actions, or
+    """A stored agent (by name, e.g. ``"maskable_ppo_aime24"``, or path) as a :class:`Policy` at
+    ``cost_weight`` (default: the config's ``default_cost_weight``). ``deterministic``: greedy actions, or
     sampling from the trained (stochastic) policy with a generator seeded by ``seed``; default: the
     config's ``deterministic`` entry, else sampling."""
     model, config = load_agent(name_or_path)
     name = config.get("name") or Path(os.fspath(name_or_path)).stem
     if deterministic is None:
         deterministic = bool(config.get("deterministic", False))
-    return AgentPolicy(model, config, gamma=gamma, deterministic=deterministic, name=name, seed=seed)
+    return AgentPolicy(model, config, cost_weight=cost_weight, deterministic=deterministic, name=name, seed=seed)
 
 
 def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | None = None, seeds=range(100)):
     """The reference protocol (``docs/replay-semantics.md``, "Reference protocol") for a stored
     agent through the Python env loop (:func:`tts_gym.evaluation.rollout.evaluate_reference_python`):
     the hook of ``tts-gym eval --agent NAME``.
-    ``params``: ``gamma`` (default: the agent's ``default_gamma``), ``greedy`` (bool, default false:
-    sample the trained policy, seeded), ``seed`` (0)."""
+    ``params``: ``cost_weight`` (default: the agent's ``default_cost_weight``), ``greedy`` (bool,
+    default: the config's ``deterministic`` entry, else sampling the trained policy, seeded), ``seed``
+    (0)."""
     from tts_gym.evaluation.rollout import evaluate_reference_python
     p = dict(params or {})
-    unknown = sorted(set(p) - {"gamma", "greedy", "seed"})
+    unknown = sorted(set(p) - {"cost_weight", "greedy", "seed"})
     if unknown:
-        raise ValueError(f"an agent takes --param gamma=G / greedy=true / seed=S, got {unknown}")
-    pol = load_agent_policy(name_or_path, gamma=p.get("gamma"),
+        raise ValueError(f"an agent takes --param cost_weight=W / greedy=true / seed=S, got {unknown}")
+    pol = load_agent_policy(name_or_path, cost_weight=p.get("cost_weight"),
                             deterministic=bool(p["greedy"]) if "greedy" in p else None, seed=int(p.get("seed", 0)))
-    shown = {"gamma": pol.gamma, "greedy": pol.deterministic}
+    shown = {"cost_weight": pol.cost_weight, "greedy": pol.deterministic}
     return evaluate_reference_python(store, pol, seeds, name=f"agent:{pol.agent_name}", params=shown)

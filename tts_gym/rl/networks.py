@@ -10,7 +10,7 @@ forward pass grows with ``M * H``); sizes are tiny (``hidden=32``: ~6k parameter
 
 ::
 
-    g      = MLP(globals with log-scaled gamma)                      episode context     [B, H]
+    g      = MLP(globals with log-scaled cost weight)                episode context     [B, H]
     h_i    = relu(W_p x_i + U_p g)                                   per position        [B, M, H]
     z      = MLP([g, mean_opened(h), max_opened(h)])                 pooled state        [B, H]
     global logits   = W_g z                                          BRANCH SAMPLE ANSWER ABSTAIN
@@ -21,7 +21,7 @@ forward pass grows with ``M * H``); sizes are tiny (``hidden=32``: ~6k parameter
 of the env's admissibility mask); the default drops ``ABSTAIN`` (dominated by ``ANSWER``), ``PROBE``
 (never admissible in fused mode) and ``ANSWER_WITH`` (committing a minority answer).
 
-The cost weight ``gamma`` enters as ``(log(gamma) - centre) / half_width`` over ``gamma_range``, so a
+The cost weight ``w`` enters as ``(log(w) - centre) / half_width`` over ``cost_weight_range``, so a
 log-uniform training range maps to ``[-1, 1]``.
 """
 from __future__ import annotations
@@ -77,11 +77,11 @@ class EquivariantNet(nn.Module):
     ``latent_dim_pi`` = number of actions, the logits themselves; ``latent_dim_vf`` = ``hidden``)."""
 
     def __init__(self, max_branches: int, num_position_features: int, num_global_features: int,
-                 hidden: int = 32, gamma_range: Sequence[float] = (1e-3, 0.3),
+                 hidden: int = 32, cost_weight_range: Sequence[float] = (1e-3, 0.3),
                  action_kinds: Sequence[str] = DEFAULT_ACTION_KINDS):
         super().__init__()
         self.M, self.F, self.G, H = int(max_branches), int(num_position_features), int(num_global_features), int(hidden)
-        lo, hi = (float(x) for x in gamma_range)
+        lo, hi = (float(x) for x in cost_weight_range)
         self.g_centre = 0.5 * (math.log(lo) + math.log(hi))
         self.g_half = max(1e-6, 0.5 * (math.log(hi) - math.log(lo)))
         self.g_floor = lo * 1e-2
@@ -171,12 +171,12 @@ class EquivariantNet(nn.Module):
 
 class _ReplayPolicyMixin:
     """Installs :class:`ReplayFeatures` + :class:`EquivariantNet` in an SB3 actor-critic policy.
-    Extra policy keyword arguments: ``hidden``, ``gamma_range``, ``action_kinds``."""
+    Extra policy keyword arguments: ``hidden``, ``cost_weight_range``, ``action_kinds``."""
 
     def __init__(self, observation_space, action_space, lr_schedule, *, hidden: int = 32,
-                 gamma_range: Sequence[float] = (1e-3, 0.3),
+                 cost_weight_range: Sequence[float] = (1e-3, 0.3),
                  action_kinds: Sequence[str] = DEFAULT_ACTION_KINDS, **kwargs):
-        self.net_kwargs = {"hidden": int(hidden), "gamma_range": [float(x) for x in gamma_range],
+        self.net_kwargs = {"hidden": int(hidden), "cost_weight_range": [float(x) for x in cost_weight_range],
                            "action_kinds": list(action_kinds)}
         kwargs.setdefault("features_extractor_class", ReplayFeatures)
         kwargs.setdefault("share_features_extractor", True)
