@@ -49,7 +49,7 @@ def test_reference_parity_totals(store17):
     assert sc["episodes"] == 3000 and sc["replicates"] == 100
     assert sc["acc_low"] < sc["accuracy"] < sc["acc_high"]
     assert sc["tok_low"] < sc["avg_tokens"] < sc["tok_high"]
-    # the evaluator's totals equal the protocol module's (engineer B's reference path)
+    # the evaluator's totals equal those of the reference-protocol module (tts_gym.evaluation.protocol)
     from tts_gym.evaluation.protocol import evaluate_compiled
     ref = evaluate_compiled(store17, "asc", {"max_samples": 64, "threshold": 0.95})
     assert (ref.sumC, ref.sumTT) == (asc["sum_correct"], asc["sum_tokens"])

@@ -10,7 +10,7 @@ The package is organised by stage, data flowing one way::
     reports/     tables and plots
     discovery/   LLM-driven controller search in a sandbox
     collect/     building stores from a live OpenAI-compatible server
-    rl/          stable-baselines3 helpers
+    rl/          stable-baselines3 training: networks, trained agents as policies
 
 The names below are imported on first use (PEP 562), so ``import tts_gym`` stays cheap; importing it
 registers ``tts_gym/Replay-v0`` with Gymnasium.

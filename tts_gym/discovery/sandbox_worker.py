@@ -53,7 +53,7 @@ ones in :data:`ALLOWED_SUBMODULES`)."""
 ALLOWED_SUBMODULES = {"numpy": ("random", "linalg"), "collections": ("abc",)}
 
 _DENIED_MODULE_NAMES = {
-    # file I/O, introspection of source, configuration / self-test helpers
+    # file I/O, introspection of source, configuration and self-test functions
     "numpy": {"load", "save", "savez", "savez_compressed", "loadtxt", "savetxt", "genfromtxt",
               "fromfile", "memmap", "fromregex", "DataSource", "info", "show_config",
               "show_runtime", "test", "get_include", "source", "lookfor", "ctypeslib"},

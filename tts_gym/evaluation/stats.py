@@ -2,7 +2,7 @@
 
 An evaluation protocol (:mod:`tts_gym.evaluation.protocols`) produces ``R`` *replicates* (the
 reference protocol: 100 shuffle seeds), each a pass over the benchmark's questions. The per-replicate
-accuracies are the sample these helpers work on.
+accuracies are the sample the intervals and comparisons below are computed on.
 
 What the intervals mean. Over the reference protocol the questions are fixed and only the branch
 order varies, so a CI over seeds measures the *replay* noise of the policy on these 30 questions --

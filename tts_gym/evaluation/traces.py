@@ -19,8 +19,8 @@ returns a :class:`TraceState` (every ``EnvState`` field plus the trace buffers).
 before use (each name is the kernel it claims to be, and no other global of the module aliases an
 env kernel), and after each run the applied actions recorded must add up to the env's ``steps``, so
 an env call that bypasses the hook is an error, not a silently incomplete trace. The policy logic, the
-drivers and the argument preparation are exactly B's code; only the two kernel entry points differ,
-and the wrappers call the original kernels. Each reset opens a trace row tagged with the episode's
+drivers and the argument preparation are those of the compiled path, unchanged; only the two kernel
+entry points differ, and the wrappers call the original kernels. Each reset opens a trace row tagged with the episode's
 question and branch order; rows are put back in episode order by that tag, so the order in which a
 driver plays its episodes does not matter (one serial run per configuration). The re-targeted
 functions are cached by numba under their own names (``traced_<digest>__<name>``, the digest
@@ -290,7 +290,7 @@ def _traced_kernels() -> dict:
 def traced_run_compiled(make_trace_state_fn):
     """``tts_gym.policies.compiled.run_compiled`` with the trace-recording rollouts and a state
     factory that returns a :class:`TraceState` (everything else -- argument preparation, scratch
-    buffers, output arrays -- is B's code, unchanged). Call it with ``workers=1``."""
+    buffers, output arrays -- is the compiled path's, unchanged). Call it with ``workers=1``."""
     from tts_gym.policies import compiled as C
     hook = _trace_hook(C)
     f = C.run_compiled
@@ -418,7 +418,7 @@ def record_traces(data: K.ReplayData, kernel: str, policy_params: np.ndarray, qu
     traces. Returns ``(traces, outcomes)``; ``outcomes`` has the same arrays as
     :func:`tts_gym.policies.compiled.run_compiled` (and equals them).
 
-    Each configuration is one serial run of B's ``run_compiled`` with the recording kernels; every
+    Each configuration is one serial run of ``run_compiled`` with the recording kernels; every
     reset opens a trace row tagged with the episode's question and branch order, and the rows are
     then put in episode order by that tag (identical tags are identical, deterministic episodes)."""
     questions = np.ascontiguousarray(questions, np.int32)
