@@ -38,9 +38,8 @@ _EXPORTS = {
     "evaluate": "tts_gym.evaluation.evaluate",
     "Sweep": "tts_gym.evaluation.evaluate",
 }
-_SUBMODULES = ("actions",)
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def _register(gymnasium) -> None:
@@ -77,12 +76,9 @@ else:
 
 
 def __getattr__(name: str):
-    if name in _SUBMODULES:
-        value = importlib.import_module(f"tts_gym.core.{name}")
-    elif name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    else:
+    if name not in _EXPORTS:
         raise AttributeError(f"module 'tts_gym' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
 

@@ -39,9 +39,6 @@ from tts_gym.evaluation.frontier import Frontier, pareto_frontier
 from tts_gym.evaluation.protocols import EpisodeSet, make_episodes
 from tts_gym.core.voting import vote_push
 
-NEVER = -1
-"""Cost value of an episode in which the gold can never be revealed / voted."""
-
 DEFAULT_WIDTHS = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_DEPTHS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 81)
 
@@ -235,9 +232,6 @@ class ScheduleOracle:
     sc_tokens: np.ndarray
     num_episodes: int
 
-    def probe_frontier(self, label: str = "oracle (width x depth)") -> Frontier:
-        return pareto_frontier(self.probe_tokens.ravel(), self.probe_accuracy.ravel(), label)
-
     def sc_frontier(self, label: str = "oracle pass@n") -> Frontier:
         return pareto_frontier(self.sc_tokens, self.sc_accuracy, label)
 
@@ -339,12 +333,6 @@ def sc_vote_oracle(store, n: int = 64, episodes=None) -> VoteOracle:
     _sc_vote(qs, orders, min(int(n), _limit(store, ep)), store.num_branches, store.branch_tokens,
              store.final_ids, store.gold_ids, num_answers, first, full, m)
     return VoteOracle(f"vote oracle SC@{n}", first.reshape(ep.shape), full.reshape(ep.shape))
-
-
-def sc_vote_oracle_curve(store, widths=DEFAULT_WIDTHS, episodes=None) -> tuple[np.ndarray, np.ndarray]:
-    """``(tokens, accuracy)`` of :func:`sc_vote_oracle` for each ``n`` in ``widths``."""
-    pts = [sc_vote_oracle(store, n, episodes) for n in widths]
-    return (np.asarray([p.avg_tokens for p in pts]), np.asarray([p.accuracy for p in pts]))
 
 
 def vote_oracle_from_trace(trace, label: str = "vote oracle") -> VoteOracle:

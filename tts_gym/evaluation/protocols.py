@@ -86,10 +86,6 @@ class EpisodeSet:
         return EpisodeSet(self.protocol, self.questions[r], self.orders[r], self.replicate_ids[r],
                           self.groups[r], self.max_positions, dict(self.params))
 
-    def is_reference(self) -> bool:
-        """True for the parity protocol with its reference seeds (in any subset / order)."""
-        return self.protocol == "reference"
-
     def describe(self) -> str:
         extra = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.protocol}({extra})" if extra else self.protocol

@@ -20,7 +20,7 @@ differences are the sample, which cancels the episode-to-episode variation both 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,9 +43,6 @@ class Interval:
 
     def covers(self, value: float) -> bool:
         return self.low <= value <= self.high
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def __format__(self, spec: str) -> str:
         spec = spec or ".2f"

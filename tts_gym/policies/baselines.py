@@ -30,13 +30,11 @@ from typing import Any
 
 from tts_gym.policies.base import ScriptedPolicy
 
-from tts_gym.policies.common import CMC_MAX_BRANCH as MAX_BRANCH
-from tts_gym.policies.common import CMC_MAX_ROUNDS as MAX_ROUNDS
-from tts_gym.policies.common import cmc_schedule, normalize_params
+from tts_gym.policies.common import CMC_MAX_BRANCH, CMC_MAX_ROUNDS, cmc_schedule, normalize_params
 from tts_gym.core.voting import conf, majority, top_two
 
 __all__ = ["SelfConsistency", "AdaptiveConsistency", "EarlyStoppingSC", "ParallelProbe",
-           "ConfidenceMomentum", "POLICIES", "make_policy", "MAX_BRANCH", "MAX_ROUNDS"]
+           "ConfidenceMomentum", "POLICIES", "make_policy"]
 
 
 class SelfConsistency(ScriptedPolicy):
@@ -238,7 +236,7 @@ class ConfidenceMomentum(ScriptedPolicy):
         ema = 0.0
         hist = []
         r = 0
-        while r < MAX_ROUNDS:
+        while r < CMC_MAX_ROUNDS:
             w, c = pool_stats(completed)
             warm = r >= warm_up
             # (1) pre-probe EMA update
@@ -289,10 +287,10 @@ class ConfidenceMomentum(ScriptedPolicy):
             if all(br[2] or br[3] for br in branches):
                 break
             # (7) widening
-            if (spawned < max_branch_use and spawned < MAX_BRANCH and delta <= trend_thresh
+            if (spawned < max_branch_use and spawned < CMC_MAX_BRANCH and delta <= trend_thresh
                     and r >= max(1, warm_up // 2) and ema < conf_thresh):
                 for _ in range(widen_burst):
-                    if spawned >= max_branch_use or spawned >= MAX_BRANCH:
+                    if spawned >= max_branch_use or spawned >= CMC_MAX_BRANCH:
                         break
                     if not (yield from spawn()):
                         break

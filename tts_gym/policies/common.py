@@ -2,8 +2,6 @@
 (:mod:`tts_gym.policies.compiled`), so both implementations use one definition of each:
 
 * the CMC beta schedule (:func:`cmc_schedule`, ``docs/replay-semantics.md``, "CMC") and CMC's fixed caps;
-* the voting primitives and the exact Beta-majority confidence table (re-exported from
-  :mod:`tts_gym.core.voting`);
 * the policy names, parameter names and defaults of the evaluation protocol
   (:func:`normalize_params`), using the reference CSV's parameter names.
 """
@@ -11,12 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from tts_gym.core.voting import conf, conf_exact, conf_table, majority, top_two  # noqa: F401 (re-export)
-
 __all__ = [
     "CMC_MAX_BRANCH", "CMC_MAX_ROUNDS", "CMC_SCHEDULE_KEYS", "cmc_schedule",
     "POLICY_NAMES", "POLICY_DEFAULTS", "normalize_params",
-    "conf", "conf_exact", "conf_table", "majority", "top_two",
 ]
 
 CMC_MAX_BRANCH = 64
