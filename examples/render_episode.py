@@ -22,15 +22,15 @@ import numpy as np
 
 import tts_gym  # noqa: F401  (registers tts_gym/Replay-v0)
 from tts_gym.core import actions as A
+from tts_gym.core.voting import majority
 
 
 def plurality(view) -> int:
-    votes: dict[int, int] = {}
-    for p in range(view.cursor):
-        a = int(view.latest[p])
-        if a >= 0 and not view.is_pruned(p):
-            votes[a] = votes.get(a, 0) + 1
-    return max(votes, key=votes.get) if votes else -1  # dict order = first occurrence
+    """The answer ``ANSWER`` would commit (-1: none): the plurality of the latest answers of opened,
+    unpruned positions, ties to the earliest first occurrence."""
+    winner = majority([int(view.latest[p]) for p in range(view.cursor)
+                       if view.latest[p] >= 0 and not view.is_pruned(p)])
+    return -1 if winner is None else winner
 
 
 def play(env, width: int, patience: int, stable_rounds: int) -> dict:

@@ -2,7 +2,9 @@
 
 Written directly from ``docs/replay-semantics.md`` ("Token accounting", "Environment mapping") and
 the action layout of :mod:`tts_gym.core.actions`, over answer *strings* and Python lists, without
-numba and without the kernels. It is slow on purpose-free grounds -- clarity first -- and serves three uses:
+the kernels (votes and the Beta-majority confidence are the plain-Python ones of
+:mod:`tts_gym.core.voting`, the one vote rule). Clarity comes first, speed not at all; it serves
+three uses:
 
 * the oracle of the property tests (costs, revealed answers, masks and observations of the compiled
   env must equal this model's on random admissible action sequences);
@@ -29,8 +31,9 @@ Semantics (one episode = one question and one branch order):
 """
 from __future__ import annotations
 
-import math
-from fractions import Fraction
+from collections import Counter
+
+from tts_gym.core.voting import conf, majority, ranked, top_two
 
 BRANCH, SAMPLE, ANSWER, ABSTAIN = 0, 1, 2, 3
 G = 4  # number of global actions
@@ -197,13 +200,7 @@ class PyEpisode:
         return charge
 
     def default_answer(self) -> str | None:
-        votes = [p.latest for p in self.positions[:self.cursor] if p.latest is not None and not p.pruned]
-        best, best_n = None, 0
-        for a in dict.fromkeys(votes):  # first-occurrence order
-            n = votes.count(a)
-            if n > best_n:
-                best, best_n = a, n
-        return best
+        return majority([p.latest for p in self.positions[:self.cursor] if p.latest is not None and not p.pruned])
 
     def step(self, action: int) -> dict:
         """Apply ``action``; returns ``{"charge", "position", "revealed", "finished"}``: the tokens charged,
@@ -260,19 +257,14 @@ class PyEpisode:
         M, n = self.M, self.cursor
         opened = self.positions[:n]
         pool = [p.latest for p in opened if p.latest is not None and not p.pruned]
-        counts: dict[str, int] = {}
-        for a in pool:
-            counts[a] = counts.get(a, 0) + 1
-        ranked = sorted(counts, key=lambda a: -counts[a])  # stable: first occurrence breaks ties
-        top1 = ranked[0] if ranked else None
-        top2 = ranked[1] if len(ranked) > 1 else None
+        counts = Counter(pool)
+        order = ranked(pool)
+        top1 = order[0] if order else None
+        top2 = order[1] if len(order) > 1 else None
         fin = [p.latest for p in opened  # revealed final answers of finished positions
                if p.finished and not p.pruned and p.latest is not None and p.revealed_depth == p.depth]
-        fcounts: dict[str, int] = {}
-        for a in fin:
-            fcounts[a] = fcounts.get(a, 0) + 1
-        fsorted = sorted(fcounts.values(), reverse=True) + [0, 0]
-        t1, t2 = fsorted[0], fsorted[1]
+        fcounts = Counter(fin)
+        _, t1, t2, _ = top_two(fin)
         rows = []
         for p in range(M):
             if p >= n:
@@ -304,19 +296,11 @@ class PyEpisode:
             sum(p.finished and not p.pruned for p in opened) / M,
             sum(not (p.finished or p.pruned) for p in opened) / M,
             sum(p.pruned for p in opened) / M,
-            beta_majority_confidence(t1, t2),
+            conf(t1, t2),
             t1 / len(fin) if fin else 0.0,
             gamma, min(1.0, self.steps / step_scale),
         ]
         return rows, glob
-
-
-def beta_majority_confidence(t1: int, t2: int) -> float:
-    """``P[Binomial(t1 + t2 + 1, 1/2) <= t1]`` exactly (0 if ``t1 == 0``)."""
-    if t1 <= 0:
-        return 0.0
-    n = t1 + t2 + 1
-    return float(Fraction(sum(math.comb(n, k) for k in range(t1 + 1)), 2 ** n))
 
 
 class PyReplayEnv:

@@ -7,7 +7,8 @@ answer whose *first occurrence* in the list is earliest wins.
 Two flavours of each primitive:
 
 * plain Python over any hashable answers (strings, ids): :func:`majority`, :func:`top_two`,
-  :func:`conf` -- used by the Python policies (:mod:`tts_gym.policies.baselines`);
+  :func:`ranked`, :func:`conf` -- used by the Python policies (:mod:`tts_gym.policies.baselines`), the
+  plain-Python model (:mod:`tts_gym.core.spec_model`), rendering and the store statistics;
 * numba over int answer-id arrays, allocation-free, for the compiled policies
   (:mod:`tts_gym.policies.compiled`): :func:`vote_push` (incremental majority / top-two),
   :func:`majority_ids`, :func:`top_two_ids`, :func:`conf_lookup`.
@@ -39,7 +40,7 @@ import numpy as np
 
 __all__ = [
     "CONF_TABLE_SIZE", "CONF_VARIANTS", "conf_table", "conf", "conf_exact",
-    "majority", "top_two", "majority_ids", "top_two_ids", "vote_push", "conf_lookup",
+    "majority", "top_two", "ranked", "majority_ids", "top_two_ids", "vote_push", "conf_lookup",
 ]
 
 CONF_TABLE_SIZE = 257
@@ -122,6 +123,13 @@ def majority(answers: Sequence[Hashable]):
         if c > best_c:
             best, best_c = a, c
     return best
+
+
+def ranked(answers: Sequence[Hashable]) -> list:
+    """The distinct answers by vote count, most first; equal counts in first-occurrence order (so
+    ``ranked(a)[0] == majority(a)`` and ``ranked(a)[1]`` is the runner-up)."""
+    counts = _counts(answers)
+    return sorted(counts, key=lambda a: -counts[a])   # a stable sort keeps first-occurrence order
 
 
 def top_two(answers: Sequence[Hashable]):

@@ -20,9 +20,12 @@ rendering depends on the gold.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from tts_gym.core.kernels import FINISHED, PRUNED, SAMPLED
+from tts_gym.core.voting import ranked
 
 UNREVEALED = -2
 EMPTY = -3
@@ -62,19 +65,16 @@ def episode_grid(state, data, e: int = 0, fused: bool = True):
         elif int(state.latest[e, p]) >= 0:
             grid[p, int(state.revealed_depth[e, p]) - 1] = int(state.latest[e, p])
     # clusters: current votes first (plurality first, ties by first occurrence), then the rest
-    votes: dict[int, int] = {}
-    for p in range(n):
-        a = int(state.latest[e, p])
-        if a >= 0 and not (int(state.flags[e, p]) & PRUNED):
-            votes[a] = votes.get(a, 0) + 1
-    ranked = sorted(votes, key=lambda a: -votes[a])
-    seen = set(ranked)
+    pool = [int(state.latest[e, p]) for p in range(n)
+            if state.latest[e, p] >= 0 and not (int(state.flags[e, p]) & PRUNED)]
+    order = ranked(pool)
+    seen = set(order)
     rest = []
     for a in grid[grid >= 0].tolist():
         if a not in seen:
             seen.add(a)
             rest.append(a)
-    return grid, ranked + rest, votes
+    return grid, order + rest, dict(Counter(pool))
 
 
 def _label(k: int) -> str:
