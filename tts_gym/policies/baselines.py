@@ -37,25 +37,6 @@ __all__ = ["SelfConsistency", "AdaptiveConsistency", "EarlyStoppingSC", "Paralle
            "ConfidenceMomentum", "POLICIES", "make_policy"]
 
 
-class SelfConsistency(ScriptedPolicy):
-    """SC@N: full-read ``max_samples`` branches, majority of their finals in read order ("SC@N")."""
-
-    name = "sc"
-
-    def __init__(self, max_samples: int = 64) -> None:
-        super().__init__(max_samples=int(max_samples))
-        self.max_samples = int(max_samples)
-
-    def script(self, view):
-        answers = []
-        for _ in range(self.max_samples):
-            a = yield from self.full_read(view)
-            if a is None:
-                break
-            answers.append(a)
-        return majority(answers)
-
-
 class AdaptiveConsistency(ScriptedPolicy):
     """ASC ("ASC"): full reads until the Beta-majority confidence of the top two counts exceeds
     ``threshold`` (strict ``>``, at least two answers), else majority after ``max_samples``."""
@@ -73,11 +54,22 @@ class AdaptiveConsistency(ScriptedPolicy):
             if a is None:
                 break
             answers.append(a)
-            if len(answers) >= 2:
+            if len(answers) >= 2 and self.threshold < 1.0:   # a confidence never exceeds 1
                 w, t1, t2, _ = top_two(answers)
                 if conf(t1, t2) > self.threshold:
                     return w
         return majority(answers)
+
+
+class SelfConsistency(AdaptiveConsistency):
+    """SC@N: full-read ``max_samples`` branches, majority of their finals in read order ("SC@N"):
+    ASC with a threshold no confidence exceeds, as the reference runs it."""
+
+    name = "sc"
+
+    def __init__(self, max_samples: int = 64) -> None:
+        super().__init__(max_samples, threshold=float("inf"))
+        self.params = {"max_samples": int(max_samples)}
 
 
 class EarlyStoppingSC(ScriptedPolicy):
