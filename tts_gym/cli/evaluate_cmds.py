@@ -276,6 +276,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 def register(sub) -> None:
+    from tts_gym.data.catalog import SEARCH_BENCHMARKS
     p = sub.add_parser("compare", help="evaluate the built-in policies on a store: table + scaling plot",
                        description=cmd_compare.__doc__)
     add_data_args(p)
@@ -306,7 +307,8 @@ def register(sub) -> None:
                        description=cmd_table.__doc__)
     p.add_argument("--results", default=None, help="results JSON/CSV (skip evaluation)")
     add_data_args(p, multi=True)
-    p.add_argument("--search", default="aime24", help="the search benchmark (default: aime24); others are held out")
+    p.add_argument("--search", default=SEARCH_BENCHMARKS[0],
+                   help=f"the search benchmark (default: {SEARCH_BENCHMARKS[0]}); others are held out")
     p.add_argument("-o", "--output", default=None, help="also write the markdown to this file")
     p.add_argument("--save", default=None, help="also write the evaluated rows as JSON")
     p.add_argument("--no-progress", action="store_true")

@@ -724,22 +724,14 @@ def record_result_traces(res: EvalResult, replicates=(0,), max_steps: int | None
 # the paper's main table
 # ---------------------------------------------------------------------------------------------
 
-def _model_key(m: str):
-    import re
-    nums = re.findall(r"[\d.]+", m)
-    try:
-        return (0, float(nums[-1]) if nums else 0.0, m)
-    except ValueError:
-        return (0, 0.0, m)
-
-
 def main_table(rows: Sequence[Mapping], search: str = "aime24", benchmarks: Sequence[str] | None = None,
                tokens_unit: str = "k") -> str:
     """Markdown table like the AutoTTS main table: per model, one row per configuration; per
     benchmark accuracy (%) and average tokens per question (thousands); the search benchmark first,
     then the held-out ones and their average (mean of the held-out accuracies / tokens)."""
     rows = list(rows)
-    models = sorted(dict.fromkeys(r["model"] for r in rows), key=_model_key)
+    from tts_gym.data.catalog import model_sort_key
+    models = sorted(dict.fromkeys(r["model"] for r in rows), key=model_sort_key)
     benches = list(dict.fromkeys(r["benchmark"] for r in rows)) if benchmarks is None else list(benchmarks)
     benches = ([search] if search in benches else []) + sorted(b for b in benches if b != search)
     held = [b for b in benches if b != search]
