@@ -1,4 +1,5 @@
-"""Replay-store input/output: AutoTTS JSON import, the HDF5 container, and the public-data fetcher.
+"""Replay stores: where they come from (the one resolver, :func:`resolve_stores`), the catalog of
+known stores, AutoTTS JSON import, the HDF5 container, and the public-data fetcher.
 
 ``h5py`` is imported only when an HDF5 file is actually read or written.
 """
@@ -8,9 +9,11 @@ from tts_gym.data.autotts import StoreFormatError, import_autotts, read_autotts_
 from tts_gym.data.fetch import FetchError, fetch_autotts
 from tts_gym.data.catalog import StoreNotFoundError
 from tts_gym.data.hdf5 import SCHEMA_VERSION, list_stores, load_stores, open_store, save_stores
+from tts_gym.data.resolve import resolve_store, resolve_stores
 
 __all__ = [
     "StoreFormatError", "StoreNotFoundError", "SCHEMA_VERSION",
     "import_autotts", "read_autotts_json", "validate_records",
     "open_store", "list_stores", "load_stores", "save_stores", "FetchError", "fetch_autotts",
+    "resolve_stores", "resolve_store",
 ]

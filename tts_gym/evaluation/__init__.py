@@ -1,5 +1,5 @@
 """Evaluation of policies over replay stores: protocols, tables with confidence intervals, paired
-comparisons, frontiers, oracle bounds, plots and a Ray backend.
+comparisons, frontiers, oracle bounds and a Ray backend (figures: :mod:`tts_gym.reports.plots`).
 
 The main entry point is :func:`evaluate` (also ``tts_gym.evaluate``). Submodules:
 
@@ -9,7 +9,6 @@ The main entry point is :func:`evaluate` (also ``tts_gym.evaluate``). Submodules
 * :mod:`~tts_gym.evaluation.oracle` -- oracle bounds from the store arrays
 * :mod:`~tts_gym.evaluation.traces` -- per-step execution traces from the compiled path
 * :mod:`~tts_gym.evaluation.ray_backend` -- the Ray backend
-* :mod:`~tts_gym.reports.plots` -- scaling-curve figures (matplotlib, Agg)
 
 Attributes are imported lazily, so ``import tts_gym`` stays cheap and a missing optional module
 (e.g. the Python episode loop) does not break the others.
@@ -30,7 +29,6 @@ _EXPORTS = {
     "oracle_curve": "oracle", "oracle_reveal_costs": "oracle", "schedule_oracle": "oracle",
     "sc_vote_oracle": "oracle",
     "Traces": "traces", "record_traces": "traces",
-    "scaling_plot": "tts_gym.reports.plots",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -40,7 +38,7 @@ def __getattr__(name: str):
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'tts_gym.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod if "." in mod else f"tts_gym.evaluation.{mod}"), name)
+    value = getattr(importlib.import_module(f"tts_gym.evaluation.{mod}"), name)
     globals()[name] = value
     return value
 

@@ -1,1 +1,1 @@
-"""tts_gym.reports."""
+"""What people look at: figures of evaluation results (:mod:`tts_gym.reports.plots`, PNG)."""
