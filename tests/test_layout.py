@@ -106,3 +106,23 @@ def test_every_cited_repository_path_exists():
             if not (REPO_ROOT / cited).exists() and not (REPO_ROOT / rel).parent.joinpath(cited).exists():
                 missing.add(f"{rel}: {cited}")
     assert sorted(missing) == []
+
+
+SECTION_CITATION = re.compile(r'replay[- ]semantics(?:\.md)?`*[,:]?\s*\(?((?:"[A-Z][\w@ .-]*"[,\s]*)+)')
+
+
+def test_replay_semantics_citations_name_existing_sections():
+    """``docs/replay-semantics.md``, "Token accounting" -- every section name cited is a heading."""
+    doc = (REPO_ROOT / "docs" / "replay-semantics.md").read_text()
+    headings = {line.lstrip("#").strip() for line in doc.splitlines() if line.startswith("#")}
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    cited, unknown = set(), set()
+    for rel in (p for p in tracked if p.endswith((".py", ".md"))):
+        text = " ".join((REPO_ROOT / rel).read_text(errors="replace").split())   # citations may wrap
+        for group in SECTION_CITATION.findall(text):
+            for name in re.findall(r'"([^"]+)"', group):
+                cited.add(name)
+                if name not in headings:
+                    unknown.add(f"{rel}: {name}")
+    assert len(cited) >= 10 and sorted(unknown) == []
