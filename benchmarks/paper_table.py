@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tts_gym.data.catalog import BENCHMARKS, MODELS
+from tts_gym.data.catalog import BENCHMARKS, HELDOUT_BENCHMARKS, MODELS, SEARCH_BENCHMARKS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "autotts-replay"
@@ -83,7 +83,7 @@ def frontier_table(res) -> str:
     head = ["Model", "Benchmarks"] + [FAMILY_NAMES[f] for f in fams] + ["Oracle"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for m in MODELS:
-        for group, benches in (("AIME24 (search)", ("aime24",)), ("held-out avg", ("aime25", "hmmt25"))):
+        for group, benches in (("AIME24 (search)", SEARCH_BENCHMARKS), ("held-out avg", HELDOUT_BENCHMARKS)):
             vals = []
             for f in fams:
                 vals.append(np.mean([frontier_score(res.frontier(f, f"{m}/{b}")) for b in benches]))
