@@ -54,7 +54,7 @@ class AdaptiveConsistency(ScriptedPolicy):
             if a is None:
                 break
             answers.append(a)
-            if len(answers) >= 2 and self.threshold < 1.0:   # a confidence never exceeds 1
+            if self.threshold < 1.0 and len(answers) >= 2:   # a confidence never exceeds 1
                 w, t1, t2, _ = top_two(answers)
                 if conf(t1, t2) > self.threshold:
                     return w
