@@ -152,6 +152,16 @@ def pack_stores(stores) -> ReplayData:
 # single-episode kernels (called from the batched wrappers and from compiled policies)
 # ---------------------------------------------------------------------------------------------
 
+@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
+def ix(i):
+    """``i`` as an unsigned array index. numba wraps negative indices around (``a[-1]``): a sign
+    test, a load of the axis length and an add on every index of every array access, a large part
+    of a step's instructions. The kernels never index with a negative value, and an unsigned index
+    skips the wraparound. (uint32, not uint64: in arithmetic with signed integers it promotes to
+    int64, where uint64 would promote to float64.)"""
+    return np.uint32(i)
+
+
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
 def reset_episode(state, e, question, perm):
     """Start episode ``e`` on ``question`` with branch order ``perm`` (stored index per position).
@@ -159,10 +169,14 @@ def reset_episode(state, e, question, perm):
     Only the positions the previous episode opened (``p < cursor``) are cleared: no action touches
     a position before opening it, so the others are still as :func:`make_state` left them (this
     halves the reset of short episodes, e.g. ASC's ~27 steps over 64 positions)."""
+    e = ix(e)
     M = state.order.shape[1]
     state.question[e] = question
-    for p in range(M):
-        state.order[e, p] = perm[p] if p < perm.shape[0] else 0
+    K = perm.shape[0] if perm.shape[0] < M else M
+    for p in range(K):
+        state.order[e, p] = perm[p]
+    for p in range(K, M):
+        state.order[e, p] = 0
     n = state.cursor[e]
     if n > M or n < 0:   # not a state these kernels produced: clear everything
         n = M
@@ -185,25 +199,25 @@ def reset_episode(state, e, question, perm):
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
 def position_limit(state, data, params, e):
     """Positions an episode may open: ``min(max_branches, N_q)``."""
-    n = data.num_branches[state.question[e]]
+    n = data.num_branches[ix(state.question[ix(e)])]
     return params.max_branches if params.max_branches < n else n
 
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
 def _answer_at_depth(data, q, b, d):
-    """Answer id visible at depth ``d >= 1`` of stored branch ``b``: probe ``d`` or, past them, the final."""
+    """Answer id visible at depth ``d >= 1`` of stored branch ``b``: probe ``d`` or, past them, the
+    final (``q``, ``b`` unsigned)."""
     if d <= data.num_probes[q, b]:
-        return data.probe_ids[q, b, d - 1]
+        return data.probe_ids[q, b, ix(d - 1)]
     return data.final_ids[q, b]
 
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
 def _reveal(state, data, params, e, p, answer):
+    """Position ``p`` of episode ``e`` (both unsigned) reveals ``answer``."""
     t = state.steps[e]
-    if answer == state.latest[e, p]:
-        state.stable[e, p] += 1
-    else:
-        state.stable[e, p] = 1
+    stable = state.stable[e, p] + 1 if answer == state.latest[e, p] else 1
+    state.stable[e, p] = stable
     state.latest[e, p] = answer
     state.revealed_depth[e, p] = state.depth[e, p]
     state.reveal_time[e, p] = t
@@ -214,27 +228,29 @@ def _reveal(state, data, params, e, p, answer):
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
 def _advance(state, data, params, e, p):
-    """The reference's private ``step(b)``: one interval, or the finishing step. Returns the charge."""
-    q = state.question[e]
-    b = state.order[e, p]
+    """The reference's private ``step(b)``: one interval, or the finishing step (``e``, ``p``
+    unsigned). Returns the charge."""
+    q = ix(state.question[e])
+    b = ix(state.order[e, p])
     k = data.num_probes[q, b]
     pf = data.probe_interval[q]
     d = state.depth[e, p]
     if d < k:
         charge = np.int64(pf)
-        state.depth[e, p] = d + 1
+        d += 1
     else:
         # finishing step: the remainder of the trajectory beyond the K_b probed intervals
         charge = data.branch_tokens[q, b] - np.int64(k) * pf
         if charge < 0:
             charge = np.int64(0)
-        state.depth[e, p] = k + 1
+        d = k + 1
         state.flags[e, p] |= FINISHED
         state.finish_time[e, p] = state.steps[e]
+    state.depth[e, p] = d
     state.cost[e] += charge
     state.ledger[e, p] += charge
     if params.fused:
-        _reveal(state, data, params, e, p, _answer_at_depth(data, q, b, state.depth[e, p]))
+        _reveal(state, data, params, e, p, _answer_at_depth(data, q, b, d))
     return charge
 
 
@@ -270,6 +286,7 @@ def decode_action(action, M):
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
 def _check_decoded(state, data, params, e, kind, p):
     """Result code of an action of ``kind`` at position ``p`` (see :func:`check_action`)."""
+    e = ix(e)
     if kind == KIND_INVALID:
         return ERR_BAD_ACTION
     if state.done[e]:
@@ -285,6 +302,7 @@ def _check_decoded(state, data, params, e, kind, p):
         return OK
     if p >= state.cursor[e]:
         return ERR_NOT_OPENED
+    p = ix(p)
     if kind == KIND_ANSWER_WITH:
         return OK if state.latest[e, p] >= 0 else ERR_NO_ANSWER
     f = state.flags[e, p]
@@ -351,14 +369,16 @@ def step_episode(state, data, params, e, action):
     code = _check_decoded(state, data, params, e, kind, p)
     if code != OK:
         return code, np.int64(0)
+    e = ix(e)
     before = state.cost[e]
     if kind == KIND_CONTINUE:
-        _advance(state, data, params, e, p)
+        _advance(state, data, params, e, ix(p))
     elif kind == SAMPLE:
-        p = state.cursor[e]
-        state.cursor[e] = p + 1
-        q = state.question[e]
-        b = state.order[e, p]
+        n = state.cursor[e]
+        state.cursor[e] = n + 1
+        p = ix(n)
+        q = ix(state.question[e])
+        b = ix(state.order[e, p])
         tokens = data.branch_tokens[q, b]
         state.cost[e] += tokens
         state.ledger[e, p] += tokens
@@ -367,14 +387,15 @@ def step_episode(state, data, params, e, action):
         state.finish_time[e, p] = state.steps[e]
         _reveal(state, data, params, e, p, data.final_ids[q, b])
     elif kind == BRANCH:
-        p = state.cursor[e]
-        state.cursor[e] = p + 1
+        n = state.cursor[e]
+        state.cursor[e] = n + 1
+        p = ix(n)
         state.flags[e, p] = OPENED
         _advance(state, data, params, e, p)
     elif kind == KIND_PRUNE:
-        state.flags[e, p] |= PRUNED
+        state.flags[e, ix(p)] |= PRUNED
     elif kind == KIND_ANSWER_WITH:
-        state.answer[e] = state.latest[e, p]
+        state.answer[e] = state.latest[e, ix(p)]
         state.done[e] = True
     elif kind == ANSWER:
         state.answer[e] = default_answer(state, e)
@@ -383,9 +404,10 @@ def step_episode(state, data, params, e, action):
         state.answer[e] = -1
         state.done[e] = True
     else:  # PROBE
-        q = state.question[e]
-        _reveal(state, data, params, e, p,
-                _answer_at_depth(data, q, state.order[e, p], state.depth[e, p]))
+        p = ix(p)
+        _reveal(state, data, params, e, p, _answer_at_depth(data, ix(state.question[e]),
+                                                            ix(state.order[e, p]),
+                                                            state.depth[e, p]))
     state.steps[e] += 1
     return OK, state.cost[e] - before
 
@@ -473,7 +495,8 @@ def action_mask_episode(state, data, params, e, out):
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
 def is_correct(state, data, e):
     """Whether episode ``e`` committed the gold answer (scoring only; never part of an observation)."""
-    g = data.gold_ids[state.question[e]]
+    e = ix(e)
+    g = data.gold_ids[ix(state.question[e])]
     return state.done[e] and g >= 0 and state.answer[e] == g
 
 

@@ -91,7 +91,7 @@ import numpy as np
 from tts_gym.core.atomics import fetch_add
 from tts_gym.core.numba_cache import bind_module_cache
 from tts_gym.core.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
-from tts_gym.core.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, make_state,
+from tts_gym.core.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, ix, make_state,
                                   reset_episode, step_episode)
 from tts_gym.policies.common import (CMC_MAX_BRANCH, CMC_MAX_ROUNDS, CMC_SCHEDULE_KEYS,
                                      cmc_schedule, normalize_params)
@@ -154,50 +154,50 @@ def _is_terminal(params, action):
     return action == ABSTAIN or action >= NUM_GLOBAL_ACTIONS + 3 * params.max_branches
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_PLAY)
 def _majority_latest(state, e, plist, n, counts):
     """Majority of ``latest`` over positions ``plist[:n]`` in that order (-1 if none), ties to the
     earliest first occurrence: count everything, then the first element reaching the top count
     wins (branch-light). ``counts`` is zero on entry and exit."""
     for i in range(n):
-        a = state.latest[e, plist[i]]
+        a = state.latest[e, ix(plist[i])]
         if a >= 0:
-            counts[a] += 1
+            counts[ix(a)] += 1
     w = -1
     best = 0
     for i in range(n):
-        a = state.latest[e, plist[i]]
+        a = state.latest[e, ix(plist[i])]
         if a >= 0:
-            c = counts[a]
+            c = counts[ix(a)]
             if c > best:
                 best = c
                 w = a
     for i in range(n):
-        a = state.latest[e, plist[i]]
+        a = state.latest[e, ix(plist[i])]
         if a >= 0:
-            counts[a] = 0
+            counts[ix(a)] = 0
     return w
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_PLAY)
 def _sort_desc_stable(idx, n, key):
     """Stable insertion sort of ``idx[:n]`` by ``key[idx]`` descending (ties keep their order)."""
     for i in range(1, n):
         v = idx[i]
-        k = key[v]
+        k = key[ix(v)]
         j = i - 1
-        while j >= 0 and key[idx[j]] < k:
-            idx[j + 1] = idx[j]
+        while j >= 0 and key[ix(idx[ix(j)])] < k:
+            idx[ix(j + 1)] = idx[ix(j)]
             j -= 1
-        idx[j + 1] = v
+        idx[ix(j + 1)] = v
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_PLAY)
 def _clear_counts(state, e, counts):
     for p in range(state.cursor[e]):
         a = state.latest[e, p]
         if a >= 0:
-            counts[a] = 0
+            counts[ix(a)] = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +213,7 @@ def play_asc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
     threshold = row[1]
     counts = iscratch[_COUNTS]
     first = iscratch[_FIRST]
+    can_stop = threshold < 1.0      # a confidence is at most 1: SC@N (threshold >= 1) never stops
     w, t1, t2 = -1, 0, 0
     n = 0
     action = np.int64(SAMPLE) if max_samples > 0 else np.int64(ABSTAIN)
@@ -222,10 +223,11 @@ def play_asc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
             break
         stop = code != OK
         if not stop:
-            w, t1, t2 = vote_push(counts, first, state.latest[e, state.cursor[e] - 1], n, w, t1,
-                                  t2)
+            w, t1, t2 = vote_push(counts, first, state.latest[e, ix(state.cursor[e] - 1)], n, w,
+                                  t1, t2)
             n += 1
-            stop = n >= max_samples or (n >= 2 and conf_lookup(table, t1, t2) > threshold)
+            stop = n >= max_samples or (can_stop and n >= 2
+                                        and conf_lookup(table, t1, t2) > threshold)
         if stop:
             _clear_counts(state, e, counts)
             action = _commit_action(state, params, e, w)
@@ -259,10 +261,10 @@ def play_esc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
         # the window is complete (or the branches ran out)
         answer = -2                      # -2: go on with the next window
         if got > 0:
-            a0 = state.latest[e, start]
+            a0 = state.latest[e, ix(start)]
             unanimous = True
             for p in range(start, start + got):
-                a = state.latest[e, p]
+                a = state.latest[e, ix(p)]
                 if a != a0:
                     unanimous = False
                 w, t1, t2 = vote_push(counts, first, a, n, w, t1, t2)
@@ -288,9 +290,10 @@ def _vote_active(state, e, active, nact, counts):
     w = -1
     best = 0
     for i in range(nact):
-        a = state.latest[e, active[i]]
-        if counts[a] > best:
-            best = counts[a]
+        a = state.latest[e, ix(active[i])]
+        c = counts[ix(a)]
+        if c > best:
+            best = c
             w = a
     return w
 
@@ -317,7 +320,9 @@ def play_parallel_probe(step, state, data, params, e, row, table, iscratch, fscr
     off = iscratch[_AUX]
     active = iscratch[_LIST]
     M = params.max_branches
+    c0 = M + 1        # acts[:nq]: opens, prunes, the commit; acts[c0:c0 + nc]: a round's CONTINUEs
     nq = 0
+    nc = 0
     for _ in range(num_chains):
         acts[nq] = BRANCH
         nq += 1
@@ -328,93 +333,88 @@ def play_parallel_probe(step, state, data, params, e, row, table, iscratch, fscr
     rnd = 0                                         # rounds played
     while True:
         for j in range(nq):
+            code, _c = step(state, data, params, e, acts[j])
+        for j in range(c0, c0 + nc):
             a = acts[j]
-            if a >= NUM_GLOBAL_ACTIONS and a < NUM_GLOBAL_ACTIONS + M:   # CONTINUE(p)
-                p = a - NUM_GLOBAL_ACTIONS
-                old = state.latest[e, p]
-                code, _c = step(state, data, params, e, a)
-                new = state.latest[e, p]
-                if new != old:
-                    counts[old] -= 1
-                    counts[new] += 1
-                if code != OK or (state.flags[e, p] & FINISHED) != 0:
-                    fin[p] = 1
-            else:
-                code, _c = step(state, data, params, e, a)
+            p = ix(a - NUM_GLOBAL_ACTIONS)
+            old = state.latest[e, p]
+            code, _c = step(state, data, params, e, a)
+            new = state.latest[e, p]
+            if new != old:
+                counts[ix(old)] -= 1
+                counts[ix(new)] += 1
+            if code != OK or (state.flags[e, p] & FINISHED) != 0:
+                fin[p] = 1
         if phase == _PH_DONE:
             break
         nq = 0
+        nc = 0
         answer = -2                                   # -2: play another round
         if phase == _PH_OPEN:
             nact = state.cursor[e]
             for p in range(nact):
-                fin[p] = 1 if (state.flags[e, p] & FINISHED) != 0 else 0
+                f = 1 if (state.flags[e, p] & FINISHED) != 0 else 0
+                fin[p] = f
                 off[p] = 0
                 active[p] = p
-                counts[state.latest[e, p]] += 1
+                counts[ix(state.latest[e, p])] += 1
+                if f == 0:
+                    for _b in range(probe_burst):
+                        acts[c0 + nc] = NUM_GLOBAL_ACTIONS + p
+                        nc += 1
             phase = _PH_ROUND
             if nact == 0 or max_steps <= 0:
                 answer = -1
+                nc = 0
             else:
-                for i in range(nact):
-                    if fin[i] == 0:
-                        for _b in range(probe_burst):
-                            acts[nq] = NUM_GLOBAL_ACTIONS + i
-                            nq += 1
                 continue                              # round 0: forward pass first
         else:
             w = _vote_active(state, e, active, nact, counts)
-            # off-track update and pruning (same condition for both); the recount after pruning
-            if rnd >= warm_up and nact > 1:
-                newly = False
-                for i in range(nact):
-                    p = active[i]
-                    if fin[p] == 0:
+            # one pass: the off-track update and pruning (after the warm-up), the survivors kept
+            # in order, and the next round's CONTINUEs of the live ones (discarded if it stops)
+            pruning = rnd >= warm_up and nact > 1
+            newly = False
+            live = 0
+            m = 0
+            for i in range(nact):
+                p = ix(active[i])
+                if fin[p] == 0:
+                    if pruning:
                         off[p] = off[p] + 1 if state.latest[e, p] != w else 0
                         if off[p] >= prune_patience:
                             acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
                             nq += 1
-                            counts[state.latest[e, p]] -= 1
+                            counts[ix(state.latest[e, p])] -= 1
                             newly = True
-                if newly:
-                    m = 0
-                    for i in range(nact):
-                        p = active[i]
-                        if fin[p] != 0 or off[p] < prune_patience:
-                            active[m] = p
-                            m += 1
-                    nact = m
-                    if nact == 0:
-                        answer = prev
-                    else:
-                        w = _vote_active(state, e, active, nact, counts)
+                            continue
+                    live += 1
+                    for _b in range(probe_burst):
+                        acts[c0 + nc] = NUM_GLOBAL_ACTIONS + p
+                        nc += 1
+                active[m] = p
+                m += 1
+            nact = m
+            if newly:
+                if nact == 0:
+                    answer = prev
+                else:
+                    w = _vote_active(state, e, active, nact, counts)
             if answer == -2:
                 # termination: stability, then everything finished or pruned, then max_steps
                 stable = stable + 1 if w == prev else 0
                 prev = w
                 if stable >= T:
                     answer = w
+                elif live == 0:
+                    answer = w
                 else:
-                    n_prunes = nq
-                    live = 0
-                    for i in range(nact):
-                        p = active[i]
-                        if fin[p] == 0:
-                            live += 1
-                            for _b in range(probe_burst):
-                                acts[nq] = NUM_GLOBAL_ACTIONS + p
-                                nq += 1
-                    if live == 0:
-                        answer = w
-                    else:
-                        rnd += 1
-                        if rnd >= max_steps:
-                            answer = prev
-                    if answer != -2:
-                        nq = n_prunes
+                    rnd += 1
+                    if rnd >= max_steps:
+                        answer = prev
         if answer != -2:
+            nc = 0
             for i in range(nact):
-                counts[state.latest[e, active[i]]] = 0
+                counts[ix(state.latest[e, ix(active[i])])] = 0
             acts[nq] = _commit_action(state, params, e, answer)
             nq += 1
             phase = _PH_DONE
@@ -430,7 +430,7 @@ def _pool_conf(table, ps):
 @nb.njit(inline="always", **_JIT)
 def _pool_push(counts, first, pool, ps, a):
     w, t1, t2 = vote_push(counts, first, a, ps[3], ps[0], ps[1], ps[2])
-    pool[ps[3]] = a
+    pool[ix(ps[3])] = a
     ps[0] = w
     ps[1] = t1
     ps[2] = t2
@@ -496,7 +496,7 @@ def play_cmc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
             a = acts[j]
             code, _c = step(state, data, params, e, a)
             if a >= NUM_GLOBAL_ACTIONS and a < NUM_GLOBAL_ACTIONS + M:       # CONTINUE(p)
-                p = a - NUM_GLOBAL_ACTIONS
+                p = ix(a - NUM_GLOBAL_ACTIONS)
                 if flags[p] == 0:        # (a refused extra burst step on a finished one: no-op)
                     if code == OK:
                         pcount[p] += 1
@@ -511,7 +511,8 @@ def play_cmc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
         answer = -2                      # -2: go on; -3: leave the loop (final vote)
         if phase == _PH_SPAWN:
             # register the spawned branches (opening order); a refused BRANCH opens nothing
-            for p in range(nbr, state.cursor[e]):
+            for pp in range(nbr, state.cursor[e]):
+                p = ix(pp)
                 spawned += 1
                 pcount[p] = 0
                 disagree[p] = 0
@@ -557,7 +558,7 @@ def play_cmc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
                     if k > 0:
                         _sort_desc_stable(live, nc, disagree)
                         for i in range(k):
-                            p = live[i]
+                            p = ix(live[i])
                             acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
                             nq += 1
                             flags[p] = 2
@@ -569,7 +570,7 @@ def play_cmc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
                         nl += 1
                 _sort_desc_stable(live, nl, pcount)
                 for i in range(nl):
-                    p = live[i]
+                    p = ix(live[i])
                     steps = burst_aligned if (warm and w0 >= 0 and state.latest[e, p] == w0) else 1
                     for _s in range(steps):
                         acts[nq] = NUM_GLOBAL_ACTIONS + p
@@ -616,7 +617,7 @@ def play_cmc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
                         nl += 1
                 answer = _majority_latest(state, e, live, nl, counts2)
         for i in range(ps[3]):
-            counts[pool[i]] = 0
+            counts[ix(pool[i])] = 0
         acts[0] = _commit_action(state, params, e, answer)
         nq = 1
         phase = _PH_DONE
@@ -639,8 +640,10 @@ def _claim_chunk(bounds, counter):
 @nb.njit(inline="always", **_JIT)
 def _task(t, G, tasks):
     """Task ``t`` = parameter row ``g`` of episode ``tasks[t // G]``: returns ``(g, episode)``."""
+    if G == 1:
+        return ix(0), ix(tasks[ix(t)])
     i = t // G
-    return t - i * G, tasks[i]
+    return ix(t - i * G), ix(tasks[ix(i)])
 
 
 @nb.njit(inline="always", **_JIT)
@@ -664,15 +667,16 @@ def drive(play, step, reset, data, state, slot, bounds, counter, table, question
     constants, which lets LLVM drop those branches; ``M`` is the state's width."""
     G = policy_params.shape[0]
     params = EnvParams(state.order.shape[1], True, 0, 0)
+    e = ix(slot)
     while True:
         t0, t1 = _claim_chunk(bounds, counter)
         if t0 < 0:
             break
         for t in range(t0, t1):
             g, j = _task(t, G, tasks)
-            reset(state, slot, questions[j], perms[j])
-            play(step, state, data, params, slot, policy_params[g], table, iscratch, fscratch, acts)
-            _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+            reset(state, e, questions[j], perms[j])
+            play(step, state, data, params, e, policy_params[g], table, iscratch, fscratch, acts)
+            _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps)
 
 
 # The entry points: the driver with each policy and the env's transition (numba caches a function
