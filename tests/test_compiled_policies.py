@@ -131,7 +131,9 @@ def test_compiled_cache_keyed_on_inlined_sources():
     from tts_gym.core.numba_cache import sources_digest
     from tts_gym.policies import compiled as C
     digest = sources_digest()
-    checked = [*C._ROLLOUTS.values(), kernels.step_episode, kernels.reset_batch,
+    from tts_gym.evaluation import traces
+    checked = [*C.ROLLOUTS.values(), *traces.TRACED_ROLLOUTS.values(), kernels.step_episode,
+               kernels.reset_batch,
                vector._vec_core_step, env._core_step, observation.observe_episode]
     for disp in checked:
         stamp = disp._cache._cache_file._source_stamp

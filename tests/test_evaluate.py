@@ -8,6 +8,7 @@ import pytest
 
 import tts_gym
 from conftest import shared_store
+from tts_gym.core.kernels import pack_stores
 from tts_gym.evaluation import oracle as O
 from tts_gym.evaluation import protocols as P
 from tts_gym.evaluation.evaluate import MAIN_TABLE_CONFIGS, Sweep, evaluate, main_table
@@ -179,19 +180,25 @@ def test_traces(store17):
     assert "SAMPLE" in text and "more" in text
 
 
-def test_trace_hook_is_checked(monkeypatch):
-    """traces.py hooks the env calls compiled.py declares in TRACE_HOOK, and refuses a table that
-    does not match the module (a wrong name, or an undeclared alias of an env kernel)."""
+def test_traces_run_the_one_driver(store17):
+    """A traced run is the untraced driver and policies with the recording step and reset passed
+    in: every kernel's outcomes equal the untraced run's, episode for episode, and every applied
+    action is recorded."""
     from tts_gym.evaluation import traces as T
     from tts_gym.policies import compiled as C
-    assert T._trace_hook(C) is C.TRACE_HOOK
-    monkeypatch.setattr(C, "_step_alias", C._step, raising=False)
-    with pytest.raises(RuntimeError, match="_step_alias"):
-        T._trace_hook(C)
-    monkeypatch.delattr(C, "_step_alias")
-    monkeypatch.setattr(C, "TRACE_HOOK", dict(C.TRACE_HOOK, reset=("is_correct",)))
-    with pytest.raises(RuntimeError, match="is_correct"):
-        T._trace_hook(C)
+    assert set(T.TRACED_ROLLOUTS) == set(C.ROLLOUTS)
+    ep = P.make_episodes(store17, "reference", seeds=range(2))
+    qs, orders = ep.flat()
+    data = pack_stores([store17])
+    for policy, params in (("sc", {"n": 8}), ("esc", {"max_samples": 16, "window_size": 4}),
+                           ("parallel_probe", {"num_chains": 8}), ("cmc", {"beta": 0.5})):
+        kernel, rows = C.policy_param_rows(policy, [params])
+        plain = C.run_compiled(data, kernel, [], qs, orders, policy_params=rows, workers=1)
+        tr, traced = T.record_traces(data, kernel, rows, qs, orders,
+                                     max_branches=store17.max_branches)
+        for k in plain:
+            np.testing.assert_array_equal(plain[k], traced[k], err_msg=f"{policy} {k}")
+        np.testing.assert_array_equal(tr.final_cost()[0], plain["cost"][0])
 
 
 def test_main_table_markdown():

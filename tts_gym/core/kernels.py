@@ -9,9 +9,10 @@ In the gymnax style, everything an episode needs is passed in explicitly:
   batch of one).
 
 The kernels (:func:`reset_episode`, :func:`step_episode`, :func:`action_mask_episode` and their
-batched wrappers) hold no Python objects and allocate nothing per step, so the same functions drive
-the single env, the natively batched vector env and the compiled baseline policies
-(:mod:`tts_gym.policies.compiled`), which call :func:`step_episode` from inside numba.
+batched wrappers) hold no Python objects and allocate nothing per step. :func:`step_episode` is the
+one transition: the single env and the natively batched vector env step through it by
+:func:`env_step` (which adds the env's reward and truncation), the compiled rollouts
+(:mod:`tts_gym.policies.compiled`) call it from inside numba.
 
 Cost accounting follows ``docs/replay-semantics.md``, "Token accounting", exactly:
 
@@ -151,6 +152,16 @@ def pack_stores(stores) -> ReplayData:
 # single-episode kernels (called from the batched wrappers and from compiled policies)
 # ---------------------------------------------------------------------------------------------
 
+@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
+def ix(i):
+    """``i`` as an unsigned array index. numba wraps negative indices around (``a[-1]``): a sign
+    test, a load of the axis length and an add on every index of every array access, a large part
+    of a step's instructions. The kernels never index with a negative value, and an unsigned index
+    skips the wraparound. (uint32, not uint64: in arithmetic with signed integers it promotes to
+    int64, where uint64 would promote to float64.)"""
+    return np.uint32(i)
+
+
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
 def reset_episode(state, e, question, perm):
     """Start episode ``e`` on ``question`` with branch order ``perm`` (stored index per position).
@@ -158,10 +169,14 @@ def reset_episode(state, e, question, perm):
     Only the positions the previous episode opened (``p < cursor``) are cleared: no action touches
     a position before opening it, so the others are still as :func:`make_state` left them (this
     halves the reset of short episodes, e.g. ASC's ~27 steps over 64 positions)."""
+    e = ix(e)
     M = state.order.shape[1]
     state.question[e] = question
-    for p in range(M):
-        state.order[e, p] = perm[p] if p < perm.shape[0] else 0
+    K = perm.shape[0] if perm.shape[0] < M else M
+    for p in range(K):
+        state.order[e, p] = perm[p]
+    for p in range(K, M):
+        state.order[e, p] = 0
     n = state.cursor[e]
     if n > M or n < 0:   # not a state these kernels produced: clear everything
         n = M
@@ -184,25 +199,25 @@ def reset_episode(state, e, question, perm):
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
 def position_limit(state, data, params, e):
     """Positions an episode may open: ``min(max_branches, N_q)``."""
-    n = data.num_branches[state.question[e]]
+    n = data.num_branches[ix(state.question[ix(e)])]
     return params.max_branches if params.max_branches < n else n
 
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
 def _answer_at_depth(data, q, b, d):
-    """Answer id visible at depth ``d >= 1`` of stored branch ``b``: probe ``d`` or, past them, the final."""
+    """Answer id visible at depth ``d >= 1`` of stored branch ``b``: probe ``d`` or, past them, the
+    final (``q``, ``b`` unsigned)."""
     if d <= data.num_probes[q, b]:
-        return data.probe_ids[q, b, d - 1]
+        return data.probe_ids[q, b, ix(d - 1)]
     return data.final_ids[q, b]
 
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
 def _reveal(state, data, params, e, p, answer):
+    """Position ``p`` of episode ``e`` (both unsigned) reveals ``answer``."""
     t = state.steps[e]
-    if answer == state.latest[e, p]:
-        state.stable[e, p] += 1
-    else:
-        state.stable[e, p] = 1
+    stable = state.stable[e, p] + 1 if answer == state.latest[e, p] else 1
+    state.stable[e, p] = stable
     state.latest[e, p] = answer
     state.revealed_depth[e, p] = state.depth[e, p]
     state.reveal_time[e, p] = t
@@ -213,73 +228,91 @@ def _reveal(state, data, params, e, p, answer):
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
 def _advance(state, data, params, e, p):
-    """The reference's private ``step(b)``: one interval, or the finishing step. Returns the charge."""
-    q = state.question[e]
-    b = state.order[e, p]
+    """The reference's private ``step(b)``: one interval, or the finishing step (``e``, ``p``
+    unsigned). Returns the charge."""
+    q = ix(state.question[e])
+    b = ix(state.order[e, p])
     k = data.num_probes[q, b]
     pf = data.probe_interval[q]
     d = state.depth[e, p]
     if d < k:
         charge = np.int64(pf)
-        state.depth[e, p] = d + 1
+        d += 1
     else:
         # finishing step: the remainder of the trajectory beyond the K_b probed intervals
         charge = data.branch_tokens[q, b] - np.int64(k) * pf
         if charge < 0:
             charge = np.int64(0)
-        state.depth[e, p] = k + 1
+        d = k + 1
         state.flags[e, p] |= FINISHED
         state.finish_time[e, p] = state.steps[e]
+    state.depth[e, p] = d
     state.cost[e] += charge
     state.ledger[e, p] += charge
     if params.fused:
-        _reveal(state, data, params, e, p, _answer_at_depth(data, q, b, state.depth[e, p]))
+        _reveal(state, data, params, e, p, _answer_at_depth(data, q, b, d))
     return charge
 
 
+# ---- action kinds of decode_action: the global action ids themselves, then the per-position kinds
+KIND_CONTINUE = NUM_GLOBAL_ACTIONS
+KIND_PROBE = NUM_GLOBAL_ACTIONS + 1
+KIND_PRUNE = NUM_GLOBAL_ACTIONS + 2
+KIND_ANSWER_WITH = NUM_GLOBAL_ACTIONS + 3
+KIND_INVALID = -1
+
+
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
-def _decode(action, M):
-    """``(kind, position)`` of a per-position action id (kind 0..3 = CONTINUE, PROBE, PRUNE,
-    ANSWER_WITH). Comparisons, not ``//`` and ``%``: a 64-bit division per step was the largest
-    single cost of the compiled rollouts."""
+def decode_action(action, M):
+    """``(kind, position)`` of an action id: ``kind`` is the id itself for the global actions
+    (``BRANCH``, ``SAMPLE``, ``ANSWER``, ``ABSTAIN``; position -1), :data:`KIND_CONTINUE` ..
+    :data:`KIND_ANSWER_WITH` for the per-position ones, :data:`KIND_INVALID` outside the space.
+    Comparisons, not ``//`` and ``%``: a 64-bit division per step was the largest single cost of
+    the compiled rollouts."""
+    if action < 0:
+        return KIND_INVALID, -1
+    if action < NUM_GLOBAL_ACTIONS:
+        return action, -1
     rel = action - NUM_GLOBAL_ACTIONS
-    kind = 0
-    while rel >= M and kind < 3:
+    kind = KIND_CONTINUE
+    while rel >= M and kind <= KIND_ANSWER_WITH:
         rel -= M
         kind += 1
+    if kind > KIND_ANSWER_WITH:
+        return KIND_INVALID, -1
     return kind, rel
 
 
-@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
-def check_action(state, data, params, e, action):
-    """Result code that :func:`step_episode` would return for ``action`` (0 = admissible)."""
-    M = params.max_branches
-    if action < 0 or action >= NUM_GLOBAL_ACTIONS + 4 * M:
+@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, inline="always")
+def _check_decoded(state, data, params, e, kind, p):
+    """Result code of an action of ``kind`` at position ``p`` (see :func:`check_action`)."""
+    e = ix(e)
+    if kind == KIND_INVALID:
         return ERR_BAD_ACTION
     if state.done[e]:
         return ERR_DONE
     over_budget = params.token_budget > 0 and state.cost[e] >= params.token_budget
-    if action == BRANCH or action == SAMPLE:
+    if kind == BRANCH or kind == SAMPLE:
         if over_budget:
             return ERR_BUDGET
         if state.cursor[e] >= position_limit(state, data, params, e):
             return ERR_NO_BRANCH_LEFT
         return OK
-    if action == ANSWER or action == ABSTAIN:
+    if kind == ANSWER or kind == ABSTAIN:
         return OK
-    kind, p = _decode(action, M)
     if p >= state.cursor[e]:
         return ERR_NOT_OPENED
-    f = state.flags[e, p]
-    if kind == 3:  # ANSWER_WITH
+    p = ix(p)
+    if kind == KIND_ANSWER_WITH:
         return OK if state.latest[e, p] >= 0 else ERR_NO_ANSWER
+    f = state.flags[e, p]
     if f & PRUNED:
         return ERR_PRUNED
-    if kind == 0:  # CONTINUE
+    if kind == KIND_CONTINUE:
         if f & FINISHED:
             return ERR_FINISHED
         return ERR_BUDGET if over_budget else OK
-    if kind == 1:  # PROBE
+    if kind == KIND_PROBE:
         if params.fused or state.revealed_depth[e, p] >= state.depth[e, p]:
             return ERR_NOTHING_TO_PROBE
         return ERR_BUDGET if (over_budget and params.probe_cost > 0) else OK
@@ -287,6 +320,13 @@ def check_action(state, data, params, e, action):
     if f & FINISHED:
         return ERR_FINISHED
     return OK
+
+
+@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
+def check_action(state, data, params, e, action):
+    """Result code that :func:`step_episode` would return for ``action`` (0 = admissible)."""
+    kind, p = decode_action(action, params.max_branches)
+    return _check_decoded(state, data, params, e, kind, p)
 
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
@@ -317,26 +357,28 @@ def default_answer(state, e):
     return best
 
 
-@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
+@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, forceinline=True)
 def step_episode(state, data, params, e, action):
-    """Apply ``action`` to episode ``e``. Returns ``(code, charge)``: ``charge`` = all tokens the action
-    charged (including ``probe_cost`` of its reveal); ``code != 0`` leaves the state unchanged (see
-    ``ERROR_MESSAGES``). Terminal actions set ``done`` and ``answer``."""
-    code = check_action(state, data, params, e, action)
+    """The transition: apply ``action`` to episode ``e``. Returns ``(code, charge)``: ``charge`` = all
+    tokens the action charged (including ``probe_cost`` of its reveal); ``code != 0`` leaves the
+    state unchanged (see ``ERROR_MESSAGES``). Terminal actions set ``done`` and ``answer``.
+
+    Every caller inlines it (``forceinline``): an out-of-line call passing the ``EnvState`` /
+    ``ReplayData`` tuples marshals ~190 machine words, more than a step costs."""
+    kind, p = decode_action(action, params.max_branches)
+    code = _check_decoded(state, data, params, e, kind, p)
     if code != OK:
         return code, np.int64(0)
-    M = params.max_branches
+    e = ix(e)
     before = state.cost[e]
-    if action == BRANCH:
-        p = state.cursor[e]
-        state.cursor[e] = p + 1
-        state.flags[e, p] = OPENED
-        _advance(state, data, params, e, p)
-    elif action == SAMPLE:
-        p = state.cursor[e]
-        state.cursor[e] = p + 1
-        q = state.question[e]
-        b = state.order[e, p]
+    if kind == KIND_CONTINUE:
+        _advance(state, data, params, e, ix(p))
+    elif kind == SAMPLE:
+        n = state.cursor[e]
+        state.cursor[e] = n + 1
+        p = ix(n)
+        q = ix(state.question[e])
+        b = ix(state.order[e, p])
         tokens = data.branch_tokens[q, b]
         state.cost[e] += tokens
         state.ledger[e, p] += tokens
@@ -344,27 +386,78 @@ def step_episode(state, data, params, e, action):
         state.depth[e, p] = data.num_probes[q, b] + 1
         state.finish_time[e, p] = state.steps[e]
         _reveal(state, data, params, e, p, data.final_ids[q, b])
-    elif action == ANSWER:
+    elif kind == BRANCH:
+        n = state.cursor[e]
+        state.cursor[e] = n + 1
+        p = ix(n)
+        state.flags[e, p] = OPENED
+        _advance(state, data, params, e, p)
+    elif kind == KIND_PRUNE:
+        state.flags[e, ix(p)] |= PRUNED
+    elif kind == KIND_ANSWER_WITH:
+        state.answer[e] = state.latest[e, ix(p)]
+        state.done[e] = True
+    elif kind == ANSWER:
         state.answer[e] = default_answer(state, e)
         state.done[e] = True
-    elif action == ABSTAIN:
+    elif kind == ABSTAIN:
         state.answer[e] = -1
         state.done[e] = True
-    else:
-        kind, p = _decode(action, M)
-        if kind == 0:
-            _advance(state, data, params, e, p)
-        elif kind == 1:
-            q = state.question[e]
-            _reveal(state, data, params, e, p,
-                    _answer_at_depth(data, q, state.order[e, p], state.depth[e, p]))
-        elif kind == 2:
-            state.flags[e, p] |= PRUNED
-        else:
-            state.answer[e] = state.latest[e, p]
-            state.done[e] = True
+    else:  # PROBE
+        p = ix(p)
+        _reveal(state, data, params, e, p, _answer_at_depth(data, ix(state.question[e]),
+                                                            ix(state.order[e, p]),
+                                                            state.depth[e, p]))
     state.steps[e] += 1
     return OK, state.cost[e] - before
+
+
+@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT, forceinline=True)
+def env_step(state, data, params, e, action, gamma, dense, inv_scale, max_steps, penalty, elapsed):
+    """The env's step of episode ``e``: the transition (:func:`step_episode`) and what the env
+    reports about it -- the one definition of the reward and the truncation, used by the single env
+    and the vector env alike.
+
+    ``elapsed[e]`` counts the actions taken (inadmissible ones included); the episode is truncated
+    when it reaches ``max_steps > 0`` without terminating. Rewards with cost weight ``gamma`` and
+    ``inv_scale = 1 / token_scale``: dense ``-gamma * charge * inv_scale`` per step plus
+    ``1{correct}`` at termination; sparse ``1{correct} - gamma * cost * inv_scale`` at termination
+    (``-gamma * cost * inv_scale`` on truncation), 0 otherwise. An inadmissible action changes no
+    state and is rewarded ``-penalty``.
+
+    Returns ``(code, charge, position, revealed, finished, terminated, truncated, correct, reward)``:
+    ``position`` = the position opened or acted on (-1 for ``ANSWER``/``ABSTAIN`` and inadmissible
+    actions), ``revealed`` = the answer id this step revealed there (-1: none), ``finished`` = that
+    position is finished."""
+    code, charge = step_episode(state, data, params, e, action)
+    elapsed[e] += 1
+    p = -1
+    revealed = -1
+    finished = False
+    done = False
+    correct = False
+    if code != OK:
+        reward = -penalty
+    else:
+        kind, p = decode_action(action, params.max_branches)
+        if kind == BRANCH or kind == SAMPLE:
+            p = state.cursor[e] - 1
+        if p >= 0:
+            if state.reveal_time[e, p] == state.steps[e] - 1:
+                revealed = state.latest[e, p]
+            finished = (state.flags[e, p] & FINISHED) != 0
+        done = state.done[e]
+        reward = -gamma * charge * inv_scale if dense else 0.0
+        if done:
+            correct = is_correct(state, data, e)
+            if dense:
+                reward += 1.0 if correct else 0.0
+            else:
+                reward = (1.0 if correct else 0.0) - gamma * state.cost[e] * inv_scale
+    truncated = (not done) and max_steps > 0 and elapsed[e] >= max_steps
+    if truncated and not dense:
+        reward -= gamma * state.cost[e] * inv_scale
+    return code, charge, p, revealed, finished, done, truncated, correct, reward
 
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
@@ -402,7 +495,8 @@ def action_mask_episode(state, data, params, e, out):
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
 def is_correct(state, data, e):
     """Whether episode ``e`` committed the gold answer (scoring only; never part of an observation)."""
-    g = data.gold_ids[state.question[e]]
+    e = ix(e)
+    g = data.gold_ids[ix(state.question[e])]
     return state.done[e] and g >= 0 and state.answer[e] == g
 
 
@@ -415,15 +509,6 @@ def reset_batch(state, questions, perms, env_ids):
     """Reset the episodes ``env_ids`` to ``questions[j]`` with orders ``perms[j]``."""
     for j in range(env_ids.shape[0]):
         reset_episode(state, env_ids[j], questions[j], perms[j])
-
-
-@nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)
-def step_batch(state, data, params, actions, codes, charges):
-    """Step every episode of the batch with ``actions[e]`` (writes ``codes`` and ``charges``)."""
-    for e in range(actions.shape[0]):
-        c, ch = step_episode(state, data, params, e, actions[e])
-        codes[e] = c
-        charges[e] = ch
 
 
 @nb.njit(cache=True, nogil=True, _nrt=_NO_NRT)

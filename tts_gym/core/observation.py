@@ -71,14 +71,13 @@ Global features (``globals[j]``):
                            ``max_episode_steps`` if set, else ``M * (K_max + 2)`` (twice that unfused)
 ====  ===================  ======================================================================
 
-The kernels (:func:`observe_episode`, :func:`observe_batch`, :func:`observe_subset`) write into
+The kernels (:func:`observe_episode`, :func:`observe_subset`) write into
 preallocated batch-first float32 buffers (``positions[E, M, F]``, ``globals[E, G]``) and allocate
 nothing. Rows of unopened positions are constant within an episode, so after a full write at reset
 (``full=True``) a step only needs to rewrite the opened rows (``full=False``).
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -87,6 +86,7 @@ import numpy as np
 from gymnasium import spaces
 
 from tts_gym.core.kernels import FINISHED, PRUNED, SAMPLED, EnvParams, ReplayData, position_limit
+from tts_gym.core.voting import conf_table
 
 POSITION_FEATURES = ("opened", "live", "finished", "pruned", "sampled", "available", "depth",
                      "revealed", "unrevealed", "share", "agrees_top1", "agrees_top2", "stability",
@@ -121,19 +121,8 @@ class ObsParams(NamedTuple):
 @lru_cache(maxsize=4)
 def confidence_table(max_count: int = CONF_TABLE_MAX) -> np.ndarray:
     """float64 table ``[max_count + 1, max_count + 1]`` of ``conf(t1, t2) = P[Bin(t1+t2+1, 1/2) <= t1]``
-    (0 for ``t1 = 0``), computed exactly with rationals and rounded once to float64."""
-    n_max = 2 * max_count + 1
-    # binomial rows C(n, k) as Python ints
-    rows = [[1]]
-    for n in range(1, n_max + 1):
-        prev = rows[-1]
-        rows.append([1] + [prev[k - 1] + prev[k] for k in range(1, n)] + [1])
-    table = np.zeros((max_count + 1, max_count + 1), dtype=np.float64)
-    for t1 in range(1, max_count + 1):
-        for t2 in range(max_count + 1):
-            n = t1 + t2 + 1
-            row = rows[n]
-            table[t1, t2] = float(Fraction(sum(row[: t1 + 1]), 1 << n))
+    (0 for ``t1 = 0``): the corner of the one exact table, :func:`tts_gym.core.voting.conf_table`."""
+    table = np.ascontiguousarray(conf_table()[: max_count + 1, : max_count + 1])
     table.flags.writeable = False
     return table
 
@@ -330,13 +319,6 @@ def observe_episode(state, data, params, oparams, conf, gamma, e, pos, glob, scr
     g[_G_GAMMA] = gamma
     x = state.steps[e] / oparams.step_scale
     g[G_STEPS] = x if x < 1.0 else 1.0
-
-
-@nb.njit(cache=True, nogil=True, _nrt=False)
-def observe_batch(state, data, params, oparams, conf, gammas, pos, glob, scratch, full):
-    """:func:`observe_episode` for every episode of the batch."""
-    for e in range(pos.shape[0]):
-        observe_episode(state, data, params, oparams, conf, gammas[e], e, pos, glob, scratch, full)
 
 
 @nb.njit(cache=True, nogil=True, _nrt=False)

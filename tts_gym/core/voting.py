@@ -159,15 +159,16 @@ def vote_push(counts, first, a, idx, w, t1, t2):
     ``(winner, top1, top2)`` (``w = -1`` for an empty vote); returns the updated triple.
     Exact under the first-occurrence rule: only ``a``'s count changes, so the winner either stays
     or becomes ``a``, and the old winner's count becomes the runner-up when ``a`` overtakes it."""
-    c = counts[a] + 1
-    counts[a] = c
+    ua = np.uint32(a)   # unsigned indices skip numba's negative-index wraparound (kernels.ix)
+    c = counts[ua] + 1
+    counts[ua] = c
     if c == 1:
-        first[a] = idx
+        first[ua] = idx
     if w < 0:
         return a, c, 0
     if a == w:
         return w, c, t2
-    if c > t1 or (c == t1 and first[a] < first[w]):
+    if c > t1 or (c == t1 and first[ua] < first[np.uint32(w)]):
         return a, c, t1
     if c > t2:
         t2 = c
@@ -216,5 +217,5 @@ def conf_lookup(table, t1, t2):
     if t1 <= 0:
         return 0.0
     if t1 < table.shape[0] and t2 < table.shape[1]:
-        return table[t1, t2]
+        return table[np.uint32(t1), np.uint32(t2)]
     return _conf_float(t1, t2)

@@ -146,9 +146,9 @@ from numba.core import types as nbt
 from numba.experimental import structref
 
 from tts_gym.core.actions import describe, num_actions
-from tts_gym.core.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, FINISHED, EnvParams,
-                             action_mask_episode, is_correct, make_state, pack_stores, reset_episode,
-                             step_episode)
+from tts_gym.core.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, EnvParams,
+                                  action_mask_episode, check_action, env_step, make_state,
+                                  pack_stores, reset_episode)
 from tts_gym.core.observation import (G_COST_WEIGHT, ObsParams, confidence_table, make_buffers, make_obs_params,
                                  make_scratch, observation_space, observe_episode)
 from tts_gym.core.orders import reference_permutation
@@ -373,12 +373,12 @@ class _Core(structref.StructRefProxy):
 
 
 structref.define_proxy(_Core, _CoreType, ["state", "data", "params", "oparams", "conf", "gammas",
-                                          "pos", "glob", "mask", "scratch"])
+                                          "pos", "glob", "mask", "scratch", "elapsed"])
 
 
 @nb.njit(cache=True)
-def _make_core(state, data, params, oparams, conf, gammas, pos, glob, mask, scratch):
-    return _Core(state, data, params, oparams, conf, gammas, pos, glob, mask, scratch)
+def _make_core(state, data, params, oparams, conf, gammas, pos, glob, mask, scratch, elapsed):
+    return _Core(state, data, params, oparams, conf, gammas, pos, glob, mask, scratch, elapsed)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -386,41 +386,34 @@ def _core_reset(core, question, perm, gamma):
     state = core.state
     reset_episode(state, 0, question, perm)
     core.gammas[0] = gamma
+    core.elapsed[0] = 0
     observe_episode(state, core.data, core.params, core.oparams, core.conf, gamma, 0, core.pos,
                     core.glob, core.scratch, True)
     action_mask_episode(state, core.data, core.params, 0, core.mask)
 
 
 @nb.njit(cache=True, nogil=True)
-def _core_step(core, action):
-    """Step, observe and mask. Returns ``(code, charge, position, revealed_id, finished, done,
-    answer_id, correct, cost, cursor)``; ``code != 0`` leaves everything unchanged."""
+def _core_step(core, action, raise_mode, penalty, dense, inv_scale, max_steps):
+    """The env's step (:func:`tts_gym.core.kernels.env_step`), then observe and mask. Returns
+    ``(stepped, code, charge, position, revealed_id, finished, terminated, truncated, correct, reward,
+    answer_id, cost, cursor)``; ``stepped`` is False (and nothing changed) for an action that must
+    raise: out of the space, after the end, or inadmissible in raise mode."""
     state = core.state
     data = core.data
     params = core.params
-    code, charge = step_episode(state, data, params, 0, action)
-    if code != 0:
-        return code, charge, -1, -1, False, False, -1, False, state.cost[0], state.cursor[0]
-    M = params.max_branches
-    if action <= 1:
-        p = state.cursor[0] - 1
-    elif action >= 4:
-        p = (action - 4) % M
-    else:
-        p = -1
-    revealed = -1
-    finished = False
-    if p >= 0:
-        if state.reveal_time[0, p] == state.steps[0] - 1:
-            revealed = state.latest[0, p]
-        finished = (state.flags[0, p] & FINISHED) != 0
-    done = state.done[0]
-    correct = is_correct(state, data, 0) if done else False
-    observe_episode(state, data, params, core.oparams, core.conf, core.gammas[0], 0, core.pos,
-                    core.glob, core.scratch, False)
-    action_mask_episode(state, data, params, 0, core.mask)
-    return (code, charge, p, revealed, finished, done, state.answer[0], correct, state.cost[0],
-            state.cursor[0])
+    code = check_action(state, data, params, 0, action)
+    if code != 0 and (raise_mode or code == ERR_BAD_ACTION or code == ERR_DONE):
+        return (False, code, np.int64(0), -1, -1, False, False, False, False, 0.0, -1,
+                state.cost[0], state.cursor[0])
+    code, charge, p, revealed, finished, done, truncated, correct, reward = env_step(
+        state, data, params, 0, action, core.gammas[0], dense, inv_scale, max_steps, penalty,
+        core.elapsed)
+    if code == 0:
+        observe_episode(state, data, params, core.oparams, core.conf, core.gammas[0], 0, core.pos,
+                        core.glob, core.scratch, False)
+        action_mask_episode(state, data, params, 0, core.mask)
+    return (True, code, charge, p, revealed, finished, done, truncated, correct, reward,
+            state.answer[0] if done else -1, state.cost[0], state.cursor[0])
 
 
 def refresh_numba_cache(dispatchers, dependencies) -> None:
@@ -499,18 +492,20 @@ class TTSReplayEnv(gym.Env):
         self._pos, self._glob = make_buffers(1, su.M)
         self._mask = np.zeros(num_actions(su.M), np.bool_)
         self._gammas = np.zeros(1, np.float64)
+        self._elapsed_steps = np.zeros(1, np.int64)
         self._core = _make_core(self.state, su.data, su.params, su.oparams, su.conf, self._gammas,
-                                self._pos, self._glob, self._mask, make_scratch(su.data))
+                                self._pos, self._glob, self._mask, make_scratch(su.data),
+                                self._elapsed_steps)
+        self._step_args = (bool(su.raise_invalid), float(su.invalid_action_penalty),
+                           bool(su.dense_reward), 1.0 / su.token_scale, int(su.max_episode_steps))
         # compile/load the kernels and keep their direct entry points (reset on question 0 as a
         # warm-up; an out-of-space action id changes nothing)
         self._reset_fn = compiled_entry(_core_reset, self._core, 0, np.arange(su.M, dtype=np.int32) * 0, 0.0)
-        self._step_fn = compiled_entry(_core_step, self._core, -1)
+        self._step_fn = compiled_entry(_core_step, self._core, -1, *self._step_args)
         self.state.done[0] = True  # stepping before reset() reports ERR_DONE -> RuntimeError
         self._view = EpisodeView(self.state, su.data, su.params, 0, su.answer_tables)
         self._pos0, self._glob0 = self._pos[0], self._glob[0]
-        self._token_scale, self._dense, self._max_steps = su.token_scale, su.dense_reward, su.max_episode_steps
         self._episode_counter = 0
-        self._elapsed = 0
         self._gamma = 0.0
         self._table: tuple = ()
         self._question = -1
@@ -569,7 +564,6 @@ class TTSReplayEnv(gym.Env):
         self._reset_fn(self._core, question, perms[0], gamma)
         self._question, self._shuffle_seed, self._gamma = question, int(seeds[0]), gamma
         self._table = su.answer_tables[question]
-        self._elapsed = 0
         self._has_reset = True
         self._ended = False
         store_name, store_q = su.store_question(question)
@@ -579,32 +573,23 @@ class TTSReplayEnv(gym.Env):
         return {"positions": self._pos0.copy(), "globals": self._glob0.copy()}, info
 
     def step(self, action):
-        code, charge, p, rid, fin, done, ans, correct, cost, cursor = self._step_fn(self._core, int(action))
+        (stepped, code, charge, p, rid, fin, done, truncated, correct, reward, ans, cost,
+         cursor) = self._step_fn(self._core, int(action), *self._step_args)
         if code:
-            return self._invalid(int(action), code)
-        self._elapsed += 1
-        g = self._gamma
+            return self._invalid(int(action), code, stepped, reward, truncated)
         table = self._table
         info = {"action_mask": self._mask.copy(), "position": p, "revealed_id": rid,
                 "revealed": table[rid] if rid >= 0 else None, "finished": fin, "charge": charge,
-                "cost": cost, "cursor": cursor, "cost_weight": g, "invalid_action": False}
-        reward = -g * charge / self._token_scale if (self._dense and g) else 0.0
-        truncated = False
+                "cost": cost, "cursor": cursor, "cost_weight": self._gamma, "invalid_action": False}
         if done:
             self._ended = True
             info["correct"] = correct
             info["answer_id"] = ans
             info["answer"] = table[ans] if ans >= 0 else None
             info["tokens"] = cost
-            if self._dense:
-                reward += 1.0 if correct else 0.0
-            else:
-                reward = (1.0 if correct else 0.0) - g * cost / self._token_scale
-        elif self._max_steps and self._elapsed >= self._max_steps:
-            truncated = self._ended = True
+        elif truncated:
+            self._ended = True
             self._truncation_info(info, cost)
-            if not self._dense:
-                reward = -g * cost / self._token_scale
         return ({"positions": self._pos0.copy(), "globals": self._glob0.copy()}, reward, done,
                 truncated, info)
 
@@ -620,25 +605,19 @@ class TTSReplayEnv(gym.Env):
         return (f"inadmissible action {action} = {describe(action, self.max_branches)}: "
                 f"{ERROR_MESSAGES.get(code, f'error code {code}')}")
 
-    def _invalid(self, a: int, code: int):
+    def _invalid(self, a: int, code: int, stepped: bool, reward: float, truncated: bool):
         if not self._has_reset:
             raise RuntimeError("call reset() before step()")
         msg = self.error_message(a, code)
-        su = self.setup
-        if su.raise_invalid or code in (ERR_BAD_ACTION, ERR_DONE):
+        if not stepped:
             raise ValueError(msg)
-        self._elapsed += 1
         cost = int(self.state.cost[0])
         info = {"action_mask": self._mask.copy(), "position": -1, "revealed_id": -1, "revealed": None,
                 "finished": False, "charge": 0, "cost": cost, "cursor": int(self.state.cursor[0]),
                 "cost_weight": self._gamma, "invalid_action": True, "error": msg}
-        reward = -su.invalid_action_penalty
-        truncated = bool(su.max_episode_steps and self._elapsed >= su.max_episode_steps)
         if truncated:
             self._ended = True
             self._truncation_info(info, cost)
-            if not su.dense_reward:
-                reward -= self._gamma * cost / su.token_scale
         obs = {"positions": self._pos[0].copy(), "globals": self._glob[0].copy()}
         return obs, reward, False, truncated, info
 

@@ -59,9 +59,8 @@ from numba.experimental import structref
 
 from tts_gym.core.actions import NUM_GLOBAL_ACTIONS, describe, num_actions
 from tts_gym.envs.env import KERNEL_MODULES, ReplaySetup, compiled_entry, refresh_numba_cache
-from tts_gym.core.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, FINISHED, OK,
-                             action_mask_batch, check_action, is_correct, make_state, reset_batch,
-                             step_episode)
+from tts_gym.core.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, OK, action_mask_batch,
+                                  check_action, env_step, make_state, reset_batch)
 from tts_gym.core.observation import make_buffers, make_scratch, observe_episode, observe_subset
 
 __all__ = ["TTSReplayVectorEnv", "vec_step"]
@@ -154,7 +153,6 @@ def vec_step_range(state, data, params, oparams, conf, gammas, pos, glob, scratc
 
     Touches only rows ``e0 .. e1-1`` of the state and outputs, plus ``scratch`` (left zeroed): disjoint
     ranges with their own scratch buffers may run concurrently (the kernel releases the GIL)."""
-    M = params.max_branches
     n_done = 0
     n_invalid = 0
     for e in range(e0, e1):
@@ -172,39 +170,11 @@ def vec_step_range(state, data, params, oparams, conf, gammas, pos, glob, scratc
             for k in range(flags.shape[0]):
                 flags[k, e] = False
             continue
-        a = actions[e]
-        c, ch = step_episode(state, data, params, e, a)
-        codes[e] = c
-        elapsed[e] += 1
-        g = gammas[e]
-        p = -1
-        rv = -1
-        fin = False
-        done = False
-        corr = False
+        c, ch, p, rv, fin, done, tr, corr, r = env_step(state, data, params, e, actions[e],
+                                                        gammas[e], dense, inv_scale, max_steps,
+                                                        penalty, elapsed)
         if c != OK:
-            r = -penalty
             n_invalid += 1
-        else:
-            if a <= 1:
-                p = state.cursor[e] - 1
-            elif a >= 4:
-                p = (a - 4) % M
-            if p >= 0:
-                if state.reveal_time[e, p] == state.steps[e] - 1:
-                    rv = state.latest[e, p]
-                fin = (state.flags[e, p] & FINISHED) != 0
-            done = state.done[e]
-            r = -g * ch * inv_scale if dense else 0.0
-            if done:
-                corr = is_correct(state, data, e)
-                if dense:
-                    r += 1.0 if corr else 0.0
-                else:
-                    r = (1.0 if corr else 0.0) - g * state.cost[e] * inv_scale
-        tr = (not done) and max_steps > 0 and elapsed[e] >= max_steps
-        if tr and not dense:
-            r -= g * state.cost[e] * inv_scale
         rewards[e] = r
         ints[I_POSITION, e] = p
         ints[I_REVEALED, e] = rv
@@ -221,7 +191,8 @@ def vec_step_range(state, data, params, oparams, conf, gammas, pos, glob, scratc
         if done or tr:
             n_done += 1
         if c == OK:
-            observe_episode(state, data, params, oparams, conf, g, e, pos, glob, scratch, False)
+            observe_episode(state, data, params, oparams, conf, gammas[e], e, pos, glob, scratch,
+                            False)
     return n_done, n_invalid
 
 

@@ -138,12 +138,30 @@ class Config:
 
     def kernel_and_row(self) -> tuple[str, list[float]]:
         """Compiled kernel name and its ``policy_params`` row (see ``run_compiled``)."""
-        from tts_gym.policies.compiled import policy_param_rows
-        kernel, rows = policy_param_rows(self.family, [self.params])
-        return kernel, rows[0].tolist()
+        hit = self.__dict__.get("_kernel_row")
+        if hit is None:
+            hit = self.__dict__["_kernel_row"] = _kernel_row(
+                self.family, tuple(sorted((k, repr(v)) for k, v in self.params.items())), self.params)
+        return hit
 
     def __repr__(self) -> str:
         return f"Config({self.label!r})"
+
+
+_KERNEL_ROWS: dict = {}
+
+
+def _kernel_row(family: str, key: tuple, params: Mapping[str, Any]) -> tuple[str, list[float]]:
+    """:meth:`Config.kernel_and_row`, computed once per (family, parameters)."""
+    hit = _KERNEL_ROWS.get((family, key))
+    if hit is None:
+        from tts_gym.policies.compiled import policy_param_rows
+        kernel, rows = policy_param_rows(family, [params])
+        hit = (kernel, rows[0].tolist())
+        if len(_KERNEL_ROWS) > 4096:
+            _KERNEL_ROWS.clear()
+        _KERNEL_ROWS[(family, key)] = hit
+    return hit
 
 
 def _builtin_params(family: str, params: Mapping[str, Any]) -> dict:
@@ -282,32 +300,42 @@ def _positions(store, episodes: EpisodeSet) -> int:
 def run_task(store, episodes: EpisodeSet, configs: Sequence[Config], task: Task,
              workers: int | None = None) -> dict[str, np.ndarray]:
     """Execute one task: arrays ``[len(task.configs), len(task.replicates), J]`` per outcome."""
-    ep = episodes.take(list(task.replicates))
+    ep = episodes.take(task.replicates)
     qs, orders = ep.flat()
     M = _positions(store, ep)
     cfgs = [configs[i] for i in task.configs]
     R, J = ep.shape
-    out = {k: np.empty((len(cfgs), R, J), dt) for k, dt in
-           (("answer", np.int32), ("cost", np.int64), ("correct", np.bool_), ("steps", np.int32))}
+    C = len(cfgs)
     builtin = [i for i, c in enumerate(cfgs) if c.builtin]
-    if builtin:
-        from tts_gym.policies.compiled import run_compiled
-        data = _packed(store)
-        groups: dict[str, list[int]] = {}
-        for i in builtin:
-            groups.setdefault(cfgs[i].kernel_and_row()[0], []).append(i)
-        for kernel, idx in groups.items():
-            rows = np.asarray([cfgs[i].kernel_and_row()[1] for i in idx], np.float64)
-            res = run_compiled(data, kernel, [], qs, orders[:, :M], max_branches=M, workers=workers,
-                               policy_params=rows)
-            for k in out:
-                out[k][idx] = res[k].reshape(len(idx), R, J)
+    groups: dict[str, list[int]] = {}
+    for i in builtin:
+        groups.setdefault(cfgs[i].kernel_and_row()[0], []).append(i)
+    if len(groups) == 1 and len(builtin) == C:   # one compiled run gives every output as it is
+        kernel, idx = next(iter(groups.items()))
+        res = _run_builtin(store, kernel, [cfgs[i] for i in idx], ep, qs, orders, M, workers)
+        return {k: v.reshape(C, R, J) for k, v in res.items()}
+    out = {k: np.empty((C, R, J), dt) for k, dt in
+           (("answer", np.int32), ("cost", np.int64), ("correct", np.bool_), ("steps", np.int32))}
+    for kernel, idx in groups.items():
+        res = _run_builtin(store, kernel, [cfgs[i] for i in idx], ep, qs, orders, M, workers)
+        for k in out:
+            out[k][idx] = res[k].reshape(len(idx), R, J)
     for i, c in enumerate(cfgs):
         if not c.builtin:
             res = _run_python(store, c, qs, orders[:, :M], M)
             for k in out:
                 out[k][i] = res[k].reshape(R, J)
     return out
+
+
+def _run_builtin(store, kernel: str, cfgs: Sequence[Config], ep: EpisodeSet, qs, orders, M: int,
+                 workers) -> dict[str, np.ndarray]:
+    """The built-in configurations ``cfgs`` of one compiled kernel on ``ep``'s episodes."""
+    from tts_gym.policies.compiled import execute, plan_run
+    data = _packed(store)
+    rows = np.asarray([c.kernel_and_row()[1] for c in cfgs], np.float64)
+    plan = plan_run(data, kernel, [], qs, orders, max_branches=M, workers=workers, policy_params=rows)
+    return execute(plan, data, qs, orders, ep.play_order())
 
 
 def _make_python_policy(config: Config):
@@ -379,6 +407,8 @@ class Outcome:
 
 
 def _group_means(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    if groups.size == values.size and (groups.size < 2 or (np.diff(groups) > 0).all()):
+        return values                       # one replicate per group (every protocol but one)
     u, inv = np.unique(groups, return_inverse=True)
     if u.size == values.size:
         return values
@@ -611,8 +641,12 @@ def assemble(stores, configs, episodes, tasks, task_results, level, ci) -> tuple
     for task, res in zip(tasks, task_results):
         st = stores[task.store]
         ep = episodes[st.name]
+        whole = len(task.replicates) == ep.num_replicates   # the task holds every replicate
         for ci_, c in enumerate(task.configs):
             key = (st.name, configs[c].label)
+            if whole:
+                buf[key] = {k: v[ci_] for k, v in res.items()}
+                continue
             if key not in buf:
                 R, J = ep.shape
                 buf[key] = {k: np.empty((R, J), v.dtype) for k, v in res.items()}
@@ -680,7 +714,8 @@ def evaluate(policies, stores=None, *, params: Mapping | None = None, grid=None,
         protocol_kwargs["seeds"] = seeds
     episodes = {s.name: make_episodes(s, protocol, **protocol_kwargs) for s in store_list}
     if backend == "local":
-        tasks = plan_tasks(store_list, configs, episodes, replicate_block, configs_per_task=1)
+        # one task per store: the configurations of one compiled kernel share one run
+        tasks = plan_tasks(store_list, configs, episodes, replicate_block, configs_per_task=None)
         results = run_local(store_list, configs, episodes, tasks, workers=workers, progress=progress)
     elif backend == "ray":
         from tts_gym.evaluation.ray_backend import run_ray

@@ -31,6 +31,7 @@ Each replicate's draws depend only on ``(seed, replicate, question)``, so any su
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,14 +76,31 @@ class EpisodeSet:
         return tuple(self.questions.shape)
 
     def flat(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(questions [E], orders [E, N])`` with ``E = R * J`` (replicate-major)."""
-        R, J = self.questions.shape
-        return (np.ascontiguousarray(self.questions.reshape(R * J)),
-                np.ascontiguousarray(self.orders.reshape(R * J, self.orders.shape[2])))
+        """``(questions [E], orders [E, N])`` with ``E = R * J`` (replicate-major); computed once."""
+        flat = self.__dict__.get("_flat")
+        if flat is None:
+            R, J = self.questions.shape
+            flat = (np.ascontiguousarray(self.questions.reshape(R * J), dtype=np.int32),
+                    np.ascontiguousarray(self.orders.reshape(R * J, self.orders.shape[2]),
+                                         dtype=np.int32))
+            self.__dict__["_flat"] = flat
+        return flat
+
+    def play_order(self) -> np.ndarray:
+        """The order the compiled runner plays :meth:`flat`'s episodes in (question by question, see
+        :func:`tts_gym.policies.compiled.episode_order`); sorted once."""
+        order = self.__dict__.get("_play_order")
+        if order is None:
+            from tts_gym.policies.compiled import episode_order
+            order = self.__dict__["_play_order"] = episode_order(self.flat()[0])
+        return order
 
     def take(self, replicates) -> "EpisodeSet":
-        """The sub-set of replicates ``replicates`` (indices into this set), e.g. one shard."""
+        """The sub-set of replicates ``replicates`` (indices into this set), e.g. one shard (this set
+        itself when ``replicates`` is all of them in order)."""
         r = np.asarray(replicates, dtype=np.int64)
+        if r.shape == (self.num_replicates,) and (r == np.arange(self.num_replicates)).all():
+            return self
         return EpisodeSet(self.protocol, self.questions[r], self.orders[r], self.replicate_ids[r],
                           self.groups[r], self.max_positions, dict(self.params))
 
@@ -100,16 +118,16 @@ def _num_branches(store) -> np.ndarray:
 
 
 def _reference_orders(store, seeds) -> np.ndarray:
+    """``[S, Q, N]`` reference branch orders: one permutation per (seed, distinct branch count)."""
     nb = _num_branches(store)
     Q, N = store.num_questions, store.max_branches
     orders = np.zeros((len(seeds), Q, N), np.int32)
-    for r, s in enumerate(seeds):
-        cache: dict[int, np.ndarray] = {}
-        for q in range(Q):
-            n = int(nb[q])
-            if n not in cache:
-                cache[n] = reference_permutation(int(s), n)
-            orders[r, q, :n] = cache[n]
+    for n in np.unique(nb):
+        n = int(n)
+        qs = np.flatnonzero(nb == n)
+        table = np.stack([reference_permutation(int(s), n) for s in seeds]) if seeds else \
+            np.zeros((0, n), np.int32)
+        orders[:, qs, :n] = table[:, None, :]
     return orders
 
 
@@ -187,11 +205,29 @@ def _seed_label(seeds) -> str:
     return ",".join(map(str, seeds[:5])) + (",..." if len(seeds) > 5 else "")
 
 
+_EPISODE_CACHE: dict = {}
+_EPISODE_CACHE_SIZE = 64
+_EPISODE_CACHE_LOCK = threading.Lock()
+
+
+def _option_key(kwargs: dict) -> tuple:
+    out = []
+    for k in sorted(kwargs):
+        v = kwargs[k]
+        if v is not None and not isinstance(v, (int, float, str)):
+            v = tuple(int(x) for x in v)
+        out.append((k, v))
+    return tuple(out)
+
+
 def make_episodes(store, protocol="reference", **kwargs) -> EpisodeSet:
     """Episodes of ``store`` under ``protocol`` (a name of :data:`PROTOCOLS` or an :class:`EpisodeSet`).
 
     Keyword arguments go to the protocol: ``seeds`` (reference, branch-bootstrap), ``n``,
     ``replicates``, ``seed`` (subsample, bootstrap), ``iterations`` (branch-bootstrap).
+
+    Episode sets depend only on the store and the options, so the last few are kept and returned
+    again for the same store object and options (treat them as read-only).
     """
     if isinstance(protocol, EpisodeSet):
         if kwargs:
@@ -209,4 +245,17 @@ def make_episodes(store, protocol="reference", **kwargs) -> EpisodeSet:
         raise ValueError(f"protocol {p!r} takes {', '.join(options[p])}; got unexpected {', '.join(unknown)}")
     build = {"reference": reference, "subsample": subsample, "bootstrap": question_bootstrap,
              "branch-bootstrap": branch_bootstrap}[p]
-    return build(store, **kwargs)
+    try:
+        key = (id(store), p, _option_key(kwargs))
+    except (TypeError, ValueError):   # unhashable or malformed options: the builder reports them
+        return build(store, **kwargs)
+    with _EPISODE_CACHE_LOCK:
+        hit = _EPISODE_CACHE.get(key)
+    if hit is not None and hit[0] is store:
+        return hit[1]
+    episodes = build(store, **kwargs)
+    with _EPISODE_CACHE_LOCK:
+        if len(_EPISODE_CACHE) >= _EPISODE_CACHE_SIZE:
+            _EPISODE_CACHE.pop(next(iter(_EPISODE_CACHE)))
+        _EPISODE_CACHE[key] = (store, episodes)
+    return episodes

@@ -21,6 +21,7 @@ differences are the sample, which cancels the episode-to-episode variation both 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -64,9 +65,14 @@ def t_interval(values, level: float = 0.95) -> Interval:
     if n < 2:
         return Interval(m, m, m, level, "t", n)
     se = float(x.std(ddof=1)) / np.sqrt(n)
-    from scipy.stats import t as student_t
-    h = float(student_t.ppf(0.5 + level / 2.0, n - 1)) * se
+    h = _t_quantile(0.5 + level / 2.0, n - 1) * se
     return Interval(m, m - h, m + h, level, "t", n)
+
+
+@lru_cache(maxsize=256)
+def _t_quantile(q: float, df: int) -> float:
+    from scipy.stats import t as student_t
+    return float(student_t.ppf(q, df))
 
 
 def _percentile_interval(m: float, boot: np.ndarray, level: float, n: int, method: str) -> Interval:

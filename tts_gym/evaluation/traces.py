@@ -8,41 +8,31 @@ plurality of the latest revealed answers of opened, unpruned positions -- the en
 aggregator -- with its top-two counts). Answer ids are per-question intern ids
 (:meth:`tts_gym.data.store.ReplayStore.answer`); the gold answer is never recorded.
 
-How it is recorded (the hook). The compiled baselines (:mod:`tts_gym.policies.compiled`) act only
-through the env kernels (``step_episode`` and ``reset_episode``) on an
-:class:`~tts_gym.core.kernels.EnvState`, under the global names that module declares in its
-``TRACE_HOOK`` table (e.g. ``_step``, its inlined copy of ``step_episode``). Here they are
-*re-targeted*: every numba function of that module that reaches those names is re-jitted from its
-own Python source with the names bound to recording wrappers, and a copy of ``run_compiled`` (with
-the hook's ``rollouts`` and ``make_state`` globals rebound) is called with a state factory that
-returns a :class:`TraceState` (every ``EnvState`` field plus the trace buffers). The table is checked
-before use (each name is the kernel it claims to be, and no other global of the module aliases an
-env kernel), and after each run the applied actions recorded must add up to the env's ``steps``, so
-an env call that bypasses the hook is an error, not a silently incomplete trace. The policy logic, the
-drivers and the argument preparation are those of the compiled path, unchanged; only the two kernel
-entry points differ, and the wrappers call the original kernels. Each reset opens a trace row tagged with the episode's
-question and branch order; rows are put back in episode order by that tag, so the order in which a
-driver plays its episodes does not matter (one serial run per configuration). The re-targeted
-functions are cached by numba under their own names (``traced_<digest>__<name>``, the digest
-covering the recorder's, kernels' and voting sources), so only the first traced run of a policy
-pays the compile. Nothing here changes the untraced fast path.
+How it is recorded. The compiled baselines (:mod:`tts_gym.policies.compiled`) are played by one
+driver, :func:`tts_gym.policies.compiled.drive`, that takes the policy, the step function and the
+reset function as arguments. A traced run passes recording versions of the env's step and reset
+(:func:`traced_step_episode`, :func:`traced_reset_episode`: the env's own kernels, then a trace row)
+and a :class:`TraceState` (every ``EnvState`` field plus the trace buffers) to the same driver and
+policies; :data:`TRACED_ROLLOUTS` are those entry points, cached by numba like the untraced ones.
+Each reset opens a trace row tagged with the episode's question and branch order (checked against
+the episodes afterwards), and after each run the applied actions recorded must add up to the env's
+``steps``. Nothing here changes the untraced fast path.
 
 Use :func:`record_traces` (or ``tts_gym.evaluate(..., traces=True)``) on the episodes you want to
 inspect; traces are for a few hundred episodes, not for full sweeps.
 """
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numba as nb
 import numpy as np
-from numba.core.registry import CPUDispatcher
 
 from tts_gym.core import kernels as K
-from tts_gym.core.actions import describe
+from tts_gym.core.actions import BRANCH, SAMPLE, describe
 from tts_gym.core.voting import vote_push
+from tts_gym.policies import compiled as C
 
 # ---- trace fields ------------------------------------------------------------------------------
 FIELDS = ("action", "code", "position", "charge", "cost", "width", "live", "finished",
@@ -111,13 +101,17 @@ def make_trace_state(rows: int, max_steps: int, max_branches: int, max_answers: 
                       vote_first=np.zeros((slots, max_answers), np.int32))
 
 
-# ---- the recording wrappers ------------------------------------------------------------------------
+# ---- the recording step and reset, and the traced entry points -----------------------------------
+# Passed to the one compiled driver (tts_gym.policies.compiled.drive) in place of the env's own
+# reset_episode / step_episode; the policies and the driver are the untraced ones.
 
-@nb.njit(cache=True, nogil=True)
+_INLINE = dict(nogil=True, _nrt=False, forceinline=True)
+
+
+@nb.njit(**_INLINE)
 def traced_reset_episode(state, e, question, perm):
     """:func:`tts_gym.core.kernels.reset_episode` that opens a new trace row and notes which episode
-    it holds (question and branch order: the rows are matched to episodes afterwards, so the order
-    in which a driver plays its episodes does not matter)."""
+    it holds (question and branch order, checked against the episodes afterwards)."""
     K.reset_episode(state, e, question, perm)
     row = state.next_row[0]
     state.next_row[0] = row + 1
@@ -129,7 +123,7 @@ def traced_reset_episode(state, e, question, perm):
             state.row_order[row, p] = state.order[e, p]
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(**_INLINE)
 def _record_step(state, e, action, code, charge, M):
     row = state.trace_row[e]
     if row < 0 or row >= state.trace_len.shape[0]:
@@ -140,12 +134,9 @@ def _record_step(state, e, action, code, charge, M):
         return  # truncated (trace_len keeps counting)
     out = state.trace[row, i]
     n = state.cursor[e]
-    if action == 0 or action == 1:  # BRANCH / SAMPLE: the newly opened position (if applied)
+    kind, p = K.decode_action(action, M)
+    if kind == BRANCH or kind == SAMPLE:  # the newly opened position (if applied)
         p = n - 1 if code == 0 else n
-    elif action == 2 or action == 3:
-        p = -1
-    else:
-        p = (action - 4) % M
     live = 0
     fin = 0
     counts = state.vote_counts[e]
@@ -187,7 +178,7 @@ def _record_step(state, e, action, code, charge, M):
     out[F_VOTE_SIZE] = size
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(**_INLINE)
 def traced_step_episode(state, data, params, e, action):
     """:func:`tts_gym.core.kernels.step_episode` that also appends a trace row."""
     code, charge = K.step_episode(state, data, params, e, action)
@@ -195,111 +186,47 @@ def traced_step_episode(state, data, params, e, action):
     return code, charge
 
 
-# ---- re-targeting of the compiled policies ------------------------------------------------------
-
-_TRACED: dict[str, CPUDispatcher] = {}
+_JIT = dict(cache=True, nogil=True, _nrt=False)
 
 
-def _trace_hook(C) -> dict:
-    """``C.TRACE_HOOK`` (see :mod:`tts_gym.policies.compiled`), checked against the module: each
-    "step"/"reset" name is bound to that env kernel (or a re-jit of its source, like ``_step``), no
-    other global of the module is one (calls through it would not be recorded), and ``run_compiled``
-    reads the "rollouts" and "make_state" globals."""
-    hook = C.TRACE_HOOK
-    kinds = {"step": K.step_episode.py_func, "reset": K.reset_episode.py_func}
-    for kind, pf in kinds.items():
-        for n in hook[kind]:
-            if getattr(getattr(C, n, None), "py_func", None) is not pf:
-                raise RuntimeError(f"{C.__name__}.TRACE_HOOK[{kind!r}] names {n!r}, which is not "
-                                   f"tts_gym.core.kernels.{pf.__name__} there")
-    for n, f in vars(C).items():
-        pf = getattr(f, "py_func", None)
-        for kind, kpf in kinds.items():
-            if pf is kpf and n not in hook[kind]:
-                raise RuntimeError(f"{C.__name__}.{n} is tts_gym.core.kernels.{kpf.__name__} but is not in "
-                                   f"TRACE_HOOK[{kind!r}]: calls through it would not be traced")
-    names = C.run_compiled.__code__.co_names
-    for key in ("rollouts", "make_state"):
-        if hook[key] not in names:
-            raise RuntimeError(f"{C.__name__}.run_compiled does not read TRACE_HOOK[{key!r}] = {hook[key]!r}")
-    return hook
+@nb.njit(**_JIT)
+def traced_rollout_asc(data, state, slot, bounds, counter, table, questions, perms, tasks,
+                       policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
+                       out_steps):
+    C.drive(C.play_asc, traced_step_episode, traced_reset_episode, data, state, slot, bounds,
+            counter, table, questions, perms, tasks, policy_params, iscratch, fscratch, acts,
+            out_answer, out_cost, out_correct, out_steps)
 
 
-def _source_tag() -> str:
-    """Digest of the sources the traced functions are built from. numba's cache only stamps the
-    defining file, so the digest is part of the cached names: editing the recorder, the kernels or
-    the voting helpers gives fresh cache entries instead of stale machine code."""
-    import hashlib
-    import sys
-
-    from tts_gym.core import actions, voting
-    from tts_gym.policies import common
-    h = hashlib.sha1()
-    for mod in (K, voting, actions, common, sys.modules[__name__]):
-        with open(mod.__file__, "rb") as fh:
-            h.update(fh.read())
-    return h.hexdigest()[:8]
+@nb.njit(**_JIT)
+def traced_rollout_esc(data, state, slot, bounds, counter, table, questions, perms, tasks,
+                       policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
+                       out_steps):
+    C.drive(C.play_esc, traced_step_episode, traced_reset_episode, data, state, slot, bounds,
+            counter, table, questions, perms, tasks, policy_params, iscratch, fscratch, acts,
+            out_answer, out_cost, out_correct, out_steps)
 
 
-def _retarget(module, replacements: dict) -> dict:
-    """Re-jit every numba function of ``module`` that (transitively) calls a name in ``replacements``,
-    with those names bound to the replacements. Returns ``{name: new dispatcher}``."""
-    funcs = {n: f for n, f in vars(module).items()
-             if isinstance(f, CPUDispatcher) and getattr(f.py_func, "__module__", None) == module.__name__}
-    todo = set(replacements)
-    changed = True
-    while changed:
-        changed = False
-        for n, f in funcs.items():
-            if n not in todo and todo & set(f.py_func.__code__.co_names):
-                todo.add(n)
-                changed = True
-    g = dict(vars(module))
-    g.update(replacements)
-    out = {}
-    tag = _source_tag()
-    for n in sorted(todo - set(replacements)):
-        pf = funcs[n].py_func
-        fn = types.FunctionType(pf.__code__, g, pf.__name__, pf.__defaults__, pf.__closure__)
-        fn.__qualname__ = f"traced_{tag}__{pf.__qualname__}"
-        fn.__module__ = module.__name__
-        opts = {k: v for k, v in funcs[n].targetoptions.items() if k in ("nogil", "boundscheck", "_nrt")}
-        out[n] = nb.njit(cache=True, **opts)(fn)   # serial: any ``parallel`` option is dropped
-        g[n] = out[n]
-    return out
+@nb.njit(**_JIT)
+def traced_rollout_parallel_probe(data, state, slot, bounds, counter, table, questions, perms,
+                                  tasks, policy_params, iscratch, fscratch, acts, out_answer,
+                                  out_cost, out_correct, out_steps):
+    C.drive(C.play_parallel_probe, traced_step_episode, traced_reset_episode, data, state, slot,
+            bounds, counter, table, questions, perms, tasks, policy_params, iscratch, fscratch,
+            acts, out_answer, out_cost, out_correct, out_steps)
 
 
-def _traced_kernels() -> dict:
-    if not _TRACED:
-        from tts_gym.policies import compiled as C
-        hook = _trace_hook(C)
-        rep = {n: traced_step_episode for n in hook["step"]}
-        rep.update({n: traced_reset_episode for n in hook["reset"]})
-        new = _retarget(C, rep)
-        rollouts = {}
-        for kernel, disp in getattr(C, hook["rollouts"]).items():
-            name = disp.py_func.__name__
-            if name not in new:
-                raise RuntimeError(f"compiled rollout {name} does not call the env kernels by any of "
-                                   f"{tuple(rep)} (compiled.TRACE_HOOK); traces cannot hook it")
-            rollouts[kernel] = new[name]
-        _TRACED.update(rollouts)
-    return _TRACED
+@nb.njit(**_JIT)
+def traced_rollout_cmc(data, state, slot, bounds, counter, table, questions, perms, tasks,
+                       policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
+                       out_steps):
+    C.drive(C.play_cmc, traced_step_episode, traced_reset_episode, data, state, slot, bounds,
+            counter, table, questions, perms, tasks, policy_params, iscratch, fscratch, acts,
+            out_answer, out_cost, out_correct, out_steps)
 
 
-def traced_run_compiled(make_trace_state_fn):
-    """``tts_gym.policies.compiled.run_compiled`` with the trace-recording rollouts and a state
-    factory that returns a :class:`TraceState` (everything else -- argument preparation, scratch
-    buffers, output arrays -- is the compiled path's, unchanged). Call it with ``workers=1``."""
-    from tts_gym.policies import compiled as C
-    hook = _trace_hook(C)
-    f = C.run_compiled
-    g = dict(vars(C))
-    g[hook["rollouts"]] = _traced_kernels()
-    g[hook["make_state"]] = make_trace_state_fn
-    fn = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
-    fn.__kwdefaults__ = dict(f.__kwdefaults__ or {})
-    return fn
+TRACED_ROLLOUTS = {"asc": traced_rollout_asc, "esc": traced_rollout_esc,
+                   "parallel_probe": traced_rollout_parallel_probe, "cmc": traced_rollout_cmc}
 
 
 # ---- Python side -----------------------------------------------------------------------------------
@@ -418,9 +345,8 @@ def record_traces(data: K.ReplayData, kernel: str, policy_params: np.ndarray, qu
     traces. Returns ``(traces, outcomes)``; ``outcomes`` has the same arrays as
     :func:`tts_gym.policies.compiled.run_compiled` (and equals them).
 
-    Each configuration is one serial run of ``run_compiled`` with the recording kernels; every
-    reset opens a trace row tagged with the episode's question and branch order, and the rows are
-    then put in episode order by that tag (identical tags are identical, deterministic episodes)."""
+    Each configuration is one serial run of the compiled driver with the recording step and reset
+    (:data:`TRACED_ROLLOUTS`): the episodes are played in the runner's order, one trace row each."""
     questions = np.ascontiguousarray(questions, np.int32)
     perms = np.ascontiguousarray(perms, np.int32)
     policy_params = np.ascontiguousarray(policy_params, np.float64)
@@ -431,56 +357,32 @@ def record_traces(data: K.ReplayData, kernel: str, policy_params: np.ndarray, qu
     length = np.zeros((G, E), np.int64)
     outs = []
     M_used = int(max_branches)
+    tasks = C.episode_order(questions)
     for g in range(G):
-        holder = []
-
-        def factory(slots, M):
-            st = make_trace_state(E, S, int(M), A, slots=int(slots))
-            holder.append(st)
-            return st
-
-        out = traced_run_compiled(factory)(data, kernel, [], questions, perms,
-                                           max_branches=max_branches, workers=1,
-                                           conf_variant=conf_variant,
-                                           policy_params=policy_params[g:g + 1])
+        plan = C.plan_run(data, kernel, [], questions, perms, max_branches=max_branches, workers=1,
+                          policy_params=policy_params[g:g + 1])
+        st = make_trace_state(E, S, plan.M, A, slots=1)
+        out = C.execute(plan, data, questions, perms, tasks, rollout=TRACED_ROLLOUTS[plan.kernel],
+                        state=st, conf_variant=conf_variant)
         outs.append(out)
-        if not holder:
-            continue
-        st = holder[0]
-        M_used = int(st.order.shape[1])   # the kernels may run with fewer positions than asked
-        rows = _match_rows(st, questions, perms, M_used)
+        M_used = plan.M   # the kernels may run with fewer positions than asked
+        # one worker, one chunk: row r holds episode tasks[r]
+        if int(st.next_row[0]) != E or not np.array_equal(st.row_question, questions[tasks]):
+            raise RuntimeError(f"traced {kernel} rollout did not play every episode once, in order")
+        rows = np.empty(E, np.int64)
+        rows[tasks] = np.arange(E)
         buf[g] = st.trace[rows]
         length[g] = st.trace_len[rows]
-        # every applied action must have been recorded (an env call bypassing the hook is not)
+        # every applied action must have been recorded
         applied = ((buf[g, :, :, F_CODE] == 0) & (np.arange(S) < length[g][:, None])).sum(1)
         full = length[g] <= S
         if not np.array_equal(applied[full], out["steps"][0][full]):
-            raise RuntimeError(f"traced {kernel} rollout applied actions the recorder did not see: an env "
-                               "call in tts_gym.policies.compiled bypasses its TRACE_HOOK")
+            raise RuntimeError(f"traced {kernel} rollout applied actions the recorder did not see")
     out = {k: np.concatenate([o[k] for o in outs]) if outs else np.zeros((0, E))
            for k in ("answer", "cost", "correct", "steps")}
     tr = Traces(buf, length, questions, np.asarray(data.gold_ids)[questions], M_used, tuple(labels),
                 tuple(shape))
     return tr, out
-
-
-def _match_rows(st: TraceState, questions, perms, M: int) -> np.ndarray:
-    """Trace row of each episode ``j`` (its question and the first ``M`` positions of its order)."""
-    n = int(min(st.next_row[0], st.trace_len.shape[0]))
-    index = {}
-    for r in range(n):
-        index.setdefault((int(st.row_question[r]), st.row_order[r].tobytes()), r)
-    order = np.zeros((len(questions), M), np.int32)
-    k = min(M, perms.shape[1])
-    order[:, :k] = perms[:, :k]
-    rows = np.empty(len(questions), np.int64)
-    for j in range(len(questions)):
-        r = index.get((int(questions[j]), order[j].tobytes()))
-        if r is None:
-            raise RuntimeError(f"episode {j} was not played by the traced rollout (question "
-                               f"{int(questions[j])}); the compiled driver changed how it resets episodes")
-        rows[j] = r
-    return rows
 
 
 # cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)

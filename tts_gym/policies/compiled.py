@@ -25,73 +25,82 @@ match episode for episode.
 
 Structure
 ---------
-Each policy is a small state machine with **one** env call site: the policy queues its next
-action(s) (a sample, a round of CONTINUEs preceded by that round's PRUNEs, the widening BRANCHes,
-the final ANSWER_WITH), one loop applies them through ``step_episode`` in order, and the policy
-reads the effects back from the state. The action sequence is exactly the reference's, so
-``steps`` equals the Python policies' count.
+One driver, :func:`drive`, plays every evaluation: it claims chunks of tasks, resets an episode slot
+and hands it to a policy's ``play_*`` function together with the step function. Each policy is a
+small state machine with **one** env call site: it queues its next action(s) (a sample, a round of
+CONTINUEs preceded by that round's PRUNEs, the widening BRANCHes, the final ANSWER_WITH), one loop
+applies them through the step function in order, and the policy reads the effects back from the
+state. The action sequence is exactly the reference's, so ``steps`` equals the Python policies'
+count. The step function is the env's transition :func:`tts_gym.core.kernels.step_episode`; the
+traces of :mod:`tts_gym.evaluation.traces` pass a recording wrapper of it instead (and a state type
+that carries the trace buffers) to the same driver and policies.
+
+Policy and step function are jitted functions passed to the driver as arguments (numba's
+dispatcher types: each is a compile-time constant of the caller, so both are inlined; numba's
+first-class function type would make every step an indirect call passing the ``EnvState`` /
+``ReplayData`` tuples by value, ~190 machine words). A function that takes jitted functions as
+arguments is cached by numba only under a key tied to those objects, i.e. never across processes,
+so every (policy, step function) pair has a one-line cached entry point (:data:`ROLLOUTS` here, the
+recording ones in :mod:`tts_gym.evaluation.traces`).
 
 Performance notes
 -----------------
-* ``step_episode`` is called through ``_step``, the *same Python function*
-  (``kernels.step_episode.py_func``) compiled with ``forceinline``: an out-of-line call passing the
-  ``EnvState`` / ``ReplayData`` NamedTuples marshals ~190 machine words (~50-100 ns per call);
-  inlined at the single call site, a step costs ~35-40 ns of CPU here, most of the per-step time.
+* ``step_episode`` is compiled with ``forceinline``: inlined at the single call site of each
+  policy, with the reference semantics (fused reveals, no probe cost, no budget) as constants.
 * No NRT (``_nrt=False``): nothing allocates inside the kernels; per-worker scratch (answer counts,
-  per-position lists, the action queue) is allocated once per call by :func:`run_compiled`.
-* A whole evaluation -- every (parameter row, episode) pair -- is a few compiled calls.
+  per-position lists, the action queue) is allocated by :func:`execute` and reused by later runs.
+* A whole evaluation -- every (parameter row, episode) pair -- is one compiled call per worker.
   Episodes are played question by question (all seeds and parameter rows of a question while its
   replay data is in cache), in contiguous chunks that the workers claim through an atomic counter
-  (:mod:`tts_gym.core.atomics`) inside **one** compiled call per worker -- per-chunk calls from Python
-  would pay ~10 us of argument unboxing each with the GIL held, which serialised small jobs on
-  many cores. A worker plays in its own state slot (slots padded apart against false sharing).
-  Workers are Python threads running the ``nogil`` kernels; results do not depend on the worker
-  count or the schedule. The
-  env runs with ``min(M, positions_needed)`` positions (less state to reset; identical results).
+  (:mod:`tts_gym.core.atomics`) -- per-chunk calls from Python would pay ~10 us of argument
+  unboxing each with the GIL held, which serialised small jobs on many cores. A worker plays in
+  its own state slot (slots padded apart against false sharing). Workers are Python threads
+  running the ``nogil`` kernels (the calling thread is the first); small runs stay on the calling
+  thread. Results do not depend on the worker count or the schedule. The env runs with
+  ``min(M, positions_needed)`` positions (less state to reset; identical results).
 * The on-disk cache of these functions is keyed on the sources they inline
-  (``kernels.py``, ``actions.py``, ``voting.py``, ``policies/common.py``, this file): numba alone
-  only stamps this file and could serve stale code after a kernel change.
+  (:mod:`tts_gym.core.numba_cache`): numba alone only stamps this file and could serve stale code
+  after a kernel change.
 
-Kernel signature::
+Entry point signature::
 
-    rollout_<policy>(data, params, state, slot, bounds, counter, table, questions, perms, tasks,
+    rollout_<policy>(data, state, slot, bounds, counter, table, questions, perms, tasks,
                      policy_params, iscratch, fscratch, acts,
                      out_answer, out_cost, out_correct, out_steps)
 
-``data``/``params``: :class:`~tts_gym.core.kernels.ReplayData` / :class:`~tts_gym.core.kernels.EnvParams` (only
-``max_branches`` is read: the kernels always run the reference semantics -- fused reveals,
-``probe_cost = 0``, no budget -- as compile-time constants, which lets LLVM drop those branches);
-``state``: an :class:`~tts_gym.core.kernels.EnvState`, this worker's episode slot ``slot``; ``bounds``
-int64 ``[C + 1]``: chunk ``k`` is the tasks ``bounds[k] <= t < bounds[k + 1]``, task ``t = i * G + g``
-being episode ``tasks[i]`` with parameter row ``g``; ``counter`` int64 ``[1]``: the next unclaimed
-chunk, shared by the workers (each claims chunks with an atomic fetch-and-add until none are left); ``table``: :func:`tts_gym.core.voting.conf_table`; ``questions`` int32 ``[E]`` / ``perms``
-int32 ``[E, >=M]``; ``tasks`` int32 ``[E]``: the order to play the episodes in; ``policy_params`` float64 ``[G, P]``
-(columns :data:`POLICY_PARAM_NAMES`); scratch ``iscratch`` int32 ``[9, >= max(A, M, len(acts))]``
-(``A`` = largest answer table), ``fscratch`` float64 ``[>= max T_ema]``, ``acts`` int64 (the action
-queue); outputs ``[G, E]``.
+``data``: :class:`~tts_gym.core.kernels.ReplayData`; ``state``: an
+:class:`~tts_gym.core.kernels.EnvState` (its width is the env's ``M``), this worker's episode slot
+``slot``; ``bounds`` int64 ``[C + 1]``: chunk ``k`` is the tasks ``bounds[k] <= t < bounds[k + 1]``,
+task ``t = i * G + g`` being episode ``tasks[i]`` with parameter row ``g``; ``counter`` int64
+``[1]``: the next unclaimed chunk, shared by the workers (each claims chunks with an atomic
+fetch-and-add until none are left); ``table``: :func:`tts_gym.core.voting.conf_table`;
+``questions`` int32 ``[E]`` / ``perms`` int32 ``[E, >=M]``; ``tasks`` int32 ``[E]``: the order to
+play the episodes in; ``policy_params`` float64 ``[G, P]`` (columns :data:`POLICY_PARAM_NAMES`);
+scratch ``iscratch`` int32 ``[9, >= max(A, M, len(acts))]`` (``A`` = largest answer table),
+``fscratch`` float64 ``[>= max T_ema]``, ``acts`` int64 (the action queue); outputs ``[G, E]``.
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numba as nb
 import numpy as np
 
-from tts_gym.core import kernels as _kernels
 from tts_gym.core.atomics import fetch_add
 from tts_gym.core.numba_cache import bind_module_cache
 from tts_gym.core.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
-from tts_gym.core.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, make_state,
-                             reset_episode)
+from tts_gym.core.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, ix, make_state,
+                                  reset_episode, step_episode)
 from tts_gym.policies.common import (CMC_MAX_BRANCH, CMC_MAX_ROUNDS, CMC_SCHEDULE_KEYS,
                                      cmc_schedule, normalize_params)
 from tts_gym.core.voting import conf_lookup, conf_table, vote_push
 
 __all__ = [
-    "POLICY_PARAM_NAMES", "KERNELS", "policy_param_rows", "run_compiled", "reference_env_params",
-    "default_workers", "rollout_asc", "rollout_esc", "rollout_parallel_probe", "rollout_cmc",
-    "episode_asc", "episode_esc", "episode_parallel_probe", "episode_cmc",
+    "POLICY_PARAM_NAMES", "KERNELS", "ROLLOUTS", "PLAYS", "RunPlan", "policy_param_rows",
+    "plan_run", "execute", "run_compiled", "reference_env_params", "default_workers", "drive",
+    "play_asc", "play_esc", "play_parallel_probe", "play_cmc",
 ]
 
 # column layout of ``policy_params`` per compiled kernel (sc is asc with threshold 1.01)
@@ -109,10 +118,10 @@ _SLOT_STRIDE = 16  # episode slots of different workers are this far apart (no f
 # (a compiled call from Python costs ~10 us of argument unboxing with the GIL held).
 _CHUNKS_PER_WORKER = 64
 
-# the env's step function, inlined at each call site (same source: kernels.step_episode)
-_step = nb.njit(nogil=True, _nrt=False, forceinline=True)(_kernels.step_episode.py_func)
-
 _JIT = dict(cache=True, nogil=True, _nrt=False)
+# the policies and the driver take jitted functions as arguments: compiled (and inlined) as part of
+# each cached entry point, never cached on their own (see the entry points below)
+_PLAY = dict(nogil=True, _nrt=False, forceinline=True)
 
 # scratch rows of ``iscratch``
 _COUNTS, _FIRST, _COUNTS2, _FIN, _AUX, _LIST, _POOL, _DISAGREE, _PS = range(9)
@@ -145,50 +154,50 @@ def _is_terminal(params, action):
     return action == ABSTAIN or action >= NUM_GLOBAL_ACTIONS + 3 * params.max_branches
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_PLAY)
 def _majority_latest(state, e, plist, n, counts):
     """Majority of ``latest`` over positions ``plist[:n]`` in that order (-1 if none), ties to the
     earliest first occurrence: count everything, then the first element reaching the top count
     wins (branch-light). ``counts`` is zero on entry and exit."""
     for i in range(n):
-        a = state.latest[e, plist[i]]
+        a = state.latest[e, ix(plist[i])]
         if a >= 0:
-            counts[a] += 1
+            counts[ix(a)] += 1
     w = -1
     best = 0
     for i in range(n):
-        a = state.latest[e, plist[i]]
+        a = state.latest[e, ix(plist[i])]
         if a >= 0:
-            c = counts[a]
+            c = counts[ix(a)]
             if c > best:
                 best = c
                 w = a
     for i in range(n):
-        a = state.latest[e, plist[i]]
+        a = state.latest[e, ix(plist[i])]
         if a >= 0:
-            counts[a] = 0
+            counts[ix(a)] = 0
     return w
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_PLAY)
 def _sort_desc_stable(idx, n, key):
     """Stable insertion sort of ``idx[:n]`` by ``key[idx]`` descending (ties keep their order)."""
     for i in range(1, n):
         v = idx[i]
-        k = key[v]
+        k = key[ix(v)]
         j = i - 1
-        while j >= 0 and key[idx[j]] < k:
-            idx[j + 1] = idx[j]
+        while j >= 0 and key[ix(idx[ix(j)])] < k:
+            idx[ix(j + 1)] = idx[ix(j)]
             j -= 1
-        idx[j + 1] = v
+        idx[ix(j + 1)] = v
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_PLAY)
 def _clear_counts(state, e, counts):
     for p in range(state.cursor[e]):
         a = state.latest[e, p]
         if a >= 0:
-            counts[a] = 0
+            counts[ix(a)] = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,23 +205,29 @@ def _clear_counts(state, e, counts):
 # the policy decides its next action(s), the loop applies them through ``_step``.
 # ---------------------------------------------------------------------------------------------
 
-@nb.njit(inline="always", **_JIT)
-def episode_asc(state, data, params, e, max_samples, threshold, table, counts, first):
-    """ASC (replay semantics, "ASC"); SC@N is ``threshold >= 1``. ``counts``/``first``: per-answer scratch,
-    ``counts`` zero on entry and exit."""
+@nb.njit(**_PLAY)
+def play_asc(step, state, data, params, e, row, table, iscratch, fscratch, acts):
+    """ASC (replay semantics, "ASC"); SC@N is ``threshold >= 1``. Row: ``max_samples, threshold``. Scratch: per
+    answer ``counts`` (zero on entry and exit) and ``first``."""
+    max_samples = int(row[0])
+    threshold = row[1]
+    counts = iscratch[_COUNTS]
+    first = iscratch[_FIRST]
+    can_stop = threshold < 1.0      # a confidence is at most 1: SC@N (threshold >= 1) never stops
     w, t1, t2 = -1, 0, 0
     n = 0
     action = np.int64(SAMPLE) if max_samples > 0 else np.int64(ABSTAIN)
     while True:
-        code, _c = _step(state, data, params, e, action)
+        code, _c = step(state, data, params, e, action)
         if _is_terminal(params, action):
             break
         stop = code != OK
         if not stop:
-            w, t1, t2 = vote_push(counts, first, state.latest[e, state.cursor[e] - 1], n, w, t1,
-                                  t2)
+            w, t1, t2 = vote_push(counts, first, state.latest[e, ix(state.cursor[e] - 1)], n, w,
+                                  t1, t2)
             n += 1
-            stop = n >= max_samples or (n >= 2 and conf_lookup(table, t1, t2) > threshold)
+            stop = n >= max_samples or (can_stop and n >= 2
+                                        and conf_lookup(table, t1, t2) > threshold)
         if stop:
             _clear_counts(state, e, counts)
             action = _commit_action(state, params, e, w)
@@ -220,10 +235,14 @@ def episode_asc(state, data, params, e, max_samples, threshold, table, counts, f
             action = np.int64(SAMPLE)
 
 
-@nb.njit(inline="always", **_JIT)
-def episode_esc(state, data, params, e, max_samples, window_size, counts, first):
-    """ESC (replay semantics, "ESC"). ``counts``/``first``: per-answer scratch (``counts`` zero
-    on entry/exit)."""
+@nb.njit(**_PLAY)
+def play_esc(step, state, data, params, e, row, table, iscratch, fscratch, acts):
+    """ESC (replay semantics, "ESC"). Row: ``max_samples, window_size``. Scratch: per answer ``counts`` (zero on
+    entry and exit) and ``first``."""
+    max_samples = int(row[0])
+    window_size = int(row[1])
+    counts = iscratch[_COUNTS]
+    first = iscratch[_FIRST]
     w, t1, t2 = -1, 0, 0
     n = 0
     n_windows = max_samples // window_size if window_size > 0 else 0
@@ -232,7 +251,7 @@ def episode_esc(state, data, params, e, max_samples, window_size, counts, first)
     start = state.cursor[e]
     action = np.int64(SAMPLE) if n_windows > 0 else np.int64(ABSTAIN)
     while True:
-        code, _c = _step(state, data, params, e, action)
+        code, _c = step(state, data, params, e, action)
         if _is_terminal(params, action):
             break
         if code == OK:
@@ -242,10 +261,10 @@ def episode_esc(state, data, params, e, max_samples, window_size, counts, first)
         # the window is complete (or the branches ran out)
         answer = -2                      # -2: go on with the next window
         if got > 0:
-            a0 = state.latest[e, start]
+            a0 = state.latest[e, ix(start)]
             unanimous = True
             for p in range(start, start + got):
-                a = state.latest[e, p]
+                a = state.latest[e, ix(p)]
                 if a != a0:
                     unanimous = False
                 w, t1, t2 = vote_push(counts, first, a, n, w, t1, t2)
@@ -271,26 +290,39 @@ def _vote_active(state, e, active, nact, counts):
     w = -1
     best = 0
     for i in range(nact):
-        a = state.latest[e, active[i]]
-        if counts[a] > best:
-            best = counts[a]
+        a = state.latest[e, ix(active[i])]
+        c = counts[ix(a)]
+        if c > best:
+            best = c
             w = a
     return w
 
 
-@nb.njit(inline="always", **_JIT)
-def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience, warm_up,
-                           probe_burst, max_steps, counts, fin, off, active, acts):
-    """Parallel-Probe (replay semantics, "Parallel-Probe"). ``counts``: per-answer scratch (zero on
-    entry/exit); ``fin``/``off``/``active``: per-position scratch (length ``>= M``); ``acts`` int64:
-    the action queue (length ``>= M * (probe_burst + 1) + num_chains + 1``).
+@nb.njit(**_PLAY)
+def play_parallel_probe(step, state, data, params, e, row, table, iscratch, fscratch, acts):
+    """Parallel-Probe (replay semantics, "Parallel-Probe"). Row: ``num_chains, T, prune_patience, warm_up, probe_burst,
+    max_steps``. Scratch: per answer ``counts`` (zero on entry and exit); per position (length
+    ``>= M``) ``fin``, ``off``, ``active``; ``acts`` int64: the action queue (length
+    ``>= M * (probe_burst + 1) + num_chains + 1``).
 
     A round is one batch: the previous round's prunes, then ``probe_burst`` CONTINUEs per live
     branch in opening order (a finished branch's extra CONTINUEs are refused by the env, which is
     the reference's ``if br.finished: break``). ``counts`` is the vote over the active branches'
     latest answers, kept up to date as answers change and branches are pruned."""
+    num_chains = int(row[0])
+    T = int(row[1])
+    prune_patience = int(row[2])
+    warm_up = int(row[3])
+    probe_burst = int(row[4])
+    max_steps = int(row[5])
+    counts = iscratch[_COUNTS]
+    fin = iscratch[_FIN]
+    off = iscratch[_AUX]
+    active = iscratch[_LIST]
     M = params.max_branches
+    c0 = M + 1        # acts[:nq]: opens, prunes, the commit; acts[c0:c0 + nc]: a round's CONTINUEs
     nq = 0
+    nc = 0
     for _ in range(num_chains):
         acts[nq] = BRANCH
         nq += 1
@@ -298,96 +330,91 @@ def episode_parallel_probe(state, data, params, e, num_chains, T, prune_patience
     nact = 0
     stable = 0
     prev = -1
-    step = 0
+    rnd = 0                                         # rounds played
     while True:
         for j in range(nq):
+            code, _c = step(state, data, params, e, acts[j])
+        for j in range(c0, c0 + nc):
             a = acts[j]
-            if a >= NUM_GLOBAL_ACTIONS and a < NUM_GLOBAL_ACTIONS + M:   # CONTINUE(p)
-                p = a - NUM_GLOBAL_ACTIONS
-                old = state.latest[e, p]
-                code, _c = _step(state, data, params, e, a)
-                new = state.latest[e, p]
-                if new != old:
-                    counts[old] -= 1
-                    counts[new] += 1
-                if code != OK or (state.flags[e, p] & FINISHED) != 0:
-                    fin[p] = 1
-            else:
-                code, _c = _step(state, data, params, e, a)
+            p = ix(a - NUM_GLOBAL_ACTIONS)
+            old = state.latest[e, p]
+            code, _c = step(state, data, params, e, a)
+            new = state.latest[e, p]
+            if new != old:
+                counts[ix(old)] -= 1
+                counts[ix(new)] += 1
+            if code != OK or (state.flags[e, p] & FINISHED) != 0:
+                fin[p] = 1
         if phase == _PH_DONE:
             break
         nq = 0
+        nc = 0
         answer = -2                                   # -2: play another round
         if phase == _PH_OPEN:
             nact = state.cursor[e]
             for p in range(nact):
-                fin[p] = 1 if (state.flags[e, p] & FINISHED) != 0 else 0
+                f = 1 if (state.flags[e, p] & FINISHED) != 0 else 0
+                fin[p] = f
                 off[p] = 0
                 active[p] = p
-                counts[state.latest[e, p]] += 1
+                counts[ix(state.latest[e, p])] += 1
+                if f == 0:
+                    for _b in range(probe_burst):
+                        acts[c0 + nc] = NUM_GLOBAL_ACTIONS + p
+                        nc += 1
             phase = _PH_ROUND
             if nact == 0 or max_steps <= 0:
                 answer = -1
+                nc = 0
             else:
-                for i in range(nact):
-                    if fin[i] == 0:
-                        for _b in range(probe_burst):
-                            acts[nq] = NUM_GLOBAL_ACTIONS + i
-                            nq += 1
                 continue                              # round 0: forward pass first
         else:
             w = _vote_active(state, e, active, nact, counts)
-            # off-track update and pruning (same condition for both); the recount after pruning
-            if step >= warm_up and nact > 1:
-                newly = False
-                for i in range(nact):
-                    p = active[i]
-                    if fin[p] == 0:
+            # one pass: the off-track update and pruning (after the warm-up), the survivors kept
+            # in order, and the next round's CONTINUEs of the live ones (discarded if it stops)
+            pruning = rnd >= warm_up and nact > 1
+            newly = False
+            live = 0
+            m = 0
+            for i in range(nact):
+                p = ix(active[i])
+                if fin[p] == 0:
+                    if pruning:
                         off[p] = off[p] + 1 if state.latest[e, p] != w else 0
                         if off[p] >= prune_patience:
                             acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
                             nq += 1
-                            counts[state.latest[e, p]] -= 1
+                            counts[ix(state.latest[e, p])] -= 1
                             newly = True
-                if newly:
-                    m = 0
-                    for i in range(nact):
-                        p = active[i]
-                        if fin[p] != 0 or off[p] < prune_patience:
-                            active[m] = p
-                            m += 1
-                    nact = m
-                    if nact == 0:
-                        answer = prev
-                    else:
-                        w = _vote_active(state, e, active, nact, counts)
+                            continue
+                    live += 1
+                    for _b in range(probe_burst):
+                        acts[c0 + nc] = NUM_GLOBAL_ACTIONS + p
+                        nc += 1
+                active[m] = p
+                m += 1
+            nact = m
+            if newly:
+                if nact == 0:
+                    answer = prev
+                else:
+                    w = _vote_active(state, e, active, nact, counts)
             if answer == -2:
                 # termination: stability, then everything finished or pruned, then max_steps
                 stable = stable + 1 if w == prev else 0
                 prev = w
                 if stable >= T:
                     answer = w
+                elif live == 0:
+                    answer = w
                 else:
-                    n_prunes = nq
-                    live = 0
-                    for i in range(nact):
-                        p = active[i]
-                        if fin[p] == 0:
-                            live += 1
-                            for _b in range(probe_burst):
-                                acts[nq] = NUM_GLOBAL_ACTIONS + p
-                                nq += 1
-                    if live == 0:
-                        answer = w
-                    else:
-                        step += 1
-                        if step >= max_steps:
-                            answer = prev
-                    if answer != -2:
-                        nq = n_prunes
+                    rnd += 1
+                    if rnd >= max_steps:
+                        answer = prev
         if answer != -2:
+            nc = 0
             for i in range(nact):
-                counts[state.latest[e, active[i]]] = 0
+                counts[ix(state.latest[e, ix(active[i])])] = 0
             acts[nq] = _commit_action(state, params, e, answer)
             nq += 1
             phase = _PH_DONE
@@ -403,20 +430,17 @@ def _pool_conf(table, ps):
 @nb.njit(inline="always", **_JIT)
 def _pool_push(counts, first, pool, ps, a):
     w, t1, t2 = vote_push(counts, first, a, ps[3], ps[0], ps[1], ps[2])
-    pool[ps[3]] = a
+    pool[ix(ps[3])] = a
     ps[0] = w
     ps[1] = t1
     ps[2] = t2
     ps[3] += 1
 
 
-@nb.njit(inline="always", **_JIT)
-def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon_patience, T_ema,
-                ema_alpha, conf_thresh, delta_slack, burst_aligned, widen_burst, trend_thresh,
-                min_complete, table, counts, first, counts2, flags, pcount, disagree, live, pool,
-                ps, hist, acts):
+@nb.njit(**_PLAY)
+def play_cmc(step, state, data, params, e, row, table, iscratch, fscratch, acts):
     """CMC, the Confidence Momentum Controller (replay semantics, "CMC"), with an explicit schedule
-    (:func:`tts_gym.policies.common.cmc_schedule`).
+    (:func:`tts_gym.policies.common.cmc_schedule`; row: :data:`CMC_SCHEDULE_KEYS`).
 
     Scratch: per answer ``counts``/``first`` (pool vote) and ``counts2`` (fallback vote), ``counts*``
     zero on entry/exit; per position (length ``>= M``): ``flags`` (1 finished, 2 abandoned),
@@ -426,6 +450,28 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
 
     Batches: the spawns (initial, or the widening decided at the end of the previous round), then
     each round's abandonments followed by its CONTINUEs in probe-count order."""
+    n_init = int(row[0])
+    max_branch_use = int(row[1])
+    warm_up = int(row[2])
+    abandon_patience = int(row[3])
+    T_ema = int(row[4])
+    ema_alpha = row[5]
+    conf_thresh = row[6]
+    delta_slack = row[7]
+    burst_aligned = int(row[8])
+    widen_burst = int(row[9])
+    trend_thresh = row[10]
+    min_complete = int(row[11])
+    counts = iscratch[_COUNTS]
+    first = iscratch[_FIRST]
+    counts2 = iscratch[_COUNTS2]
+    flags = iscratch[_FIN]
+    pcount = iscratch[_AUX]
+    live = iscratch[_LIST]
+    pool = iscratch[_POOL]
+    disagree = iscratch[_DISAGREE]
+    ps = iscratch[_PS]
+    hist = fscratch
     M = params.max_branches
     ps[0] = -1
     ps[1] = 0
@@ -448,9 +494,9 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
     while True:
         for j in range(nq):
             a = acts[j]
-            code, _c = _step(state, data, params, e, a)
+            code, _c = step(state, data, params, e, a)
             if a >= NUM_GLOBAL_ACTIONS and a < NUM_GLOBAL_ACTIONS + M:       # CONTINUE(p)
-                p = a - NUM_GLOBAL_ACTIONS
+                p = ix(a - NUM_GLOBAL_ACTIONS)
                 if flags[p] == 0:        # (a refused extra burst step on a finished one: no-op)
                     if code == OK:
                         pcount[p] += 1
@@ -465,7 +511,8 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
         answer = -2                      # -2: go on; -3: leave the loop (final vote)
         if phase == _PH_SPAWN:
             # register the spawned branches (opening order); a refused BRANCH opens nothing
-            for p in range(nbr, state.cursor[e]):
+            for pp in range(nbr, state.cursor[e]):
+                p = ix(pp)
                 spawned += 1
                 pcount[p] = 0
                 disagree[p] = 0
@@ -511,7 +558,7 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
                     if k > 0:
                         _sort_desc_stable(live, nc, disagree)
                         for i in range(k):
-                            p = live[i]
+                            p = ix(live[i])
                             acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
                             nq += 1
                             flags[p] = 2
@@ -523,7 +570,7 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
                         nl += 1
                 _sort_desc_stable(live, nl, pcount)
                 for i in range(nl):
-                    p = live[i]
+                    p = ix(live[i])
                     steps = burst_aligned if (warm and w0 >= 0 and state.latest[e, p] == w0) else 1
                     for _s in range(steps):
                         acts[nq] = NUM_GLOBAL_ACTIONS + p
@@ -570,7 +617,7 @@ def episode_cmc(state, data, params, e, n_init, max_branch_use, warm_up, abandon
                         nl += 1
                 answer = _majority_latest(state, e, live, nl, counts2)
         for i in range(ps[3]):
-            counts[pool[i]] = 0
+            counts[ix(pool[i])] = 0
         acts[0] = _commit_action(state, params, e, answer)
         nq = 1
         phase = _PH_DONE
@@ -593,8 +640,10 @@ def _claim_chunk(bounds, counter):
 @nb.njit(inline="always", **_JIT)
 def _task(t, G, tasks):
     """Task ``t`` = parameter row ``g`` of episode ``tasks[t // G]``: returns ``(g, episode)``."""
+    if G == 1:
+        return ix(0), ix(tasks[ix(t)])
     i = t // G
-    return t - i * G, tasks[i]
+    return ix(t - i * G), ix(tasks[ix(i)])
 
 
 @nb.njit(inline="always", **_JIT)
@@ -605,119 +654,73 @@ def _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps):
     out_steps[g, j] = state.steps[e]
 
 
-@nb.njit(**_JIT)
-def rollout_asc(data, params, state, slot, bounds, counter, table, questions, perms, tasks,
-                policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
-                out_steps):
+@nb.njit(**_PLAY)
+def drive(play, step, reset, data, state, slot, bounds, counter, table, questions, perms, tasks,
+          policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct, out_steps):
+    """The one compiled driver: claim chunks of tasks until none is left; for each task ``reset``
+    episode slot ``slot`` of ``state`` to its question and branch order, let ``play`` play it
+    through ``step`` and record the outcome. ``play`` (a ``play_*`` policy), ``step`` and ``reset``
+    (the env's :func:`tts_gym.core.kernels.step_episode` / ``reset_episode``, or recording wrappers
+    of them with a state type that carries the trace: :mod:`tts_gym.evaluation.traces`) are jitted
+    functions passed in; each is a compile-time constant of the entry point, so all are inlined.
+    The env runs with the reference semantics (fused reveals, free probes, no budget) as
+    constants, which lets LLVM drop those branches; ``M`` is the state's width."""
     G = policy_params.shape[0]
-    params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
-    counts = iscratch[_COUNTS]
-    first = iscratch[_FIRST]
+    params = EnvParams(state.order.shape[1], True, 0, 0)
+    e = ix(slot)
     while True:
         t0, t1 = _claim_chunk(bounds, counter)
         if t0 < 0:
             break
         for t in range(t0, t1):
             g, j = _task(t, G, tasks)
-            reset_episode(state, slot, questions[j], perms[j])
-            episode_asc(state, data, params, slot, int(policy_params[g, 0]), policy_params[g, 1],
-                        table, counts, first)
-            _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+            reset(state, e, questions[j], perms[j])
+            play(step, state, data, params, e, policy_params[g], table, iscratch, fscratch, acts)
+            _record(state, data, e, g, j, out_answer, out_cost, out_correct, out_steps)
+
+
+# The entry points: the driver with each policy and the env's transition (numba caches a function
+# that takes jitted functions as arguments only under a key tied to those objects, i.e. never
+# across processes, so each (policy, step function) pair gets a plain cached entry point). Signature:
+# (data, state, slot, bounds, counter, table, questions, perms, tasks, policy_params, iscratch,
+#  fscratch, acts, out_answer, out_cost, out_correct, out_steps).
+
+@nb.njit(**_JIT)
+def rollout_asc(data, state, slot, bounds, counter, table, questions, perms, tasks, policy_params,
+               iscratch, fscratch, acts, out_answer, out_cost, out_correct, out_steps):
+    drive(play_asc, step_episode, reset_episode, data, state, slot, bounds, counter, table,
+          questions, perms, tasks, policy_params, iscratch, fscratch, acts, out_answer, out_cost,
+          out_correct, out_steps)
 
 
 @nb.njit(**_JIT)
-def rollout_esc(data, params, state, slot, bounds, counter, table, questions, perms, tasks,
-                policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
-                out_steps):
-    G = policy_params.shape[0]
-    params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
-    counts = iscratch[_COUNTS]
-    first = iscratch[_FIRST]
-    while True:
-        t0, t1 = _claim_chunk(bounds, counter)
-        if t0 < 0:
-            break
-        for t in range(t0, t1):
-            g, j = _task(t, G, tasks)
-            reset_episode(state, slot, questions[j], perms[j])
-            episode_esc(state, data, params, slot, int(policy_params[g, 0]), int(policy_params[g, 1]),
-                        counts, first)
-            _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+def rollout_esc(data, state, slot, bounds, counter, table, questions, perms, tasks, policy_params,
+               iscratch, fscratch, acts, out_answer, out_cost, out_correct, out_steps):
+    drive(play_esc, step_episode, reset_episode, data, state, slot, bounds, counter, table,
+          questions, perms, tasks, policy_params, iscratch, fscratch, acts, out_answer, out_cost,
+          out_correct, out_steps)
 
 
 @nb.njit(**_JIT)
-def rollout_parallel_probe(data, params, state, slot, bounds, counter, table, questions, perms,
-                           tasks, policy_params, iscratch, fscratch, acts, out_answer, out_cost,
+def rollout_parallel_probe(data, state, slot, bounds, counter, table, questions, perms, tasks,
+                           policy_params, iscratch, fscratch, acts, out_answer, out_cost,
                            out_correct, out_steps):
-    G = policy_params.shape[0]
-    params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
-    counts = iscratch[_COUNTS]
-    fin = iscratch[_FIN]
-    off = iscratch[_AUX]
-    active = iscratch[_LIST]
-    while True:
-        t0, t1 = _claim_chunk(bounds, counter)
-        if t0 < 0:
-            break
-        for t in range(t0, t1):
-            g, j = _task(t, G, tasks)
-            reset_episode(state, slot, questions[j], perms[j])
-            row = policy_params[g]
-            episode_parallel_probe(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
-                                   int(row[3]), int(row[4]), int(row[5]), counts, fin, off, active,
-                                   acts)
-            _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+    drive(play_parallel_probe, step_episode, reset_episode, data, state, slot, bounds, counter,
+          table, questions, perms, tasks, policy_params, iscratch, fscratch, acts, out_answer,
+          out_cost, out_correct, out_steps)
 
 
 @nb.njit(**_JIT)
-def rollout_cmc(data, params, state, slot, bounds, counter, table, questions, perms, tasks,
-                policy_params, iscratch, fscratch, acts, out_answer, out_cost, out_correct,
-                out_steps):
-    G = policy_params.shape[0]
-    params = EnvParams(params.max_branches, True, 0, 0)   # reference semantics, folded
-    counts = iscratch[_COUNTS]
-    first = iscratch[_FIRST]
-    counts2 = iscratch[_COUNTS2]
-    flags = iscratch[_FIN]
-    pcount = iscratch[_AUX]
-    live = iscratch[_LIST]
-    pool = iscratch[_POOL]
-    disagree = iscratch[_DISAGREE]
-    ps = iscratch[_PS]
-    while True:
-        t0, t1 = _claim_chunk(bounds, counter)
-        if t0 < 0:
-            break
-        for t in range(t0, t1):
-            g, j = _task(t, G, tasks)
-            reset_episode(state, slot, questions[j], perms[j])
-            row = policy_params[g]
-            episode_cmc(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
-                        int(row[3]), int(row[4]), row[5], row[6], row[7], int(row[8]), int(row[9]),
-                        row[10], int(row[11]), table, counts, first, counts2, flags, pcount,
-                        disagree, live, pool, ps, fscratch, acts)
-            _record(state, data, slot, g, j, out_answer, out_cost, out_correct, out_steps)
+def rollout_cmc(data, state, slot, bounds, counter, table, questions, perms, tasks, policy_params,
+               iscratch, fscratch, acts, out_answer, out_cost, out_correct, out_steps):
+    drive(play_cmc, step_episode, reset_episode, data, state, slot, bounds, counter, table,
+          questions, perms, tasks, policy_params, iscratch, fscratch, acts, out_answer, out_cost,
+          out_correct, out_steps)
 
 
-_ROLLOUTS = {"asc": rollout_asc, "esc": rollout_esc, "parallel_probe": rollout_parallel_probe,
-             "cmc": rollout_cmc}
-
-# Hook of :mod:`tts_gym.evaluation.traces`: the module globals through which this module reaches
-# the env. To record traces it re-jits (from source, as separate cache entries) every numba function
-# here that calls a "step" or "reset" name, with that name bound to a recording wrapper of the same
-# signature, and runs a copy of ``run_compiled`` whose "rollouts" and "make_state" globals are the
-# re-jitted drivers and a factory of trace-carrying states. A compile-time substitution only:
-# nothing here reads this table, and the untraced rollouts are unchanged. Keep it in sync: every
-# env call of the rollouts must go through a name listed here (traces.py checks the aliases of the
-# env kernels it can see, and that the recorded steps add up to ``steps``).
-TRACE_HOOK: dict[str, Any] = {
-    "step": ("_step",),           # code, charge = f(state, data, params, e, action)
-    "reset": ("reset_episode",),  # f(state, e, question, perm)
-    "rollouts": "_ROLLOUTS",      # kernel name -> driver, read by run_compiled
-    "make_state": "make_state",   # run_compiled's state factory: f(num_slots, M) -> EnvState
-}
-
-
+ROLLOUTS = {"asc": rollout_asc, "esc": rollout_esc, "parallel_probe": rollout_parallel_probe,
+            "cmc": rollout_cmc}
+PLAYS = {"asc": play_asc, "esc": play_esc, "parallel_probe": play_parallel_probe, "cmc": play_cmc}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -760,13 +763,15 @@ def default_workers() -> int:
 
 
 _POOL_EXECUTOR: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _executor(n: int) -> ThreadPoolExecutor:
     global _POOL_EXECUTOR
-    if _POOL_EXECUTOR is None or _POOL_EXECUTOR._max_workers < n:
-        _POOL_EXECUTOR = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tts_gym-rollout")
-    return _POOL_EXECUTOR
+    with _POOL_LOCK:
+        if _POOL_EXECUTOR is None or _POOL_EXECUTOR._max_workers < n:
+            _POOL_EXECUTOR = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tts_gym-rollout")
+        return _POOL_EXECUTOR
 
 
 def positions_needed(kernel: str, policy_params: np.ndarray) -> int:
@@ -793,36 +798,36 @@ def episode_order(questions: np.ndarray) -> np.ndarray:
     return np.argsort(np.asarray(questions), kind="stable").astype(np.int32)
 
 
-def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, Any]],
-                 questions: np.ndarray, perms: np.ndarray, *, max_branches: int | None = None,
-                 workers: int | None = None, conf_variant: str = "exact",
-                 policy_params: np.ndarray | None = None,
-                 tasks: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Play every (parameter row, episode) of one policy in compiled calls (a few per worker).
+class RunPlan(NamedTuple):
+    """Everything :func:`execute` needs besides the episodes: validated kernel inputs and sizes."""
+    kernel: str
+    policy_params: np.ndarray   # float64 [G, P]
+    M: int                      # positions the kernels run with
+    workers: int
+    queue: int                  # length of the action queue
+    width: int                  # columns of the int scratch
+    history: int                # length of the float scratch
+    n_chunks: int
 
-    ``questions`` int32 ``[E]`` and ``perms`` int32 ``[E, >=M]`` define the episodes (question index
-    into ``data``, and the branch order: stored index per position). ``params_list``: parameter
-    dicts (protocol names, see :func:`tts_gym.policies.common.normalize_params`); or pass a ready
-    ``policy_params`` array in the layout of :data:`POLICY_PARAM_NAMES` (``policy`` is then a kernel
-    name: ``asc``, ``esc``, ``parallel_probe``, ``cmc``). ``max_branches`` (default: the width of
-    ``perms``) is the env's ``M``; the kernels run with ``min(M, positions_needed(...))``
-    positions, which changes nothing but the state to reset (no row can open more).
-    ``workers``: threads (default :func:`default_workers`); results do not depend on it.
-    ``tasks``: a precomputed :func:`episode_order` of ``questions`` (saves its sort when the same
-    episodes are evaluated repeatedly). Returns ``{"answer", "cost", "correct", "steps"}``,
-    arrays ``[G, E]``.
-    """
+
+# A small evaluation is played on the calling thread: handing work to another thread costs more
+# than the few microseconds it would save (tasks = episodes x parameter rows).
+_MIN_TASKS_PER_WORKER = 512
+
+
+def plan_run(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, Any]],
+             questions: np.ndarray, perms: np.ndarray, *, max_branches: int | None = None,
+             workers: int | None = None, policy_params: np.ndarray | None = None) -> RunPlan:
+    """Check the inputs of :func:`run_compiled` and size its scratch (no episode is played)."""
     if policy_params is None:
         kernel, policy_params = policy_param_rows(policy, params_list)
     else:
         kernel = "parallel_probe" if policy in ("pp", "parallel-probe") else policy
         policy_params = np.ascontiguousarray(policy_params, dtype=np.float64)
-    if kernel not in _ROLLOUTS:
-        raise ValueError(f"no compiled kernel {kernel!r}; choose one of {sorted(_ROLLOUTS)}")
+    if kernel not in ROLLOUTS:
+        raise ValueError(f"no compiled kernel {kernel!r}; choose one of {sorted(ROLLOUTS)}")
     if policy_params.ndim != 2 or policy_params.shape[1] != len(POLICY_PARAM_NAMES[kernel]):
         raise ValueError(f"policy_params for {kernel!r} must be [G, {len(POLICY_PARAM_NAMES[kernel])}]")
-    questions = np.ascontiguousarray(questions, dtype=np.int32)
-    perms = np.ascontiguousarray(perms, dtype=np.int32)
     E = questions.shape[0]
     if perms.ndim != 2 or perms.shape[0] != E:
         raise ValueError(f"perms must be [E, M] with E = {E}, got {perms.shape}")
@@ -833,60 +838,129 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     n_max = int(data.num_branches.max(initial=0))
     if perms.shape[1] < min(M, n_max):
         raise ValueError(f"perms has {perms.shape[1]} columns; {min(M, n_max)} positions are needed")
-    G = policy_params.shape[0]
+    total = policy_params.shape[0] * E
+    W = int(workers if workers is not None else default_workers())
+    W = max(1, min(W, total // _MIN_TASKS_PER_WORKER))
+    n_chunks = max(1, min(total, _CHUNKS_PER_WORKER * W)) if W > 1 else 1
+    A = int(max(1, int(data.num_answers.max(initial=1))))
+    if kernel == "cmc" and total:
+        H = max(1, int(policy_params[:, 4].max()))
+        burst = max(1, int(policy_params[:, 8].max()))
+        spawn = int(max(policy_params[:, 0].max(), policy_params[:, 9].max()))
+    elif kernel == "parallel_probe" and total:
+        H, burst, spawn = 1, max(1, int(policy_params[:, 4].max())), int(policy_params[:, 0].max())
+    else:
+        H, burst, spawn = 1, 1, 1
+    queue = M * (burst + 1) + max(spawn, 0) + 8
+    return RunPlan(kernel, policy_params, M, W, queue, max(A, M, queue) + 8, H + 8, n_chunks)
+
+
+# Scratch buffers of finished runs, reused by the next run of the same sizes (the kernels leave the
+# vote counts zeroed and write everything else before reading it; a reset clears what the previous
+# episode of a state slot opened).
+_SCRATCH: dict[tuple, list] = {}
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _take_scratch(plan: RunPlan):
+    key = (plan.workers, plan.M, plan.width, plan.history, plan.queue)
+    with _SCRATCH_LOCK:
+        free = _SCRATCH.get(key)
+        if free:
+            return key, free.pop()
+    W = plan.workers
+    return key, (make_state(W * _SLOT_STRIDE, plan.M),
+                 [np.zeros((_ISCRATCH_ROWS, plan.width), np.int32) for _ in range(W)],
+                 [np.zeros(plan.history, np.float64) for _ in range(W)],
+                 [np.zeros(plan.queue, np.int64) for _ in range(W)])
+
+
+def _give_scratch(key, scratch) -> None:
+    with _SCRATCH_LOCK:
+        free = _SCRATCH.setdefault(key, [])
+        if len(free) < 2:
+            free.append(scratch)
+
+
+def execute(plan: RunPlan, data: ReplayData, questions: np.ndarray, perms: np.ndarray,
+            tasks: np.ndarray, *, rollout=None, state=None, conf_variant: str = "exact",
+            scratch=None) -> dict[str, np.ndarray]:
+    """Play the planned run: ``plan.workers`` compiled calls of ``rollout`` (default: the plan's
+    entry point of :data:`ROLLOUTS`), the calling thread making the first. ``state`` (default: a
+    pooled :class:`~tts_gym.core.kernels.EnvState`) must have ``plan.workers * 16`` slots of
+    ``plan.M`` positions. Returns ``{"answer", "cost", "correct", "steps"}``, arrays ``[G, E]``."""
+    G, E = plan.policy_params.shape[0], questions.shape[0]
     out = {"answer": np.full((G, E), -1, np.int32), "cost": np.zeros((G, E), np.int64),
            "correct": np.zeros((G, E), np.bool_), "steps": np.zeros((G, E), np.int32)}
     if G * E == 0:
         return out
-    W = int(workers if workers is not None else default_workers())
-    total = G * E
-    n_chunks = max(1, min(total, _CHUNKS_PER_WORKER * max(W, 1)))
-    W = max(1, min(W, n_chunks))
-    A = int(max(1, int(data.num_answers.max(initial=1))))
-    if kernel == "cmc":
-        H = max(1, int(policy_params[:, 4].max()))
-        burst = max(1, int(policy_params[:, 8].max()))
-        spawn = int(max(policy_params[:, 0].max(), policy_params[:, 9].max()))
-    elif kernel == "parallel_probe":
-        H, burst, spawn = 1, max(1, int(policy_params[:, 4].max())), int(policy_params[:, 0].max())
-    else:
-        H, burst, spawn = 1, 1, 1
-    Lq = M * (burst + 1) + max(spawn, 0) + 8
-    state = make_state(W * _SLOT_STRIDE, M)
-    params = reference_env_params(M)
+    pooled = None
+    if scratch is None:
+        pooled, scratch = _take_scratch(plan)
+    own_state, iscr, fscr, acts = scratch
+    state = own_state if state is None else state
+    fn = ROLLOUTS[plan.kernel] if rollout is None else rollout
     table = conf_table(conf_variant)
-    rollout = _ROLLOUTS[kernel]
-    width = max(A, M, Lq) + 8
-    iscr = [np.zeros((_ISCRATCH_ROWS, width), np.int32) for _ in range(W)]
-    fscr = [np.zeros(H + 8, np.float64) for _ in range(W)]
-    acts = [np.zeros(Lq, np.int64) for _ in range(W)]
-    # tasks t = i * G + g: episode tasks[i] with parameter row g, episodes question by question
-    # (every seed and row of a question while its replay data is in cache); results do not
-    # depend on the order or on which worker plays a task
-    if tasks is None:
-        tasks = episode_order(questions)
-    else:   # the kernels index with it unchecked: insist on a permutation of 0..E-1
-        tasks = np.ascontiguousarray(tasks)
-        if (tasks.shape != questions.shape or tasks.dtype != np.int32 or tasks.min() < 0
-                or tasks.max() >= E or not (np.bincount(tasks, minlength=E) == 1).all()):
-            raise ValueError(f"tasks must be an int32 permutation of 0..{E - 1}")
-
+    W, total = plan.workers, G * E
     # chunk k = tasks bounds[k] <= t < bounds[k + 1]; every worker makes one compiled call and
     # claims chunks through the atomic counter until none are left (dynamic scheduling: a worker
     # slowed by other load does not hold the others up)
-    bounds = (np.arange(n_chunks + 1, dtype=np.int64) * total) // n_chunks
+    bounds = (np.arange(plan.n_chunks + 1, dtype=np.int64) * total) // plan.n_chunks
     counter = np.zeros(1, np.int64)
+    pp = plan.policy_params
+    oa, oc, ok, os_ = out["answer"], out["cost"], out["correct"], out["steps"]
 
     def play(w: int) -> None:
-        rollout(data, params, state, w * _SLOT_STRIDE, bounds, counter, table, questions, perms,
-                tasks, policy_params, iscr[w], fscr[w], acts[w], out["answer"], out["cost"],
-                out["correct"], out["steps"])
+        fn(data, state, w * _SLOT_STRIDE, bounds, counter, table, questions, perms, tasks, pp,
+           iscr[w], fscr[w], acts[w], oa, oc, ok, os_)
 
     if W == 1:
         play(0)
     else:
-        list(_executor(W).map(play, range(W)))
+        futures = [_executor(W - 1).submit(play, w) for w in range(1, W)]
+        play(0)
+        for f in futures:
+            f.result()
+    if pooled is not None:
+        _give_scratch(pooled, scratch)
     return out
+
+
+def check_tasks(tasks, E: int) -> np.ndarray:
+    """``tasks`` as the kernels need it: an int32 permutation of ``0 .. E - 1`` (they index with it
+    unchecked)."""
+    tasks = np.ascontiguousarray(tasks)
+    if (tasks.shape != (E,) or tasks.dtype != np.int32 or (E and (tasks.min() < 0 or tasks.max() >= E))
+            or not (np.bincount(tasks, minlength=E) == 1).all()):
+        raise ValueError(f"tasks must be an int32 permutation of 0..{E - 1}")
+    return tasks
+
+
+def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, Any]],
+                 questions: np.ndarray, perms: np.ndarray, *, max_branches: int | None = None,
+                 workers: int | None = None, conf_variant: str = "exact",
+                 policy_params: np.ndarray | None = None,
+                 tasks: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Play every (parameter row, episode) of one policy in compiled calls (one per worker).
+
+    ``questions`` int32 ``[E]`` and ``perms`` int32 ``[E, >=M]`` define the episodes (question index
+    into ``data``, and the branch order: stored index per position). ``params_list``: parameter
+    dicts (protocol names, see :func:`tts_gym.policies.common.normalize_params`); or pass a ready
+    ``policy_params`` array in the layout of :data:`POLICY_PARAM_NAMES` (``policy`` is then a kernel
+    name: ``asc``, ``esc``, ``parallel_probe``, ``cmc``). ``max_branches`` (default: the width of
+    ``perms``) is the env's ``M``; the kernels run with ``min(M, positions_needed(...))``
+    positions, which changes nothing but the state to reset (no row can open more).
+    ``workers``: threads (default :func:`default_workers`; small runs use fewer); results do not
+    depend on it. ``tasks``: a precomputed :func:`episode_order` of ``questions`` (saves its sort
+    when the same episodes are evaluated repeatedly). Returns ``{"answer", "cost", "correct",
+    "steps"}``, arrays ``[G, E]``.
+    """
+    questions = np.ascontiguousarray(questions, dtype=np.int32)
+    perms = np.ascontiguousarray(perms, dtype=np.int32)
+    plan = plan_run(data, policy, params_list, questions, perms, max_branches=max_branches,
+                    workers=workers, policy_params=policy_params)
+    tasks = episode_order(questions) if tasks is None else check_tasks(tasks, questions.shape[0])
+    return execute(plan, data, questions, perms, tasks, conf_variant=conf_variant)
 
 
 bind_module_cache(globals())   # cache entries also keyed on the kernels they inline
