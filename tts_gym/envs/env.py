@@ -385,6 +385,15 @@ class ReplaySetup:
         self.observation_space = observation_space(M, self.gamma_high)
         self.action_space = spaces.Discrete(num_actions(M))
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("conf")  # the shared read-only table: a writable copy would be another numba type
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.conf = confidence_table()
+
     # -- helpers -----------------------------------------------------------------------------------
     def set_step_limit(self, steps: int) -> None:
         """Truncate after ``steps`` actions (0: no limit); the observation's step feature is
@@ -668,7 +677,8 @@ class TTSReplayEnv(gym.Env):
         self._gammas = np.zeros(1, np.float64)
         self._n_actions = num_actions(su.M)
         self._build_core()
-        self._token_scale, self._dense, self._max_steps = su.token_scale, su.dense_reward, su.max_episode_steps
+        # rewards multiply by 1 / token_scale, as the vector kernel does: bit-identical rewards
+        self._inv_scale, self._dense, self._max_steps = 1.0 / su.token_scale, su.dense_reward, su.max_episode_steps
         self._episode_counter = 0
         self._elapsed = 0
         self._gamma = 0.0
@@ -680,11 +690,12 @@ class TTSReplayEnv(gym.Env):
 
     def _build_core(self) -> None:
         """The compiled-side handles over this env's arrays: the kernels' entry points, the core
-        holding the state and buffers, the episode view."""
+        holding the state and buffers (and, once, the episode view: policies keep hold of it)."""
         su = self.setup
         self._reset_fn, self._step_fn = _entry_points(su)
         self._core = _make_env_core(su, self.state, self._gammas, self._pos, self._glob, self._mask)
-        self._view = EpisodeView(self.state, su.data, su.params, 0, su.answer_tables)
+        if getattr(self, "_view", None) is None:
+            self._view = EpisodeView(self.state, su.data, su.params, 0, su.answer_tables)
         self._pos0, self._glob0 = self._pos[0], self._glob[0]
 
     def __getstate__(self) -> dict:
@@ -779,7 +790,7 @@ class TTSReplayEnv(gym.Env):
         info = {"action_mask": self._mask.copy(), "position": p, "revealed_id": rid,
                 "revealed": table[rid] if rid >= 0 else None, "finished": fin, "charge": charge,
                 "cost": cost, "cursor": cursor, "cost_weight": g, "invalid_action": False}
-        reward = -g * charge / self._token_scale if (self._dense and g) else 0.0
+        reward = -g * charge * self._inv_scale if (self._dense and g) else 0.0
         truncated = self._elapsed >= self._max_steps > 0
         if done:
             self._ended = True
@@ -790,12 +801,12 @@ class TTSReplayEnv(gym.Env):
             if self._dense:
                 reward += 1.0 if correct else 0.0
             else:
-                reward = (1.0 if correct else 0.0) - g * cost / self._token_scale
+                reward = (1.0 if correct else 0.0) - g * cost * self._inv_scale
         elif truncated:
             self._ended = True
             self._truncation_info(info, cost)
             if not self._dense:
-                reward = 0.0 - g * cost / self._token_scale
+                reward = 0.0 - g * cost * self._inv_scale
         return ({"positions": self._pos0.copy(), "globals": self._glob0.copy()}, reward, done,
                 truncated, info)
 
@@ -847,7 +858,7 @@ class TTSReplayEnv(gym.Env):
             self._ended = True
             self._truncation_info(info, cost)
             if not su.dense_reward:
-                reward -= self._gamma * cost / su.token_scale
+                reward -= self._gamma * cost * self._inv_scale
         obs = {"positions": self._pos0.copy(), "globals": self._glob0.copy()}
         return obs, reward, False, truncated, info
 

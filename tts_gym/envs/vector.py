@@ -431,7 +431,8 @@ class TTSReplayVectorEnv(VectorEnv):
         self._build_core()
 
     # rebuilt from the rest on unpickling (numba handles, the worker pool)
-    _DERIVED = ("_core", "_step_fn", "_reset_fn", "_mask_fn", "_check_fn", "_range_fn", "_slices", "_pool")
+    _DERIVED = ("_core", "_step_fn", "_reset_fn", "_mask_fn", "_check_fn", "_range_fn", "_slices", "_pool",
+                "_views")
 
     def _build_core(self) -> None:
         """The compiled-side handles over this env's arrays: the core holding the state and buffers,
@@ -566,7 +567,7 @@ class TTSReplayVectorEnv(VectorEnv):
             infos[k] = full
             infos["_" + k] = mask.copy()
         if self.mask_in_info:
-            infos["action_mask"] = self.action_masks()
+            infos["action_mask"] = self._state_masks()
         return self._obs(), infos
 
     def step(self, actions):
@@ -639,23 +640,37 @@ class TTSReplayVectorEnv(VectorEnv):
             infos["final_info"], infos["_final_info"] = final_info, done
             self._reset_ids(ids)
         if self.mask_in_info:
-            infos["action_mask"] = self.action_masks()
+            infos["action_mask"] = self._state_masks()
         return self._obs(), self._rewards.copy(), term, trunc, infos
 
     def action_masks(self) -> np.ndarray:
         """``bool[E, 4 + 4M]`` admissible actions of every sub-env (one compiled call; sb3-contrib's
-        convention). Rows of sub-envs awaiting a ``NEXT_STEP`` autoreset are all ``True``."""
+        convention). Rows of sub-envs awaiting a ``NEXT_STEP`` autoreset are all ``True`` (their next
+        action is ignored); ``infos["action_mask"]`` has the mask of the state each step returned."""
+        masks = self._state_masks()
+        if self._any_needs_reset and self.autoreset_mode is AutoresetMode.NEXT_STEP:
+            masks[self._needs_reset] = True
+        return masks
+
+    def _state_masks(self) -> np.ndarray:
+        """A copy of the admissible actions of every sub-env's current state."""
         if self._mask_dirty:
             self._mask_fn(self._core)
-            if self._any_needs_reset and self.autoreset_mode is AutoresetMode.NEXT_STEP:
-                self._mask[self._needs_reset] = True
             self._mask_dirty = False
         return self._mask.copy()
 
     def episode(self, e: int = 0):
-        """Live read-only :class:`~tts_gym.envs.view.EpisodeView` of sub-env ``e``."""
-        from tts_gym.envs.view import EpisodeView
-        return EpisodeView(self.state, self.data, self.params, int(e), self.setup.answer_tables)
+        """Live read-only :class:`~tts_gym.envs.view.EpisodeView` of sub-env ``e`` (the same object
+        on every call: it follows the sub-env's episodes)."""
+        e = int(e)
+        if not 0 <= e < self.num_envs:
+            raise IndexError(f"sub-env {e} out of range 0..{self.num_envs - 1}")
+        views = self.__dict__.setdefault("_views", {})
+        view = views.get(e)
+        if view is None:
+            from tts_gym.envs.view import EpisodeView
+            view = views[e] = EpisodeView(self.state, self.data, self.params, e, self.setup.answer_tables)
+        return view
 
     @property
     def questions(self) -> np.ndarray:

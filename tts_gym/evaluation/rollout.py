@@ -86,7 +86,11 @@ def run_episode(env, policy, question: int, shuffle_seed: int, *, max_steps: int
     step = env.step
     act = policy.act
     while True:
-        obs, reward, terminated, truncated, _ = step(act(obs, view))
+        obs, reward, terminated, truncated, info = step(act(obs, view))
+        if info.get("invalid_action"):
+            # an env in "penalize" mode would hide a policy's bug behind a reward; stop instead
+            raise PolicyError(f"{getattr(policy, 'name', policy)!r}: {info.get('error')} (question "
+                              f"{question}, seed {shuffle_seed})")
         total += float(reward)
         n += 1
         if terminated or truncated:
