@@ -39,7 +39,7 @@ def avg(rows, label):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--agent", default="maskable_ppo_aime24", help="agent name (agents/trained) or path")
+    p.add_argument("--agent", default="maskable_ppo_aime24", help="agent name (a shipped agent, or one in $TTS_GYM_AGENTS) or a path to its .zip")
     p.add_argument("--data", default=None)
     p.add_argument("--seeds", type=int, default=10, help="reference shuffle seeds 0..S-1 (the AutoTTS protocol uses 100)")
     p.add_argument("--gammas", type=float, nargs="+", default=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05])

@@ -1,6 +1,6 @@
 """MaskablePPO on tts_gym/Replay-v0: one gamma-conditioned agent for the AIME24 stores of all four models.
 
-    python agents/maskable_ppo.py --timesteps 2000000 --seed 0 --save-agent agents/trained/maskable_ppo_aime24
+    python agents/maskable_ppo.py --timesteps 2000000 --seed 0 --save-agent tts_gym/assets/agents/maskable_ppo_aime24
     tensorboard --logdir runs
 
 * Rollouts: all episodes stepped together in the compiled vector env (tts_gym.envs.sb3.SB3VecEnv);

@@ -648,10 +648,12 @@ def assemble(stores, configs, episodes, tasks, task_results, level, ci) -> tuple
     return rows, outcomes
 
 
-def _progress(total: int, desc: str, enabled):
+def progress_bar(total: int, desc: str, enabled, unit: str = "ep"):
+    """A progress bar on stderr: ``enabled`` ``None`` shows it when stderr is a terminal (never in
+    a log), ``True`` always, ``False`` never."""
     from tqdm.auto import tqdm
     disable = (not enabled) if enabled is not None else None
-    return tqdm(total=total, desc=desc, unit="ep", unit_scale=True, disable=disable, leave=False,
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=disable, leave=False,
                 dynamic_ncols=True, file=sys.stderr)
 
 
@@ -659,7 +661,7 @@ def run_local(stores, configs, episodes, tasks, *, workers=None, progress=None) 
     """Execute tasks in-process, in order, with a progress bar (episodes x configurations)."""
     total = sum(t.size * episodes[stores[t.store].name].episodes_per_replicate for t in tasks)
     results = []
-    with _progress(total, "evaluating", progress) as bar:
+    with progress_bar(total, "evaluating", progress) as bar:
         for t in tasks:
             st = stores[t.store]
             bar.set_postfix_str(f"{st.name} {configs[t.configs[0]].label}"

@@ -52,7 +52,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
 def run_ray(stores, configs, episodes, tasks: Sequence, *, address: str | None = None,
             num_cpus: int | None = None, workers: int | None = 1, progress=None) -> list[dict]:
     """Execute ``tasks`` as Ray tasks; returns their results in task order."""
-    from tts_gym.evaluation.evaluate import _progress
+    from tts_gym.evaluation.evaluate import progress_bar
 
     ray = ensure_ray(address, num_cpus)
     fn = _remote_fn()
@@ -65,7 +65,7 @@ def run_ray(stores, configs, episodes, tasks: Sequence, *, address: str | None =
     results: list = [None] * len(refs)
     sizes = [t.size * episodes[stores[t.store].name].episodes_per_replicate for t in tasks]
     pending = list(refs)
-    with _progress(sum(sizes), "evaluating (ray)", progress) as bar:
+    with progress_bar(sum(sizes), "evaluating (ray)", progress) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for r in done:

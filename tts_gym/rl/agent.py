@@ -39,11 +39,15 @@ __all__ = ["AgentPolicy", "load_agent_policy", "load_agent", "save_agent", "agen
 AGENTS_ENV = "TTS_GYM_AGENTS"
 
 
+SHIPPED_AGENTS = Path(__file__).resolve().parents[1] / "assets" / "agents"
+"""The agents shipped with the package (package data: found from an installed wheel too)."""
+
+
 def agent_dirs() -> list[Path]:
-    """Where agents are looked up by name: ``$TTS_GYM_AGENTS`` (``os.pathsep``-separated), then
-    ``agents/trained`` of the source checkout, then ``./agents/trained``."""
+    """Where agents are looked up by name: ``$TTS_GYM_AGENTS`` (``os.pathsep``-separated), then the
+    shipped agents (:data:`SHIPPED_AGENTS`), then ``./agents/trained``."""
     out = [Path(p).expanduser() for p in os.environ.get(AGENTS_ENV, "").split(os.pathsep) if p]
-    out.append(Path(__file__).resolve().parents[2] / "agents" / "trained")
+    out.append(SHIPPED_AGENTS)
     out.append(Path.cwd() / "agents" / "trained")
     return list(dict.fromkeys(out))
 
@@ -251,11 +255,13 @@ def load_agent_policy(name_or_path, gamma: float | None = None, deterministic: b
     return AgentPolicy(model, config, gamma=gamma, deterministic=deterministic, name=name, seed=seed)
 
 
-def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | None = None, seeds=range(100)):
+def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | None = None, seeds=range(100),
+                             progress: bool | None = False):
     """The reference protocol (spec section 3) for a stored agent through the Python env loop
     (:func:`tts_gym.evaluation.rollout.evaluate_reference_python`): the hook of ``tts-gym eval --agent NAME``.
     ``params``: ``gamma`` (default: the agent's ``default_gamma``), ``greedy`` (bool, default false:
-    sample the trained policy, seeded), ``seed`` (0)."""
+    sample the trained policy, seeded), ``seed`` (0). ``progress``: a progress bar on stderr
+    (``None``: when stderr is a terminal)."""
     from tts_gym.evaluation.rollout import evaluate_reference_python
     p = dict(params or {})
     unknown = sorted(set(p) - {"gamma", "greedy", "seed"})
@@ -264,4 +270,5 @@ def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | No
     pol = load_agent_policy(name_or_path, gamma=p.get("gamma"),
                             deterministic=bool(p["greedy"]) if "greedy" in p else None, seed=int(p.get("seed", 0)))
     shown = {"gamma": pol.gamma, "greedy": pol.deterministic}
-    return evaluate_reference_python(store, pol, seeds, name=f"agent:{pol.agent_name}", params=shown)
+    return evaluate_reference_python(store, pol, seeds, name=f"agent:{pol.agent_name}", params=shown,
+                                     progress=progress)
