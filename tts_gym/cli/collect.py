@@ -19,6 +19,20 @@ from pathlib import Path
 
 HELP = "sample reasoning trajectories from an OpenAI-compatible server into a replay store"
 
+DESCRIPTION = """\
+Build a replay store from a live model: sample --branches trajectories per question from an
+OpenAI-compatible completions server (vLLM, SGLang, llama.cpp), probe each one every --interval
+tokens for the answer it would give at that point (an answer-forcing suffix), and write the store
+in HDF5. Finished questions are checkpointed: an interrupted run resumes when rerun with the same
+options. Needs pip install 'tts_gym[collect]'.
+"""
+
+EPILOG = """\
+example (vLLM serving Qwen3-1.7B on port 8000):
+  tts-gym collect --base-url http://localhost:8000 --model Qwen/Qwen3-1.7B \\
+      --questions aime25.jsonl --branches 128 --interval 500 -o qwen3-1.7b.h5
+"""
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from tts_gym.collect.collector import (CHAT_TEMPLATES, DEFAULT_INSTRUCTION, DEFAULT_PROBE_SUFFIX,
@@ -159,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("collect", help=HELP, description=__doc__,
+    p = subparsers.add_parser("collect", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
@@ -167,7 +181,7 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``python -m tts_gym.cli.collect``), same as ``tts-gym collect``."""
-    parser = argparse.ArgumentParser(prog="tts-gym collect", description=__doc__,
+    parser = argparse.ArgumentParser(prog="tts-gym collect", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
