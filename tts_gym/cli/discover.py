@@ -249,10 +249,10 @@ def print_summary(console, summary: dict, select_beta: float) -> None:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from tts_gym.cli import output
     from tts_gym.discovery.loop import run_discovery
     from tts_gym.discovery.proposer import MissingAPIKey, Proposer, ProposerConfig
-    console = Console(stderr=True)
+    console = output.console(stderr=True)
     try:
         cfg = _config(args)
     except ValueError as exc:

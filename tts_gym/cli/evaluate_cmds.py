@@ -276,8 +276,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     png = out / "scaling.png"
-    scaling_plot(res, path=png, suptitle=f"accuracy vs tokens -- {store.name}", ncols=1,
-                 panel_size=(7.5, 5.0))
+    scaling_plot(res, path=png)
     res.to_json(out / "results.json")
     (out / "table.md").write_text(res.to_markdown() + "\n")
     console.print(f"wrote {png}, {out / 'results.json'}, {out / 'table.md'} "
