@@ -28,7 +28,9 @@ rewards and observations, the same infos batched), with these vector conventions
   ``cost``, ``cursor``, ``cost_weight``, ``invalid_action`` on every step; when a sub-env ended:
   ``correct``, ``answer_id``, ``answer`` (object array of strings) and ``tokens``, each with its
   gymnasium ``_key`` mask. The strings of the single env's ``revealed`` and ``error`` are left out
-  (``revealed_id`` and ``invalid_action`` carry them). ``mask_in_info=False`` drops ``action_mask``
+  (``revealed_id`` and ``invalid_action`` carry them), and reset infos hold ``question``,
+  ``shuffle_seed`` and ``cost_weight`` (after an autoreset: :attr:`~TTSReplayVectorEnv.questions`,
+  :attr:`~TTSReplayVectorEnv.shuffle_seeds`). ``mask_in_info=False`` drops ``action_mask``
   (one ``bool[E, A]`` mask computation and copy per step less) for consumers that call
   :meth:`~TTSReplayVectorEnv.action_masks` themselves or use none.
 * **Invalid actions**: by default (``invalid_action="penalize"``) inadmissible actions are no-ops
