@@ -136,7 +136,7 @@ class Policy:
         module docstring for the envs accepted."""
         episode_views(env)  # fails now, with a clear message, on an env that cannot be bound
         self._bound_env = env
-        self._rows: list = []
+        self._rows: list = [self]
         return self
 
     def _row_policies(self, n: int) -> list:
@@ -483,7 +483,7 @@ class SB3Policy(Policy):
         self._start = False
         return int(np.asarray(action).reshape(-1)[0])
 
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False,
                 action_masks=None):
         """Pass-through to the model (batched, as SB3 expects)."""
         kw = {}
