@@ -1,6 +1,6 @@
 """PPO on tts_gym/Replay-v0: one cost-weight-conditioned agent for the AIME24 stores of all four models.
 
-    python agents/maskable_ppo.py --timesteps 2000000 --seed 0 --save-agent agents/trained/maskable_ppo_aime24
+    python agents/maskable_ppo.py --timesteps 2000000 --seed 0 --save-agent tts_gym/assets/agents/maskable_ppo_aime24
     python agents/maskable_ppo.py --no-masks --timesteps 1000000      # plain PPO, for comparison
     tensorboard --logdir runs
 

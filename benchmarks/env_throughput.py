@@ -134,8 +134,9 @@ def bench_single(env_kwargs: dict, width: int, seconds: float) -> dict:
 
 def bench_vector(env_kwargs: dict, num_envs: int, width: int, seconds: float, copy: bool,
                  num_threads: int = 1) -> dict:
+    # the controller reads the state, not the masks: no infos["action_mask"] (a bool[E, A] per step)
     venv = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", copy=copy,
-                        num_threads=num_threads, **env_kwargs)
+                        num_threads=num_threads, mask_in_info=False, **env_kwargs)
     inner = venv.unwrapped
     state = inner.state
     actions = np.zeros(num_envs, np.int64)

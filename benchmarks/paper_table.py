@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     sweeps = [Sweep("sc"), Sweep("asc"), Sweep("esc"), Sweep("parallel_probe"), Sweep("cmc")]
     t1 = time.perf_counter()
     res = evaluate(sweeps, stores, seeds=range(args.seeds), backend=args.backend, address=args.address,
-                   progress=False if args.no_progress else True)
+                   progress=False if args.no_progress else None)  # None: on a terminal only
     eval_wall = time.perf_counter() - t1
     main_rows = [r for r in res.rows if r["label"] in MAIN_LABELS]
     main_md = main_table(main_rows, search="aime24")

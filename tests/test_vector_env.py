@@ -146,7 +146,7 @@ def test_disabled_autoreset_and_reset_mask(synth):
 
 
 def test_raise_mode_steps_nothing(synth):
-    venv = TTSReplayVectorEnv(4, synth, max_branches=4)
+    venv = TTSReplayVectorEnv(4, synth, max_branches=4, invalid_action="raise")
     venv.reset(seed=2)
     venv.step(np.full(4, A.BRANCH))
     before = venv.state.cost.copy(), venv.state.steps.copy()
@@ -155,8 +155,12 @@ def test_raise_mode_steps_nothing(synth):
     assert "sub-env 2" in str(exc.value) and "CONTINUE(3)" in str(exc.value)
     np.testing.assert_array_equal(venv.state.cost, before[0])
     np.testing.assert_array_equal(venv.state.steps, before[1])
-    with pytest.raises(ValueError, match="invalid action id"):
+    with pytest.raises(ValueError, match=r"sub-env 3: action 99 is outside the action space Discrete\(20\)"):
         venv.step(np.array([0, 0, 0, 99]))
+    with pytest.raises(ValueError, match="sub-env 1: action 1180591620717411303424 is outside"):
+        venv.step([0, 2 ** 70, 0, 0])  # never a numpy OverflowError
+    with pytest.raises(TypeError, match="integer action ids"):
+        venv.step(np.array([0.0, 2.7, 0.0, 0.0]))  # never rounded
     with pytest.raises(ValueError, match="expected 4 actions"):
         venv.step(np.zeros(3, np.int64))
 
@@ -371,7 +375,7 @@ def test_num_threads_matches_single_thread(synth, mode, invalid):
 
 def test_num_threads_raise_checks_whole_batch_first(synth):
     E = 64
-    env = TTSReplayVectorEnv(E, store=synth, max_branches=4, num_threads=2)
+    env = TTSReplayVectorEnv(E, store=synth, max_branches=4, num_threads=2, invalid_action="raise")
     with pytest.raises(ValueError, match="num_threads"):
         TTSReplayVectorEnv(E, store=synth, max_branches=4, num_threads=0)
     obs, _ = env.reset(seed=0)

@@ -5,19 +5,46 @@ import argparse
 import importlib
 import sys
 
-# Each entry is a module under tts_gym.cli exposing ``register(subparsers)``.
+# Each entry is a module under tts_gym.cli exposing ``register(subparsers)``; the order is the
+# order of the commands in ``tts-gym --help``.
 COMMAND_MODULES = [
-    "data",
-    "collect",
     "evaluate_cmds",
-    "discover",
     "eval",
+    "data",
+    "discover",
+    "collect",
 ]
+
+DESCRIPTION = """\
+Test-time scaling of reasoning LLMs, replayed. For every question, many reasoning trajectories
+were sampled in advance with an intermediate answer every 500 tokens; a policy decides when to
+open another trajectory, read one further, check its current answer, drop it, or answer. Its
+accuracy and token cost are replayed exactly from the stored trajectories, with no LLM calls.
+
+Without data, every command runs on a small synthetic store built in. Real stores: --data
+(an HDF5 file or a directory of AutoTTS JSON files), $TTS_GYM_DATA, or `tts-gym data fetch`.
+"""
+
+EPILOG = """\
+examples:
+  tts-gym compare --out out                   built-in policies on the synthetic store: table + plot
+  tts-gym data fetch                          download the 12 public AutoTTS stores
+  tts-gym compare --model Qwen3-1.7B --benchmark aime24 --out out
+  tts-gym eval --policy cmc --param beta=0.5 --model Qwen3-8B --benchmark aime25
+  tts-gym eval --agent maskable_ppo_aime24 --param gamma=0.01
+  tts-gym table --data autotts.h5             the AutoTTS main table
+
+Run `tts-gym COMMAND --help` for the options of a command.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tts-gym", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from tts_gym import __version__
+    parser = argparse.ArgumentParser(prog="tts-gym", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tts-gym {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"tts_gym.cli.{name}").register(sub)
     return parser

@@ -6,7 +6,8 @@ Example (vLLM serving Qwen3-1.7B on port 8000)::
         --questions aime25.jsonl --branches 128 --interval 500 -o qwen3-1.7b.h5
 
 Interrupted runs resume from the per-question checkpoints in ``OUT.h5.ckpt/`` when rerun with the
-same options. See :mod:`tts_gym.collect.collector` for how trajectories are cut and probed.
+same options. Trajectories are probed every --interval tokens for the answer the model would give
+at that point, with an answer-forcing suffix; needs pip install 'tts_gym[collect]'.
 """
 from __future__ import annotations
 
@@ -17,6 +18,20 @@ import sys
 from pathlib import Path
 
 HELP = "sample reasoning trajectories from an OpenAI-compatible server into a replay store"
+
+DESCRIPTION = """\
+Build a replay store from a live model: sample --branches trajectories per question from an
+OpenAI-compatible completions server (vLLM, SGLang, llama.cpp), probe each one every --interval
+tokens for the answer it would give at that point (an answer-forcing suffix), and write the store
+in HDF5. Finished questions are checkpointed: an interrupted run resumes when rerun with the same
+options. Needs pip install 'tts_gym[collect]'.
+"""
+
+EPILOG = """\
+example (vLLM serving Qwen3-1.7B on port 8000):
+  tts-gym collect --base-url http://localhost:8000 --model Qwen/Qwen3-1.7B \\
+      --questions aime25.jsonl --branches 128 --interval 500 -o qwen3-1.7b.h5
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--benchmark", default=None, help="benchmark name of the store (default: questions file stem)")
     g.add_argument("--append", action="store_true", help="keep the other stores already in OUT.h5")
     g.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
-    g.add_argument("--checkpoint-dir", default=None, help="default: OUT.h5.ckpt next to the output")
+    g.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="where finished questions are checkpointed (default: OUT.h5.ckpt next to the output)")
     g.add_argument("--restart", action="store_true", help="discard existing checkpoints")
     g.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoints after success")
     g.add_argument("--answer-merging", choices=("none", "math-verify"), default="none",
@@ -58,8 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--branches", type=int, default=128, help="trajectories per question (default 128)")
     g.add_argument("--interval", type=int, default=500, help="probe interval Δ in tokens (default 500)")
     g.add_argument("--max-tokens", type=int, default=32768, help="token cap per trajectory (default 32768)")
-    g.add_argument("--temperature", type=float, default=0.6)
-    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--temperature", type=float, default=0.6,
+                   help="sampling temperature of the trajectories (default 0.6, Qwen3's thinking mode)")
+    g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top-p (default 0.95)")
     g.add_argument("--seed", type=int, default=0, help="base of the per-request seeds (default 0)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
@@ -78,16 +95,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="suffix once the text holds --think-end")
     g.add_argument("--think-end", default="</think>", help="tag that closes the thinking section")
     g.add_argument("--probe-max-tokens", type=int, default=16, help="tokens decoded per probe (default 16)")
-    g.add_argument("--probe-temperature", type=float, default=0.0, help="default 0 (greedy)")
+    g.add_argument("--probe-temperature", type=float, default=0.0,
+                   help="sampling temperature of the probes (default 0: greedy)")
     g.add_argument("--probe-unclosed", choices=("keep", "err"), default="keep",
                    help="a probe whose box is not closed within the decoded tokens: keep the text or ERR")
     g.add_argument("--final-answer", choices=FINAL_MODES, default="extract-or-force",
-                   help="how the final answer is obtained (default extract-or-force)")
+                   help="the final answer: extract = the last \\boxed{} of the trajectory (ERR if "
+                        "none); force = an answer-forcing probe at its end; extract-or-force (default) "
+                        "= extract, forcing for a trajectory cut at --max-tokens or without a box")
     g.add_argument("--append-final-probe", action="store_true",
                    help="append the final answer as the last probe (AutoTTS convention)")
 
     g = p.add_argument_group("output")
-    g.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
+    g.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto",
+                   help="progress display: rich bars, plain log lines, or none; auto (default) = rich "
+                        "on a terminal, plain lines otherwise")
+    g.add_argument("--no-progress", dest="progress", action="store_const", const="none",
+                   help="same as --progress none")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("collect", help=HELP, description=__doc__,
+    p = subparsers.add_parser("collect", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
@@ -157,7 +181,7 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``python -m tts_gym.cli.collect``), same as ``tts-gym collect``."""
-    parser = argparse.ArgumentParser(prog="tts-gym collect", description=__doc__,
+    parser = argparse.ArgumentParser(prog="tts-gym collect", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -15,7 +15,23 @@ import json
 import sys
 import time
 
+from tts_gym.cli import output
+from tts_gym.cli.output import show_progress
+
 EXIT_USAGE = 2
+
+DESCRIPTION = """\
+Replay stores: the pre-sampled trajectories every evaluation replays.
+
+  tts-gym data fetch                        download the 12 public AutoTTS stores (4 Qwen3 models x
+                                            AIME24, AIME25, HMMT25) into the cache, as one HDF5 file
+  tts-gym data import SRC ... -o OUT.h5     convert AutoTTS JSON (a <benchmark>.json file, or a
+                                            directory laid out <model>/<benchmark>.json) to HDF5
+  tts-gym data synth -o OUT.h5              write a seeded synthetic store
+  tts-gym data info FILE                    one summary row per store
+
+Bad input (a malformed store, a missing file, no network) prints one line and exits with status 2.
+"""
 
 
 def _errors_exit_2(func):
@@ -54,7 +70,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from tts_gym.data.fetch import fetch_autotts
     out = fetch_autotts(args.output, cache_dir=args.cache_dir, base_url=args.base_url, timeout=args.timeout,
-                        progress=not args.no_progress and not args.quiet, verify_checksums=not args.no_verify,
+                        progress=show_progress(args), verify_checksums=not args.no_verify,
                         force=args.force)
     _say(args, f"wrote {out}")
     return 0
@@ -90,9 +106,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         json.dump(rows, sys.stdout, indent=2)
         print()
         return 0
-    from rich.console import Console
     from rich.table import Table
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = output.console()
     table = Table(title=f"{args.file}: {len(rows)} store(s)")
     for col, justify in (("store", "left"), ("questions", "right"), ("branches", "right"),
                          ("K min/mean/max", "right"), ("tokens min/mean/max", "right"),
@@ -115,50 +130,65 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="import, fetch, synthesise and describe replay stores",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="data_command", required=True)
+    p = subparsers.add_parser("data", help="fetch, import, synthesise and describe replay stores",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="data_command", required=True, title="commands", metavar="COMMAND")
 
     def add_output(sp, required=True):
         sp.add_argument("-o", "--output", required=required, metavar="OUT.h5", help="HDF5 file to write")
         sp.add_argument("--append", action="store_true",
-                        help="keep the stores already in OUT.h5 (same model/benchmark are replaced)")
-        sp.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip")
-        sp.add_argument("-q", "--quiet", action="store_true")
+                        help="keep the stores already in OUT.h5 (one with the same model/benchmark is replaced)")
+        sp.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
+                        help="HDF5 compression of the tensors (default gzip: smallest; lzf: faster)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
-    sp = sub.add_parser("import", help="import AutoTTS JSON stores into HDF5")
+    sp = sub.add_parser("import", help="convert AutoTTS JSON stores to HDF5",
+                        description="Convert AutoTTS JSON stores to one HDF5 file, validating them.")
     sp.add_argument("src", nargs="+", help="a <benchmark>.json file or a directory laid out <model>/<benchmark>.json")
-    sp.add_argument("--model", help="model name (default: the JSON file's directory name)")
-    sp.add_argument("--benchmark", help="benchmark name (default: the JSON file's name)")
+    sp.add_argument("--model", metavar="NAME", help="model name (default: the JSON file's directory name)")
+    sp.add_argument("--benchmark", metavar="NAME", help="benchmark name (default: the JSON file's name)")
     add_output(sp)
     sp.set_defaults(func=cmd_import)
 
-    sp = sub.add_parser("fetch", help="download the public AutoTTS stores and convert them to HDF5")
+    sp = sub.add_parser("fetch", help="download the public AutoTTS stores and convert them to HDF5",
+                        description="Download the public AutoTTS stores (checksummed, validated) and "
+                                    "write them as one HDF5 file; later commands find it by default.")
     sp.add_argument("-o", "--output", metavar="OUT.h5", help="HDF5 file to write (default: <cache>/autotts.h5)")
-    sp.add_argument("--cache-dir", help="download cache (default: $TTS_GYM_CACHE or ~/.cache/tts_gym)")
-    sp.add_argument("--base-url", help="where the <model>/<benchmark>.json files are (default: AutoTTS on GitHub)")
-    sp.add_argument("--timeout", type=float, default=5.0, help="connection/read timeout in seconds (default 5)")
+    sp.add_argument("--cache-dir", metavar="DIR",
+                    help="download cache (default: $TTS_GYM_CACHE, else ~/.cache/tts_gym)")
+    sp.add_argument("--base-url", metavar="URL",
+                    help="where the <model>/<benchmark>.json files are (default: the AutoTTS release on GitHub)")
+    sp.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                    help="connection/read timeout in seconds (default 5)")
     sp.add_argument("--force", action="store_true", help="download even when the cache is valid")
-    sp.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check (validation still runs)")
-    sp.add_argument("--no-progress", action="store_true")
-    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.add_argument("--no-verify", action="store_true",
+                    help="skip the SHA-256 check of the downloads (the stores are still validated)")
+    output.add_progress_arg(sp)
+    sp.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sp.set_defaults(func=cmd_fetch)
 
-    sp = sub.add_parser("synth", help="write a seeded synthetic store")
-    sp.add_argument("--questions", type=int, default=30)
-    sp.add_argument("--branches", type=int, default=128)
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--model", default="synthetic")
-    sp.add_argument("--benchmark", help="default: seed<SEED>")
-    sp.add_argument("--probe-interval", type=int, default=500)
+    sp = sub.add_parser("synth", help="write a seeded synthetic store",
+                        description="Write a synthetic store: seeded, with AutoTTS-like trajectory "
+                                    "lengths, answer changes and accuracy.")
+    sp.add_argument("--questions", type=int, default=30, metavar="N", help="questions (default 30)")
+    sp.add_argument("--branches", type=int, default=128, metavar="N",
+                    help="trajectories per question (default 128)")
+    sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sp.add_argument("--model", default="synthetic", metavar="NAME", help="model name of the store (default synthetic)")
+    sp.add_argument("--benchmark", metavar="NAME", help="benchmark name of the store (default: seed<SEED>)")
+    sp.add_argument("--probe-interval", type=int, default=500, metavar="TOKENS",
+                    help="tokens between two intermediate answers (default 500)")
     add_output(sp)
     sp.set_defaults(func=cmd_synth)
 
-    sp = sub.add_parser("info", help="summary table per store")
+    sp = sub.add_parser("info", help="summary table per store",
+                        description="One summary row per store: questions, trajectories, probes, tokens, "
+                                    "majority and pass@N accuracy, distinct answers.")
     sp.add_argument("file", help="an HDF5 store file, an AutoTTS JSON file or a directory of them")
-    sp.add_argument("--model")
-    sp.add_argument("--benchmark")
+    sp.add_argument("--model", metavar="NAME", help="only the stores of this model")
+    sp.add_argument("--benchmark", metavar="NAME", help="only the stores of this benchmark")
     sp.add_argument("--json", action="store_true", help="print the statistics as JSON")
     sp.add_argument("--merging-effect", action="store_true",
-                    help="estimate what math-equivalence merging would do to majority accuracy (math-verify)")
+                    help="estimate what merging math-equivalent answers would do to majority accuracy "
+                         "(needs pip install 'tts_gym[answers]')")
     sp.set_defaults(func=cmd_info)

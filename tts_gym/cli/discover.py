@@ -18,49 +18,94 @@ import sys
 
 EXIT_USAGE = 2
 
+DESCRIPTION = """\
+Controller discovery, the AutoTTS loop: an LLM (Anthropic Messages API, key in ANTHROPIC_API_KEY;
+--base-url or ANTHROPIC_BASE_URL for a proxy) proposes a controller with one knob beta; each
+proposal is scored over a sweep of beta on the search stores in a sandbox, and its accuracy/token
+curve and a few execution traces go back to the LLM for the next round. Controllers never see a
+gold answer, and the proposer never sees the held-out stores.
+
+Every round is saved under --out; after a crash or kill, the same command with --resume continues
+without redoing finished rounds or repeating a paid request. The end summary shows the best
+controller's curve next to the built-in baselines, its held-out results, the API cost and the
+time taken; the best controller is copied to OUT/best_controller.py (evaluate it with
+`tts-gym eval --controller`). Needs pip install 'tts_gym[llm]'.
+"""
+
+EPILOG = """\
+examples:
+  tts-gym discover --rounds 5 --model claude-opus-4-5 --out runs/disc
+  tts-gym discover --rounds 5 --model claude-opus-4-5 --out runs/disc --resume
+  tts-gym discover --rounds 0 --seed-controller agents/controllers/cmc.py --out runs/cmc
+"""
+
 
 def register(sub) -> None:
     from tts_gym.data.catalog import HELDOUT_BENCHMARKS, MODELS, SEARCH_BENCHMARKS
     from tts_gym.discovery.sandbox import DEFAULT_BETAS
     p = sub.add_parser("discover", help="discover test-time-scaling controllers with an LLM proposer",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=10, help="proposal rounds (default 10)")
+                       description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=10, metavar="N", help="proposal rounds (default 10)")
     p.add_argument("--model", default="claude-opus-4-5", help="Claude model id of the proposer")
-    p.add_argument("--out", required=True, help="run directory (history, scores, final report)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory (history, scores, final report)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--candidates-per-round", "-K", type=int, default=1, dest="candidates_per_round")
-    p.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS))
-    p.add_argument("--select-beta", type=float, default=0.5,
+    p.add_argument("--candidates-per-round", "-K", type=int, default=1, dest="candidates_per_round",
+                   metavar="K", help="controllers proposed per round (default 1)")
+    p.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS), metavar="BETA",
+                   help=f"values of the knob each candidate is scored at (default "
+                        f"{' '.join(f'{b:g}' for b in DEFAULT_BETAS)})")
+    p.add_argument("--select-beta", type=float, default=0.5, metavar="BETA",
                    help="beta at which candidates are ranked (one of --betas; default 0.5)")
-    p.add_argument("--seeds", type=int, default=20, help="shuffle seeds 0..S-1 during the search (20)")
-    p.add_argument("--final-seeds", type=int, default=100, help="seeds of the final report (100)")
-    p.add_argument("--models", nargs="+", default=list(MODELS))
-    p.add_argument("--search-benchmarks", nargs="+", default=list(SEARCH_BENCHMARKS))
-    p.add_argument("--heldout-benchmarks", nargs="+", default=list(HELDOUT_BENCHMARKS))
+    p.add_argument("--seeds", type=int, default=20, metavar="N",
+                   help="shuffle seeds 0..N-1 during the search (default 20)")
+    p.add_argument("--final-seeds", type=int, default=100, metavar="N",
+                   help="shuffle seeds of the final report (default 100)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), metavar="NAME",
+                   help=f"models whose stores are used (default: {' '.join(MODELS)})")
+    p.add_argument("--search-benchmarks", nargs="+", default=list(SEARCH_BENCHMARKS), metavar="NAME",
+                   help="benchmarks the proposals are scored on (default: aime24)")
+    p.add_argument("--heldout-benchmarks", nargs="+", default=list(HELDOUT_BENCHMARKS), metavar="NAME",
+                   help="benchmarks of the final held-out report, never shown to the proposer "
+                        "(default: aime25 hmmt25)")
     p.add_argument("--no-heldout", action="store_true", help="skip the held-out report")
     p.add_argument("--no-baselines", action="store_true", help="skip the built-in baselines")
-    p.add_argument("--data", default=None, help="replay data (directory of AutoTTS JSON or .h5); "
-                                                "default: $TTS_GYM_DATA or the fetched cache")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="replay data (a directory of AutoTTS JSON or an .h5 file); "
+                        "default: $TTS_GYM_DATA or the fetched stores")
     p.add_argument("--seed-controller", action="append", default=[], dest="seed_controllers",
                    metavar="FILE", help="controller file evaluated before round 0 and shown to the "
                                         "proposer (repeatable), e.g. agents/controllers/cmc.py")
-    p.add_argument("--max-tokens", type=int, default=16000, help="max_tokens of each request")
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--base-url", default=None, help="Messages API base URL (default: the SDK's)")
-    p.add_argument("--max-retries", type=int, default=2, help="SDK retries of a failed request")
-    p.add_argument("--max-usd", type=float, default=None, help="stop starting rounds beyond this cost")
-    p.add_argument("--price-input", type=float, default=None, help="$ per million input tokens "
-                                                                   "(overrides the price table)")
-    p.add_argument("--price-output", type=float, default=None, help="$ per million output tokens")
-    p.add_argument("--jobs", type=int, default=0, help="parallel sandbox processes (default: CPUs)")
-    p.add_argument("--job-timeout", type=float, default=None,
+    p.add_argument("--max-tokens", type=int, default=16000, metavar="N",
+                   help="maximum output tokens of each request (default 16000)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature of the proposer (default: the API's)")
+    p.add_argument("--base-url", default=None, metavar="URL",
+                   help="Messages API base URL (default: the SDK's)")
+    p.add_argument("--max-retries", type=int, default=2, metavar="N",
+                   help="retries of a failed request (default 2)")
+    p.add_argument("--max-usd", type=float, default=None, metavar="USD",
+                   help="start no new round once the API cost exceeds this")
+    p.add_argument("--price-input", type=float, default=None, metavar="USD",
+                   help="$ per million input tokens (default: the built-in price of --model)")
+    p.add_argument("--price-output", type=float, default=None, metavar="USD",
+                   help="$ per million output tokens (default: the built-in price of --model)")
+    p.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="parallel sandbox processes (default: one per CPU)")
+    p.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
                    help="wall-clock seconds per sandbox job (one beta x one store; default "
                         "60 + 0.5 per episode)")
-    p.add_argument("--episode-timeout", type=float, default=20.0, help="seconds per question (20)")
-    p.add_argument("--memory-mb", type=int, default=2048, help="memory budget per sandbox (MB)")
-    p.add_argument("--trace-episodes", type=int, default=3, help="trace summaries per candidate")
-    p.add_argument("--max-prompt-chars", type=int, default=120_000)
-    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--episode-timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="seconds a controller may take per question (default 20)")
+    p.add_argument("--memory-mb", type=int, default=2048, metavar="MB",
+                   help="memory budget per sandbox in MB (default 2048)")
+    p.add_argument("--trace-episodes", type=int, default=3, metavar="N",
+                   help="execution traces per candidate shown to the proposer (default 3)")
+    p.add_argument("--max-prompt-chars", type=int, default=120_000, metavar="N",
+                   help="cap on the characters of a prompt: beyond it, traces and code of earlier "
+                        "candidates are shortened (default 120000)")
+    p.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet",
+                   help="no progress display (it is only drawn when stderr is a terminal)")
     p.set_defaults(func=cmd_discover)
 
 
@@ -87,7 +132,7 @@ class _Display:
     def __init__(self, console, rounds: int, quiet: bool) -> None:
         self.console, self.quiet = console, quiet
         self.progress = None
-        if not quiet:
+        if not quiet and console.is_terminal:  # never progress bars in a log
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn)
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
@@ -204,10 +249,10 @@ def print_summary(console, summary: dict, select_beta: float) -> None:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from tts_gym.cli import output
     from tts_gym.discovery.loop import run_discovery
     from tts_gym.discovery.proposer import MissingAPIKey, Proposer, ProposerConfig
-    console = Console(stderr=True)
+    console = output.console(stderr=True)
     try:
         cfg = _config(args)
     except ValueError as exc:

@@ -34,7 +34,43 @@ import sys
 import time
 from typing import Any, Callable
 
+from tts_gym.cli import output
+from tts_gym.cli.output import progress_flag
+
 EXIT_USAGE = 2
+
+DESCRIPTION = """\
+Evaluate one policy configuration under the reference protocol, the AutoTTS evaluation: seeds
+0..N-1 (--seeds, default 100), every question once per seed with its trajectories in that seed's
+shuffled order, answers scored by exact string match. Prints the accuracy (%), the average tokens
+per question (and truncated to an integer, as the AutoTTS results file writes it) and the totals
+of correct answers and tokens.
+
+What to evaluate, one of:
+  --policy NAME       a built-in policy, its parameters given with --param KEY=VALUE:
+                        sc               n (or max_samples)
+                        asc              max_samples, threshold
+                        esc              max_samples, window_size
+                        parallel_probe   num_chains, T, prune_patience, warm_up, probe_burst,
+                                         max_steps (pp for short)
+                        cmc              beta
+                      parameters left out take the AutoTTS reference values
+  --controller FILE   a controller file (a class Controller(beta) with solve(question), as
+                      `tts-gym discover` writes them); --param beta=B
+  --agent NAME        a trained RL agent: the shipped maskable_ppo_aime24 or the path of an
+                      agent's .zip; --param gamma=G (its cost weight), greedy=true|false, seed=S;
+                      needs `pip install 'tts_gym[rl]'`
+
+Bad input prints one line and exits with status 2.
+"""
+
+EPILOG = """\
+examples:
+  tts-gym eval --policy asc --param max_samples=64 --param threshold=0.95
+  tts-gym eval --policy cmc --param beta=0.5 --model Qwen3-1.7B --benchmark aime24 --json
+  tts-gym eval --controller agents/controllers/cmc.py --param beta=0.5 --seeds 20
+  tts-gym eval --agent maskable_ppo_aime24 --param gamma=0.01 --seeds 10
+"""
 
 
 def parse_value(text: str) -> Any:
@@ -75,7 +111,7 @@ def _eval_python(store, policy: str, params: dict, seeds, args: argparse.Namespa
     from tts_gym.evaluation.rollout import evaluate_reference_python
     normalize_params(policy, params)           # same validation as the compiled path
     return evaluate_reference_python(store, make_policy(policy, **params), seeds,
-                                     name=policy, params=dict(params))
+                                     name=policy, params=dict(params), progress=progress_flag(args))
 
 
 IMPLS: dict[str, Callable] = {"compiled": _eval_compiled, "python": _eval_python}
@@ -89,18 +125,18 @@ def _eval_controller_file(store, policy: str, params: dict, seeds, args: argpars
     from tts_gym.discovery.sandbox import load_controller_policy
     from tts_gym.evaluation.rollout import evaluate_reference_python
     return evaluate_reference_python(store, load_controller_policy(args.controller, **params), seeds,
-                                     name=policy, params=dict(params))
+                                     name=policy, params=dict(params), progress=progress_flag(args))
 
 
 def _eval_agent(store, policy: str, params: dict, seeds, args: argparse.Namespace):
-    """``--agent NAME``: a trained RL agent (``agents/trained/NAME`` or a path;
-    ``--param cost_weight=W``, ``greedy=true|false``, ``seed=S``) through the Python env loop
+    """``--agent NAME``: a trained RL agent (a shipped one by name, or a path; ``--param cost_weight=W``,
+    ``greedy=true|false``, ``seed=S``) through the Python env loop
     (:func:`tts_gym.rl.agent.evaluate_agent_reference`; needs the ``rl`` extra)."""
     try:
         from tts_gym.rl import evaluate_agent_reference
     except ImportError as exc:
         raise ValueError(f"--agent needs the rl extra (pip install tts_gym[rl]): {exc}") from None
-    return evaluate_agent_reference(store, args.agent, params, seeds)
+    return evaluate_agent_reference(store, args.agent, params, seeds, progress=progress_flag(args))
 
 
 def _controller_params(params: dict) -> dict:
@@ -119,9 +155,8 @@ def _display_params(policy: str, params: dict) -> dict:
 
 
 def _print_table(summary: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = output.console()
     params = ", ".join(f"{k}={v}" for k, v in summary["params"].items())
     table = Table(title=f"{summary['store']} - {summary['policy']}({params}) - protocol "
                         f"{summary['protocol']} ({summary['impl']})")
@@ -192,43 +227,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from tts_gym.core.voting import CONF_VARIANTS
-    p = sub.add_parser("eval", help="evaluate one policy configuration (reference protocol)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--policy", default=None,
-                   help="sc, asc, esc, parallel_probe (pp) or cmc")
+    p = sub.add_parser("eval", help="evaluate one policy, controller file or RL agent (reference protocol)",
+                       description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--policy", default=None, metavar="NAME",
+                   help="a built-in policy: sc, asc, esc, parallel_probe (pp) or cmc")
     p.add_argument("--controller", default=None, metavar="FILE",
                    help="instead of --policy: a controller file (class Controller(beta) with "
-                        "solve(question), as written by tts-gym discover), run in-process through "
-                        "the Python env loop; --param beta=B (default 0.5)")
+                        "solve(question), as tts-gym discover writes them), run in this process; "
+                        "--param beta=B (default 0.5)")
     p.add_argument("--agent", default=None, metavar="NAME",
-                   help="instead of --policy: a trained RL agent (agents/trained/NAME.zip or a path, "
-                        "see tts_gym.rl.load_agent_policy), through the Python env loop; "
-                        "--param cost_weight=W, greedy=true|false, seed=S")
+                   help="instead of --policy: a trained RL agent, the shipped maskable_ppo_aime24 or "
+                        "the path of an agent's .zip; --param cost_weight=W, "
+                        "greedy=true|false, seed=S")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a policy parameter (repeatable), e.g. --param max_samples=64")
+                   help="a parameter of the policy (repeatable), e.g. --param max_samples=64")
     p.add_argument("--params", default=None, metavar="JSON",
                    help='parameters as a JSON object, e.g. \'{"beta": 0.5}\' (--param entries win)')
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=None,
-                   help="HDF5 file, AutoTTS JSON file or directory (<model>/<benchmark>.json), or "
-                        "'synthetic'; default: $TTS_GYM_DATA with --model/--benchmark, else the "
-                        "embedded synthetic store")
-    g.add_argument("--model", default=None)
-    g.add_argument("--benchmark", default=None)
+    g.add_argument("--data", default=None, metavar="PATH",
+                   help="an HDF5 store file, an AutoTTS JSON file, a directory of them "
+                        "(<model>/<benchmark>.json), or 'synthetic'; default: $TTS_GYM_DATA or the "
+                        "fetched stores with --model/--benchmark, else the built-in synthetic store")
+    g.add_argument("--model", default=None, metavar="NAME",
+                   help="the model whose store to use, e.g. Qwen3-1.7B (with --data or the default data)")
+    g.add_argument("--benchmark", default=None, metavar="NAME",
+                   help="the benchmark whose store to use, e.g. aime24")
     g = p.add_argument_group("protocol")
     g.add_argument("--protocol", choices=("reference",), default="reference",
                    help="reference = the AutoTTS evaluation (seeded shuffles, exact scoring)")
-    g.add_argument("--seeds", type=int, default=100, help="seeds 0..N-1 (default 100)")
+    g.add_argument("--seeds", type=int, default=100, metavar="N",
+                   help="shuffle seeds 0..N-1 (default 100, as in AutoTTS)")
     g = p.add_argument_group("execution")
     g.add_argument("--impl", choices=sorted(IMPLS), default="compiled",
-                   help="compiled numba kernels (default) or the Python policies through the env")
-    g.add_argument("--workers", type=int, default=None,
-                   help="compiled: worker threads (default: NUMBA_NUM_THREADS); results do not "
-                        "depend on it")
+                   help="compiled (default): the whole protocol in compiled code; python: the same "
+                        "policy played step by step through the Gymnasium env (slower, same results)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="threads of the compiled replay (default: all cores); results do not depend on it")
     g.add_argument("--conf-variant", choices=CONF_VARIANTS, default="exact",
-                   help="rounding of the Beta-majority confidence table (both reproduce the "
-                        "reference)")
+                   help="how the majority-confidence table of ASC and CMC is rounded (both reproduce "
+                        "the AutoTTS results; default exact)")
     from tts_gym.cli.evaluate_cmds import add_backend_args
     add_backend_args(p, group=g)
+    output.add_progress_arg(g)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.set_defaults(func=cmd_eval)

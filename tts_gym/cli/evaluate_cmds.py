@@ -17,8 +17,36 @@ import sys
 import time
 from pathlib import Path
 
+from tts_gym.cli import output
+
 EXIT_USAGE = 2
 DEFAULT_FAMILIES = ("sc", "asc", "esc", "parallel_probe", "cmc")
+
+COMPARE_DESCRIPTION = """\
+Evaluate the built-in policies on one store, each over its range of settings (SC@1..64,
+ASC@1..64, ESC@16..64, Parallel-Probe@1..64, CMC beta 0..1), and print the accuracy / tokens
+table with confidence intervals and each policy's frontier score next to the oracle bound.
+Writes OUT/scaling.png (accuracy vs tokens per question), OUT/results.json and OUT/table.md.
+Without data it runs on the built-in synthetic store.
+"""
+
+COMPARE_EPILOG = """\
+examples:
+  tts-gym compare --out out
+  tts-gym compare --data autotts.h5 --model Qwen3-1.7B --benchmark aime24 --out out
+  tts-gym compare --policies sc,cmc --seeds 20 --out out
+"""
+
+PLOT_DESCRIPTION = """\
+Scaling curves: accuracy vs average tokens per question (log axis), one curve per policy and its
+settings, one panel per store, with the oracle bounds. Evaluates the stores of the data options,
+or draws the rows of a results file written by compare / plot --save / table --save.
+"""
+
+TABLE_DESCRIPTION = """\
+The AutoTTS main table: SC@64, ASC@64, ESC@64, Parallel-Probe@64 and CMC beta 0.5 / 1 on every
+store, the search benchmark next to the held-out ones and their average, as markdown.
+"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -30,10 +58,13 @@ def add_backend_args(parser: argparse.ArgumentParser, group=None) -> None:
     existing argument ``group`` to add them there)."""
     g = group if group is not None else parser.add_argument_group("execution")
     g.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="run in-process (default) or shard the sweep as Ray tasks")
+                   help="local: in this process (default); ray: split the work into Ray tasks "
+                        "(same results; needs pip install 'tts_gym[distributed]')")
     g.add_argument("--address", default=None,
-                   help="Ray cluster to join (e.g. 'auto' or 'ray://host:10001'); default: a local Ray instance")
-    g.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+                   help="with --backend ray: the Ray cluster to join (e.g. 'auto' or "
+                        "'ray://host:10001'); default: start a local Ray instance")
+    g.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                   help="with --backend ray: CPUs of the local Ray instance (default: all)")
 
 
 def backend_kwargs(args: argparse.Namespace) -> dict:
@@ -61,28 +92,36 @@ def eval_with_backend(store, policy: str, params: dict, seeds, args: argparse.Na
 
 def add_data_args(parser: argparse.ArgumentParser, multi: bool = False) -> None:
     g = parser.add_argument_group("data")
-    g.add_argument("--data", default=None,
-                   help="HDF5 file, AutoTTS JSON file or directory (<model>/<benchmark>.json), a "
-                        "Model/benchmark name, or 'synthetic'; default: the embedded synthetic store "
-                        "(or $TTS_GYM_DATA with --model/--benchmark)")
+    g.add_argument("--data", default=None, metavar="PATH",
+                   help="an HDF5 store file, an AutoTTS JSON file, a directory of them "
+                        "(<model>/<benchmark>.json), a Model/benchmark name, or 'synthetic'; default: the built-in synthetic "
+                        "store, or $TTS_GYM_DATA / the fetched stores with --model/--benchmark")
     if multi:
-        g.add_argument("--model", nargs="*", default=None, help="model(s) to include (default: all)")
-        g.add_argument("--benchmark", nargs="*", default=None, help="benchmark(s) to include (default: all)")
+        g.add_argument("--model", nargs="*", default=None, metavar="NAME",
+                       help="model(s) to include, e.g. Qwen3-1.7B Qwen3-8B (default: all)")
+        g.add_argument("--benchmark", nargs="*", default=None, metavar="NAME",
+                       help="benchmark(s) to include, e.g. aime24 aime25 (default: all)")
     else:
-        g.add_argument("--model", default=None)
-        g.add_argument("--benchmark", default=None)
+        g.add_argument("--model", default=None, metavar="NAME",
+                       help="the model whose store to use, e.g. Qwen3-1.7B")
+        g.add_argument("--benchmark", default=None, metavar="NAME",
+                       help="the benchmark whose store to use, e.g. aime24")
 
 
 def add_protocol_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("protocol")
     g.add_argument("--protocol", default="reference",
                    choices=("reference", "subsample", "bootstrap", "branch-bootstrap"),
-                   help="episodes: reference = 100 seeded shuffles (AutoTTS parity, default)")
-    g.add_argument("--seeds", type=int, default=None,
-                   help="reference: seeds 0..N-1 (default 100); subsample/bootstrap: replicates")
-    g.add_argument("--subsample-n", type=int, default=64, help="subsample: branches drawn per question")
-    g.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
-    g.add_argument("--ci", choices=("t", "bootstrap"), default="t", help="interval method over replicates")
+                   help="which episodes: reference = 100 seeded shuffles of every question, as AutoTTS "
+                        "(default); subsample = N of the trajectories drawn per question and replicate; "
+                        "bootstrap = questions resampled; branch-bootstrap = trajectories resampled")
+    g.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="reference: seeds 0..N-1 (default 100); other protocols: number of replicates")
+    g.add_argument("--subsample-n", type=int, default=64, metavar="N",
+                   help="subsample: trajectories drawn per question (default 64)")
+    g.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    g.add_argument("--ci", choices=("t", "bootstrap"), default="t",
+                   help="confidence intervals over replicates: Student t (default) or bootstrap")
 
 
 def protocol_kwargs(args: argparse.Namespace) -> dict:
@@ -167,10 +206,6 @@ def _errors(name: str):
     return deco
 
 
-def _progress_flag(args) -> bool | None:
-    return False if getattr(args, "no_progress", False) else None
-
-
 def _sweeps(families):
     from tts_gym.evaluation.evaluate import Sweep
     return [Sweep(f) for f in families]
@@ -183,20 +218,18 @@ def _sweeps(families):
 @_errors("compare")
 def cmd_compare(args: argparse.Namespace) -> int:
     """Evaluate the built-in policies' sweeps on one store; table, frontier scores, scaling PNG."""
-    from rich.console import Console
-
     from tts_gym.evaluation.evaluate import FAMILY_NAMES, evaluate
     from tts_gym.evaluation.frontier import DEFAULT_TOKEN_RANGE, frontier_score
     from tts_gym.evaluation.oracle import schedule_oracle
     from tts_gym.reports.plots import scaling_plot
     from tts_gym.data.resolve import resolve_store
 
-    console = Console(stderr=False)
+    console = output.console()
     t0 = time.perf_counter()
     store = resolve_store(args.data, args.model, args.benchmark)
     families = _families(args.policies)
     _compile_note(families)
-    res = evaluate(_sweeps(families), store, progress=_progress_flag(args), **protocol_kwargs(args),
+    res = evaluate(_sweeps(families), store, progress=output.progress_flag(args), **protocol_kwargs(args),
                    **backend_kwargs(args))
     ep = res.episodes[store.name]
     console.print(res.rich_table(title=f"{store.name}: {ep.describe()}, {ep.num_episodes} episodes "
@@ -216,8 +249,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     png = out / "scaling.png"
-    scaling_plot(res, path=png, suptitle=f"accuracy vs tokens -- {store.name}", ncols=1,
-                 panel_size=(7.5, 5.0))
+    scaling_plot(res, path=png)
     res.to_json(out / "results.json")
     (out / "table.md").write_text(res.to_markdown() + "\n")
     console.print(f"wrote {png}, {out / 'results.json'}, {out / 'table.md'} "
@@ -237,7 +269,7 @@ def _rows_from_args(args, configs) -> tuple[list[dict], object]:
     from tts_gym.evaluation.evaluate import evaluate
     stores = resolve_stores(args.data, args.model or None, args.benchmark or None)
     _compile_note({c[0] if isinstance(c, tuple) else getattr(c, "policy", "sc") for c in configs})
-    res = evaluate(configs, stores, progress=_progress_flag(args), **protocol_kwargs(args),
+    res = evaluate(configs, stores, progress=output.progress_flag(args), **protocol_kwargs(args),
                    **backend_kwargs(args))
     if getattr(args, "save", None):
         res.to_json(args.save)
@@ -277,41 +309,54 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from tts_gym.data.catalog import SEARCH_BENCHMARKS
-    p = sub.add_parser("compare", help="evaluate the built-in policies on a store: table + scaling plot",
-                       description=cmd_compare.__doc__)
+    raw = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("compare", help="evaluate the built-in policies on a store: table + scaling plot "
+                                       "(the main command)",
+                       description=COMPARE_DESCRIPTION, epilog=COMPARE_EPILOG, formatter_class=raw)
     add_data_args(p)
-    p.add_argument("--policies", default=None,
-                   help=f"comma-separated families (default: {','.join(DEFAULT_FAMILIES)}); pp = parallel_probe")
-    p.add_argument("--out", default="runs/compare", help="output directory (default: runs/compare)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--policies", default=None, metavar="LIST",
+                   help=f"comma-separated policies (default: {','.join(DEFAULT_FAMILIES)}); "
+                        f"pp = parallel_probe")
+    p.add_argument("--out", default="runs/compare", metavar="DIR",
+                   help="output directory (default: runs/compare)")
+    output.add_progress_arg(p)
     add_protocol_args(p)
     add_backend_args(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("plot", help="scaling curves (accuracy vs tokens, log axis) as a PNG",
-                       description=cmd_plot.__doc__)
-    p.add_argument("--results", default=None, help="results JSON/CSV written by compare/eval (skip evaluation)")
+                       description=PLOT_DESCRIPTION, formatter_class=raw)
+    p.add_argument("--results", default=None, metavar="FILE",
+                   help="a results JSON/CSV written by compare, plot --save or table --save: draw it "
+                        "instead of evaluating")
     add_data_args(p, multi=True)
-    p.add_argument("--policies", default=None, help="comma-separated families to sweep (default: all)")
-    p.add_argument("-o", "--output", default="scaling.png", help="PNG path (default: scaling.png)")
-    p.add_argument("--ncols", type=int, default=3)
-    p.add_argument("--no-errorbars", action="store_true")
-    p.add_argument("--no-oracle", action="store_true", help="omit the oracle curves")
-    p.add_argument("--save", default=None, help="also write the evaluated rows as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--policies", default=None, metavar="LIST",
+                   help="comma-separated policies to sweep (default: all); pp = parallel_probe")
+    p.add_argument("-o", "--output", default="scaling.png", metavar="PNG",
+                   help="PNG path (default: scaling.png)")
+    p.add_argument("--ncols", type=int, default=3, metavar="N",
+                   help="panels per row when there are several stores (default 3)")
+    p.add_argument("--no-errorbars", action="store_true",
+                   help="no 95%% confidence intervals on the points")
+    p.add_argument("--no-oracle", action="store_true", help="leave out the oracle curves")
+    p.add_argument("--save", default=None, metavar="JSON", help="also write the evaluated rows as JSON")
+    output.add_progress_arg(p)
     add_protocol_args(p)
     add_backend_args(p)
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("table", help="the paper's main table (methods x benchmarks) as markdown",
-                       description=cmd_table.__doc__)
-    p.add_argument("--results", default=None, help="results JSON/CSV (skip evaluation)")
+    p = sub.add_parser("table", help="the AutoTTS main table (methods x benchmarks) as markdown",
+                       description=TABLE_DESCRIPTION, formatter_class=raw)
+    p.add_argument("--results", default=None, metavar="FILE",
+                   help="a results JSON/CSV (from --save): tabulate it instead of evaluating")
     add_data_args(p, multi=True)
-    p.add_argument("--search", default=SEARCH_BENCHMARKS[0],
-                   help=f"the search benchmark (default: {SEARCH_BENCHMARKS[0]}); others are held out")
-    p.add_argument("-o", "--output", default=None, help="also write the markdown to this file")
-    p.add_argument("--save", default=None, help="also write the evaluated rows as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--search", default=SEARCH_BENCHMARKS[0], metavar="BENCHMARK",
+                   help="the benchmark controllers were searched on (default: %s)" % SEARCH_BENCHMARKS[0] + "; the others "
+                        "are held out")
+    p.add_argument("-o", "--output", default=None, metavar="FILE.md",
+                   help="also write the markdown to this file")
+    p.add_argument("--save", default=None, metavar="JSON", help="also write the evaluated rows as JSON")
+    output.add_progress_arg(p)
     add_protocol_args(p)
     add_backend_args(p)
     p.set_defaults(func=cmd_table)

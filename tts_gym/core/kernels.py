@@ -422,7 +422,7 @@ def env_step(state, data, params, e, action, gamma, dense, inv_scale, max_steps,
     when it reaches ``max_steps > 0`` without terminating. Rewards with cost weight ``gamma`` and
     ``inv_scale = 1 / token_scale``: dense ``-gamma * charge * inv_scale`` per step plus
     ``1{correct}`` at termination; sparse ``1{correct} - gamma * cost * inv_scale`` at termination
-    (``-gamma * cost * inv_scale`` on truncation), 0 otherwise. An inadmissible action changes no
+    (``-gamma * cost * inv_scale`` on truncation without termination), 0 otherwise. An inadmissible action changes no
     state and is rewarded ``-penalty``.
 
     Returns ``(code, charge, position, revealed, finished, terminated, truncated, correct, reward)``:
@@ -454,8 +454,8 @@ def env_step(state, data, params, e, action, gamma, dense, inv_scale, max_steps,
                 reward += 1.0 if correct else 0.0
             else:
                 reward = (1.0 if correct else 0.0) - gamma * state.cost[e] * inv_scale
-    truncated = (not done) and max_steps > 0 and elapsed[e] >= max_steps
-    if truncated and not dense:
+    truncated = max_steps > 0 and elapsed[e] >= max_steps   # as Gymnasium's TimeLimit: also on a terminating step
+    if truncated and not done and not dense:
         reward -= gamma * state.cost[e] * inv_scale
     return code, charge, p, revealed, finished, done, truncated, correct, reward
 

@@ -16,7 +16,10 @@ Branches are addressed by *position* ``i`` = their index in the episode's shuffl
 
 ## Action Space
 
-``Discrete(4 + 4 * M)`` (:mod:`tts_gym.core.actions`), with masks (``action_masks()``, ``info["action_mask"]``):
+``Discrete(4 + 4 * M)`` (:mod:`tts_gym.core.actions`). Every action of the space is accepted; in a
+given state only some of them are *admissible* (the mask: ``action_masks()`` and
+``info["action_mask"]``). By default an inadmissible action is a no-op with a penalty (see Rewards),
+as in Gymnasium's Taxi; masked agents (sb3-contrib's ``MaskablePPO``) never take one.
 
 | Num            | Action            | Effect (charge in tokens)                                                  |
 |----------------|-------------------|----------------------------------------------------------------------------|
@@ -58,9 +61,14 @@ With cost weight ``gamma`` (``cost_weight``) and ``token_scale`` (default 100,00
   terminating step -- the same return.
 
 Answers are compared as exact strings (no normalisation); ``ABSTAIN`` and an empty vote are wrong.
-In ``invalid_action="penalize"`` mode an inadmissible action is a no-op rewarded
-``-invalid_action_penalty``. ``gamma`` may be a ``(low, high)`` range drawn uniformly per episode
-(gamma-conditioned RL); the episode's value is in ``obs["globals"][13]`` and ``info["cost_weight"]``.
+
+An inadmissible action (default ``invalid_action="penalize"``) changes nothing -- no tokens, no
+reveal, the same observation -- and is rewarded ``-invalid_action_penalty`` (0.1); ``info`` then has
+``invalid_action=True`` and ``error``, the rule it broke. With ``invalid_action="raise"`` it raises a
+``ValueError`` naming the action and the rule instead: what controllers and the built-in evaluators
+use, so that a bug in a policy stops the run. ``gamma`` may be a ``(low, high)`` range drawn
+uniformly per episode (gamma-conditioned RL); the episode's value is in ``obs["globals"][13]`` and
+``info["cost_weight"]``.
 
 ## Starting State
 
@@ -77,15 +85,26 @@ to ``max_branches``. ``reset(seed=...)`` makes the draw reproducible; ``reset(op
 
 * Termination: ``ANSWER``, ``ANSWER_WITH(i)`` or ``ABSTAIN``. Then ``info`` holds ``correct``,
   ``answer`` (string, ``None`` if none), ``answer_id`` and ``tokens``.
-* Truncation: after ``max_episode_steps`` actions (inadmissible ones included), if set. Masked
-  policies always terminate without it: every non-terminal action consumes a finite resource.
+* Truncation: once ``step_limit`` actions (inadmissible ones included) were taken, if a limit is
+  set; then ``info`` holds ``correct=False``, ``answer=None``, ``answer_id=-1`` and ``tokens``, and
+  the sparse reward is ``- gamma * cost / token_scale``. Masked policies always terminate without a
+  limit: every admissible non-terminal action consumes a finite resource. There is no limit by
+  default.
+
+  The limit means the same whichever way it is asked for: ``TTSReplayEnv(step_limit=N)`` (or
+  ``gym.make(..., step_limit=N)``), ``gym.make(..., max_episode_steps=N)`` -- Gymnasium then wraps
+  the env in a ``TimeLimit``, which the env finds at ``reset`` and adopts, so that the truncating
+  step has the env's reward, infos and observations rather than a bare ``truncated=True`` -- and
+  ``gym.make_vec(..., max_episode_steps=N)`` in every vectorization mode. As with ``TimeLimit``,
+  ``truncated`` is true on the ``N``-th step even when that step also terminates.
 
 ## Information
 
 Every step's ``info``: ``action_mask`` (bool, length ``4 + 4M``), ``position`` (position opened or
 addressed, -1 for ``ANSWER``/``ABSTAIN``), ``revealed_id``/``revealed`` (answer id and exact string
 revealed by this step, -1/``None`` if none), ``finished`` (that position is finished), ``charge``
-(tokens of this step), ``cost`` (episode total), ``cursor``, ``cost_weight`` and ``invalid_action``.
+(tokens of this step), ``cost`` (episode total), ``cursor``, ``cost_weight`` and ``invalid_action``
+(plus ``error`` when it is true).
 The gold answer never appears in observations or infos; only ``correct`` after termination.
 
 Code controllers read the raw episode state through ``env.unwrapped.episode`` (also
@@ -111,32 +130,45 @@ env = gym.make("tts_gym/Replay-v0", store=None, max_branches=64, cost_weight=0.0
 | ``cost_weight``          | 0.0           | ``gamma``, or a ``(low, high)`` range drawn per episode          |
 | ``token_scale``          | 100_000       | tokens per unit of reward                                        |
 | ``dense_reward``         | ``False``     | per-step cost rewards (same return)                              |
-| ``invalid_action``       | ``"raise"``   | ``"raise"`` a ``ValueError`` naming the action and the rule, or ``"penalize"`` (no-op) |
+| ``invalid_action``       | ``"penalize"`` | an inadmissible action is a penalized no-op; ``"raise"``: a ``ValueError`` naming the action and the rule |
 | ``invalid_action_penalty`` | 0.1         | penalty of an inadmissible action in ``"penalize"`` mode         |
 | ``question_sampling``    | ``"uniform"`` | or ``"sequential"``                                              |
 | ``permutation``          | ``"reference"`` | or ``"random"``                                                |
 | ``num_shuffle_seeds``    | 100           | reference shuffle seeds drawn from ``0 .. num_shuffle_seeds - 1`` |
 | ``render_mode``          | ``None``      | ``"ansi"`` or ``"rgb_array"`` (:mod:`tts_gym.envs.render`)            |
-| ``max_episode_steps``    | ``None``      | truncation horizon                                               |
+| ``step_limit``           | ``None``      | truncation after this many steps (also accepted as ``max_episode_steps``) |
 
-Out-of-space action ids and steps after termination raise in both modes. ``gymnasium``'s and
-stable-baselines3's ``check_env`` step with unmasked random actions, so run them in ``"penalize"`` mode.
+Actions must be integers (Python ``int``, a numpy integer, or a 0-d / one-element integer array);
+floats, strings and booleans raise a ``TypeError`` rather than being rounded. Ids outside the space
+and steps after the episode ended raise a ``ValueError`` in both modes.
+
+## Copying and pickling
+
+The env pickles and deep-copies (``copy.deepcopy``, ``pickle``, subprocess vector envs started with
+``spawn``): the store tensors and the episode state travel, and the compiled kernel handles are
+rebuilt on load, so a copy continues the same episode.
 
 ## Vectorized environment
 
 ``gymnasium.make_vec("tts_gym/Replay-v0", num_envs=E, vectorization_mode="vector_entry_point")``
 gives :class:`tts_gym.envs.vector.TTSReplayVectorEnv`: ``E`` episodes stepped, observed and autoreset in
 one compiled call per step (``autoreset_mode`` ``NEXT_STEP`` by default, ``SAME_STEP`` or ``DISABLED``;
-stable-baselines3 via :mod:`tts_gym.envs.sb3`, over ``DISABLED``), with batched ``action_masks()``.
+stable-baselines3 via :mod:`tts_gym.envs.sb3`, over ``DISABLED``), with batched ``action_masks()``
+and ``infos["action_mask"]``. ``"sync"`` and ``"async"`` (also with the ``spawn`` start method)
+work as for any Gymnasium env, with the same rewards and infos.
 
 ## Version History
 
-* v0: initial version (fused and unfused reveals, probe cost, token budget, gamma-conditioning).
+* v0: initial version (fused and unfused reveals, probe cost, token budget, gamma-conditioning);
+  inadmissible actions are penalized no-ops by default; the step limit is shared with Gymnasium's
+  ``TimeLimit``.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numba as nb
@@ -155,7 +187,7 @@ from tts_gym.core.orders import reference_permutation
 from tts_gym.data.resolve import resolve_stores
 from tts_gym.envs.view import EpisodeView
 
-__all__ = ["TTSReplayEnv", "ReplaySetup", "compiled_entry"]
+__all__ = ["TTSReplayEnv", "ReplaySetup", "compiled_entry", "action_id"]
 
 INVALID_ACTION_MODES = ("raise", "penalize")
 QUESTION_SAMPLING = ("uniform", "sequential")
@@ -163,13 +195,69 @@ PERMUTATIONS = ("reference", "random")
 
 
 # ---------------------------------------------------------------------------------------------
-# the packed replay shared by the single and the vector env
+# store resolution and the packed replay shared by the single and the vector env
 # ---------------------------------------------------------------------------------------------
 
 def _uniform_ints(rng: np.random.Generator, high: int, n: int) -> np.ndarray:
     """``n`` uniform integers in ``0 .. high - 1`` (``floor(U * high)``; ``Generator.integers`` costs
     ~10 us of overhead per call, too much for the autoreset path)."""
     return np.minimum((rng.random(n) * high).astype(np.int64), high - 1)
+
+
+def _check_step_limit(step_limit, alias=None) -> int | None:
+    """The step limit given as ``step_limit`` or ``max_episode_steps`` (``alias``): ``None`` or a
+    positive integer."""
+    if alias is not None:
+        if step_limit is not None and int(step_limit) != int(alias):
+            raise ValueError(f"step_limit={step_limit} and max_episode_steps={alias} disagree; give one")
+        step_limit = alias
+    if step_limit is None:
+        return None
+    if isinstance(step_limit, bool) or not isinstance(step_limit, (int, np.integer)) or int(step_limit) < 1:
+        raise ValueError(f"step_limit (max_episode_steps) must be a positive integer or None, got {step_limit!r}")
+    return int(step_limit)
+
+
+def action_id(action, n_actions: int) -> int:
+    """``action`` as a Python ``int``, refusing what is not an integer: a Python ``int``, a numpy
+    integer, or a 0-d / one-element integer array (what agents and vector wrappers hand over).
+    Floats, strings and booleans raise a ``TypeError`` -- rounding them would silently take another
+    action. The range is checked by the caller (the kernels report out-of-space ids)."""
+    if action.__class__ is int:
+        return action
+    if isinstance(action, np.integer):
+        return int(action)
+    if isinstance(action, np.ndarray) and action.dtype.kind in "iu" and action.size == 1 and action.ndim <= 1:
+        return int(action.reshape(()))
+    raise TypeError(f"action must be an integer id in 0..{n_actions - 1} (an int, a numpy integer or a "
+                    f"one-element integer array), got {action!r} of type {type(action).__name__}")
+
+
+_TIME_LIMIT_RESET = None
+
+
+def _time_limit_around(env, depth: int = 16) -> int | None:
+    """``max_episode_steps`` of a Gymnasium ``TimeLimit`` whose ``reset`` is (through other
+    wrappers) calling ``env.reset`` right now, else ``None``.
+
+    ``gymnasium.make(..., max_episode_steps=N)`` keeps ``N`` for its ``TimeLimit`` wrapper and never
+    passes it to the env; the env then learns it here, from the call stack of its own ``reset``, so
+    that it truncates with its own reward, infos and observation on the very step the wrapper does."""
+    global _TIME_LIMIT_RESET
+    if _TIME_LIMIT_RESET is None:
+        from gymnasium.wrappers import TimeLimit
+        _TIME_LIMIT_RESET = TimeLimit.reset.__code__
+    code = _TIME_LIMIT_RESET
+    f = sys._getframe(2)
+    while f is not None and depth > 0:
+        if f.f_code is code:
+            wrapper = f.f_locals.get("self")
+            if getattr(wrapper, "unwrapped", None) is env:
+                n = getattr(wrapper, "_max_episode_steps", None)
+                return int(n) if n else None
+        f = f.f_back
+        depth -= 1
+    return None
 
 
 def _check_cost_weight(cost_weight) -> tuple[float, float]:
@@ -191,7 +279,7 @@ class ReplaySetup:
 
     def __init__(self, store=None, model=None, benchmark=None, *, max_branches=64, fused=True,
                  probe_cost=0, token_budget=None, cost_weight=0.0, token_scale=100_000,
-                 dense_reward=False, invalid_action="raise", invalid_action_penalty=0.1,
+                 dense_reward=False, invalid_action="penalize", invalid_action_penalty=0.1,
                  question_sampling="uniform", permutation="reference", num_shuffle_seeds=100,
                  max_episode_steps=None):
         if int(max_branches) < 1:
@@ -210,8 +298,7 @@ class ReplaySetup:
             raise ValueError(f"token_scale must be > 0, got {token_scale}")
         if int(num_shuffle_seeds) < 1:
             raise ValueError(f"num_shuffle_seeds must be >= 1, got {num_shuffle_seeds}")
-        if max_episode_steps is not None and int(max_episode_steps) < 1:
-            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+        max_episode_steps = _check_step_limit(max_episode_steps)
         self.stores = resolve_stores(store, model, benchmark)
         self.data = pack_stores(self.stores)
         self.M = M = int(max_branches)
@@ -220,6 +307,7 @@ class ReplaySetup:
         self.max_episode_steps = int(max_episode_steps) if max_episode_steps else 0
         self.oparams: ObsParams = make_obs_params(self.data, self.params,
                                                   max_episode_steps=max_episode_steps)
+        self.invalid_action = invalid_action
         self.conf = confidence_table()
         self.gamma_low, self.gamma_high = _check_cost_weight(cost_weight)
         self.token_scale = float(token_scale)
@@ -259,7 +347,23 @@ class ReplaySetup:
         self.observation_space = observation_space(M, self.gamma_high)
         self.action_space = spaces.Discrete(num_actions(M))
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("conf")  # the shared read-only table: a writable copy would be another numba type
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.conf = confidence_table()
+
     # -- helpers -----------------------------------------------------------------------------------
+    def set_step_limit(self, steps: int) -> None:
+        """Truncate after ``steps`` actions (0: no limit); the observation's step feature is
+        normalised by it, as when the limit is given at construction."""
+        steps = int(steps)
+        self.max_episode_steps = steps
+        self.oparams = make_obs_params(self.data, self.params, max_episode_steps=steps or None)
+
     def _prefix(self, perm) -> np.ndarray:
         out = np.zeros(self.M, np.int32)
         k = min(self.M, len(perm))
@@ -460,51 +564,76 @@ refresh_numba_cache([_make_core, _core_reset, _core_step], KERNEL_MODULES)
 # the env
 # ---------------------------------------------------------------------------------------------
 
+_ENTRY_POINTS: dict = {}
+
+
+def _make_env_core(su: ReplaySetup, state, gammas, pos, glob, mask, elapsed):
+    return _make_core(state, su.data, su.params, su.oparams, su.conf, gammas, pos, glob, mask,
+                      make_scratch(su.data), elapsed)
+
+
+def _entry_points(su: ReplaySetup) -> tuple:
+    """``(reset, step)``: the direct entry points of :func:`_core_reset` / :func:`_core_step` for
+    cores over ``su``. Compiled (or loaded from the cache) on a throwaway core, never on a live
+    env's state, and kept per numba type: every env of a process shares them."""
+    M = su.M
+    pos, glob = make_buffers(1, M)
+    core = _make_env_core(su, make_state(1, M), np.zeros(1, np.float64), pos, glob,
+                          np.zeros(num_actions(M), np.bool_), np.zeros(1, np.int64))
+    key = nb.typeof(core)
+    hit = _ENTRY_POINTS.get(key)
+    if hit is None:
+        # warm-up calls: a reset of question 0, then an out-of-space action (changes nothing)
+        hit = (compiled_entry(_core_reset, core, 0, np.zeros(M, np.int32), 0.0),
+               compiled_entry(_core_step, core, -1, False, 0.0, False, 1.0, 0))
+        _ENTRY_POINTS[key] = hit
+    return hit
+
+
 class TTSReplayEnv(gym.Env):
     """Replay of pre-sampled reasoning trajectories as a Gymnasium env (see the module docstring)."""
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
+    # rebuilt from the rest on unpickling (numba handles and views of the buffers)
+    _DERIVED = ("_core", "_reset_fn", "_step_fn", "_view", "_pos0", "_glob0")
+
     def __init__(self, store=None, model: str | None = None, benchmark: str | None = None, *,
                  max_branches: int = 64, fused: bool = True, probe_cost: int = 0,
                  token_budget: int | None = None, cost_weight=0.0, token_scale: float = 100_000,
-                 dense_reward: bool = False, invalid_action: str = "raise",
+                 dense_reward: bool = False, invalid_action: str = "penalize",
                  invalid_action_penalty: float = 0.1, question_sampling: str = "uniform",
                  permutation: str = "reference", num_shuffle_seeds: int = 100,
-                 render_mode: str | None = None, max_episode_steps: int | None = None):
+                 render_mode: str | None = None, step_limit: int | None = None,
+                 max_episode_steps: int | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
+        step_limit = _check_step_limit(step_limit, max_episode_steps)
         self.setup = su = ReplaySetup(
             store, model, benchmark, max_branches=max_branches, fused=fused, probe_cost=probe_cost,
             token_budget=token_budget, cost_weight=cost_weight, token_scale=token_scale,
             dense_reward=dense_reward, invalid_action=invalid_action,
             invalid_action_penalty=invalid_action_penalty, question_sampling=question_sampling,
             permutation=permutation, num_shuffle_seeds=num_shuffle_seeds,
-            max_episode_steps=max_episode_steps)
+            max_episode_steps=step_limit)
         self.render_mode = render_mode
         self.observation_space = su.observation_space
         self.action_space = su.action_space
         self.max_branches = su.M
+        self._own_limit = step_limit or 0      # given at construction
+        self._wrapper_limit = 0                # a Gymnasium TimeLimit's, found at reset
         # kernel state (a batch of one) and buffers
         self.state = make_state(1, su.M)
+        self.state.done[0] = True  # stepping before reset() reports ERR_DONE -> RuntimeError
         self.data, self.params = su.data, su.params
         self._pos, self._glob = make_buffers(1, su.M)
         self._mask = np.zeros(num_actions(su.M), np.bool_)
         self._gammas = np.zeros(1, np.float64)
-        self._elapsed_steps = np.zeros(1, np.int64)
-        self._core = _make_core(self.state, su.data, su.params, su.oparams, su.conf, self._gammas,
-                                self._pos, self._glob, self._mask, make_scratch(su.data),
-                                self._elapsed_steps)
-        self._step_args = (bool(su.raise_invalid), float(su.invalid_action_penalty),
-                           bool(su.dense_reward), 1.0 / su.token_scale, int(su.max_episode_steps))
-        # compile/load the kernels and keep their direct entry points (reset on question 0 as a
-        # warm-up; an out-of-space action id changes nothing)
-        self._reset_fn = compiled_entry(_core_reset, self._core, 0, np.arange(su.M, dtype=np.int32) * 0, 0.0)
-        self._step_fn = compiled_entry(_core_step, self._core, -1, *self._step_args)
-        self.state.done[0] = True  # stepping before reset() reports ERR_DONE -> RuntimeError
-        self._view = EpisodeView(self.state, su.data, su.params, 0, su.answer_tables)
-        self._pos0, self._glob0 = self._pos[0], self._glob[0]
+        self._n_actions = num_actions(su.M)
+        self._elapsed_steps = np.zeros(1, np.int64)   # actions taken this episode (the kernel counts)
+        self._max_steps = su.max_episode_steps
+        self._build_core()
         self._episode_counter = 0
         self._gamma = 0.0
         self._table: tuple = ()
@@ -512,6 +641,29 @@ class TTSReplayEnv(gym.Env):
         self._shuffle_seed = -1
         self._has_reset = False
         self._ended = False  # terminated or truncated (the renderer marks the gold only then)
+
+    def _build_core(self) -> None:
+        """The compiled-side handles over this env's arrays: the kernels' entry points, the core
+        holding the state and buffers (and, once, the episode view: policies keep hold of it)."""
+        su = self.setup
+        self._reset_fn, self._step_fn = _entry_points(su)
+        self._core = _make_env_core(su, self.state, self._gammas, self._pos, self._glob, self._mask,
+                                    self._elapsed_steps)
+        self._step_args = (bool(su.raise_invalid), float(su.invalid_action_penalty),
+                           bool(su.dense_reward), 1.0 / su.token_scale, int(self._max_steps or 0))
+        if getattr(self, "_view", None) is None:
+            self._view = EpisodeView(self.state, su.data, su.params, 0, su.answer_tables)
+        self._pos0, self._glob0 = self._pos[0], self._glob[0]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in self._DERIVED:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build_core()
 
     # -- public accessors --------------------------------------------------------------------------
     @property
@@ -539,6 +691,12 @@ class TTSReplayEnv(gym.Env):
         """The current episode's ``gamma``."""
         return self._gamma
 
+    @property
+    def step_limit(self) -> int | None:
+        """Steps after which an episode is truncated (``None``: no limit): the one given at
+        construction or a Gymnasium ``TimeLimit``'s around the env, whichever is smaller."""
+        return self._max_steps or None
+
     def action_masks(self) -> np.ndarray:
         """Admissible actions of the current state (sb3-contrib's ``MaskablePPO`` convention)."""
         return self._mask.copy()
@@ -546,6 +704,9 @@ class TTSReplayEnv(gym.Env):
     # -- gymnasium API -------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        limit = _time_limit_around(self)
+        if limit is not None and limit != self._wrapper_limit:
+            self._adopt_wrapper_limit(limit)
         if seed is not None:
             self._episode_counter = 0
         su = self.setup
@@ -573,10 +734,13 @@ class TTSReplayEnv(gym.Env):
         return {"positions": self._pos0.copy(), "globals": self._glob0.copy()}, info
 
     def step(self, action):
+        a = action if action.__class__ is int else action_id(action, self._n_actions)
+        if not 0 <= a < self._n_actions:
+            return self._invalid(a, ERR_BAD_ACTION, False, 0.0, False)
         (stepped, code, charge, p, rid, fin, done, truncated, correct, reward, ans, cost,
-         cursor) = self._step_fn(self._core, int(action), *self._step_args)
+         cursor) = self._step_fn(self._core, a, *self._step_args)
         if code:
-            return self._invalid(int(action), code, stepped, reward, truncated)
+            return self._invalid(a, code, stepped, reward, truncated)
         table = self._table
         info = {"action_mask": self._mask.copy(), "position": p, "revealed_id": rid,
                 "revealed": table[rid] if rid >= 0 else None, "finished": fin, "charge": charge,
@@ -594,6 +758,15 @@ class TTSReplayEnv(gym.Env):
                 truncated, info)
 
     # -- helpers -----------------------------------------------------------------------------------
+    def _adopt_wrapper_limit(self, limit: int) -> None:
+        """Truncate where the enclosing ``TimeLimit`` does (the smaller of it and the env's own)."""
+        self._wrapper_limit = int(limit)
+        steps = min(n for n in (self._own_limit, self._wrapper_limit) if n > 0)
+        if steps != self._max_steps:
+            self.setup.set_step_limit(steps)   # the step feature is normalised by the limit
+            self._max_steps = steps
+            self._build_core()
+
     def _truncation_info(self, info: dict, cost: int) -> None:
         info["correct"] = False
         info["answer_id"] = -1
@@ -602,10 +775,16 @@ class TTSReplayEnv(gym.Env):
 
     def error_message(self, action: int, code: int) -> str:
         """The message of an inadmissible ``action`` (``code`` from :data:`tts_gym.core.kernels.ERROR_MESSAGES`)."""
+        if code == ERR_BAD_ACTION:
+            return (f"action {action} is outside the action space Discrete({self._n_actions}): "
+                    f"valid ids are 0..{self._n_actions - 1}")
         return (f"inadmissible action {action} = {describe(action, self.max_branches)}: "
                 f"{ERROR_MESSAGES.get(code, f'error code {code}')}")
 
     def _invalid(self, a: int, code: int, stepped: bool, reward: float, truncated: bool):
+        """An action that was not applied: raised (out of the space, after the end, or ``"raise"``
+        mode), else the kernel's penalized no-op (reward ``-invalid_action_penalty``, plus the
+        truncation reward on the last step)."""
         if not self._has_reset:
             raise RuntimeError("call reset() before step()")
         msg = self.error_message(a, code)
@@ -618,7 +797,7 @@ class TTSReplayEnv(gym.Env):
         if truncated:
             self._ended = True
             self._truncation_info(info, cost)
-        obs = {"positions": self._pos[0].copy(), "globals": self._glob[0].copy()}
+        obs = {"positions": self._pos0.copy(), "globals": self._glob0.copy()}
         return obs, reward, False, truncated, info
 
     def render(self):
@@ -632,7 +811,6 @@ class TTSReplayEnv(gym.Env):
 
     def close(self):
         pass
-
 
 # cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)
 from tts_gym.core.numba_cache import bind_module_cache  # noqa: E402

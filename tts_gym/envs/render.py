@@ -157,9 +157,20 @@ def render_ansi(state, setup, e: int = 0, *, ended: bool = False, question=None,
 def render_rgb(state, setup, e: int = 0, *, ended: bool = False, question=None, shuffle_seed=None,
                cost_weight: float | None = None, dpi: int = 100) -> np.ndarray:
     """``uint8[H, W, 3]`` image of the width-depth grid of episode ``e`` (matplotlib, Agg canvas)."""
+    fig = render_figure(state, setup, e, ended=ended, question=question, shuffle_seed=shuffle_seed,
+                        cost_weight=cost_weight, dpi=dpi)
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[..., :3])
+
+
+def render_figure(state, setup, e: int = 0, *, ended: bool = False, question=None, shuffle_seed=None,
+                  cost_weight: float | None = None, dpi: int = 100):
+    """The matplotlib ``Figure`` behind :func:`render_rgb` (to save at another size or inspect)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
+    from matplotlib.ticker import MaxNLocator
 
     grid, clusters, votes = episode_grid(state, setup.data, e, setup.params.fused)
     s = _summary(state, setup, e, ended, question, shuffle_seed, cost_weight)
@@ -180,14 +191,29 @@ def render_rgb(state, setup, e: int = 0, *, ended: bool = False, question=None, 
     grid_in = min(12.0, max(4.5, 0.12 * D + 1.0))
     width = grid_in + legend_in
     height = min(14.0, max(4.8, 1.9 + 0.17 * rows))
+    gold_id = s.get("gold_id", -1)
+    store = setup.stores[int(setup.question_store[s["question"]])]
+    synthetic = (store.attrs or {}).get("source") == "synthetic" or store.model == "synthetic"
+    lines = [f"{s['store']}{' (synthetic data)' if synthetic else ''}, question {s['store_question']}"
+             + (f", shuffle seed {shuffle_seed}" if shuffle_seed is not None and shuffle_seed >= 0 else ""),
+             f"opened {s['cursor']}/{s['M']} | cost {s['cost']:,} tokens | step {s['steps']}"]
+    if ended:
+        if s["done"]:
+            lines.append(f"answer {_short(s['answer'], 24)!r}: {'CORRECT' if s['correct'] else 'wrong'}")
+        else:
+            lines.append("truncated without an answer: wrong")
+        lines[-1] += f" | gold {_short(s['gold'], 24)!r}" + ("" if gold_id >= 0 else " (in no branch)")
+    height += 0.19  # room for the third title line at the end: the frame size never changes
     fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     left = 0.75 / width
-    ax = fig.add_axes([left, 0.1, (grid_in - 0.9) / width, 0.76])
+    # the title over the whole width (grid and legend), the grid below it
+    fig.text(left, 1 - 0.12 / height, "\n".join(lines), ha="left", va="top", fontsize=10)
+    top = 1 - (0.3 + 0.19 * 3) / height
+    ax = fig.add_axes([left, 0.1, (grid_in - 0.9) / width, top - 0.1])
     ax.imshow(img, aspect="auto", interpolation="nearest", extent=(0, D, rows, 0))
     ax.set_xlabel(f"depth (intervals of {int(setup.data.probe_interval[s['question']])} tokens)")
     ax.set_ylabel("branch position (opening order)")
-    gold_id = s.get("gold_id", -1)
     for p in range(n):
         f = int(state.flags[e, p])
         d = int(state.depth[e, p])
@@ -199,23 +225,15 @@ def render_rgb(state, setup, e: int = 0, *, ended: bool = False, question=None, 
         if ended and gold_id >= 0:
             for j in np.flatnonzero(grid[p] == gold_id):
                 ax.add_patch(Rectangle((j + 0.08, p + 0.08), 0.84, 0.84, fill=False, edgecolor="gold", lw=1.8))
-    ax.set_xlim(0, D + 0.4)
-    ax.set_ylim(rows, 0)
+    # a margin all round: no cell, bar or marker on the frame; depths are whole intervals
+    ax.set_xlim(-0.3, D + 0.7)
+    ax.set_ylim(rows + 0.3, -0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     step = max(1, rows // 16)
     ax.set_yticks(np.arange(0, rows, step) + 0.5)
     ax.set_yticklabels([str(p) for p in range(0, rows, step)])
     if n == 0:
         ax.text(D / 2, 0.5, "no branch opened", ha="center", va="center")
-    title = (f"{s['store']} question {s['store_question']}"
-             + (f", shuffle seed {shuffle_seed}" if shuffle_seed is not None and shuffle_seed >= 0 else "")
-             + f" | opened {s['cursor']}/{s['M']} | cost {s['cost']:,} tokens | step {s['steps']}")
-    if ended:
-        if s["done"]:
-            title += f"\nanswer {_short(s['answer'], 24)!r}: {'CORRECT' if s['correct'] else 'wrong'}"
-        else:
-            title += "\ntruncated without an answer: wrong"
-        title += f" | gold {_short(s['gold'], 24)!r}" + ("" if gold_id >= 0 else " (in no branch)")
-    ax.set_title(title, fontsize=10, loc="left")
     handles = []
     for k, a in enumerate(clusters[:16]):
         is_gold = ended and a == gold_id
@@ -229,12 +247,10 @@ def render_rgb(state, setup, e: int = 0, *, ended: bool = False, question=None, 
                          label="advanced, not revealed"))
     handles.append(Patch(facecolor="black", label="| finished"))
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="xx", label="pruned"))
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=((grid_in - 0.05) / width, 0.88),
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=((grid_in - 0.05) / width, top + 0.02),
                fontsize=8, title="answer clusters (votes of latest answers)", title_fontsize=8,
                frameon=False)
-    fig.canvas.draw()
-    rgba = np.asarray(fig.canvas.buffer_rgba())
-    return np.ascontiguousarray(rgba[..., :3])
+    return fig
 
 
 def render_state(state, setup, e: int = 0, *, mode: str = "ansi", ended: bool = False, question=None,

@@ -224,6 +224,7 @@ def make_sb3_vec_env(num_envs: int = 8, *,
     ignored). With ``cost_weights`` (drawn per episode, see :class:`SB3VecEnv`) and no ``cost_weight``
     given, the env's ``cost_weight`` range is ``(0, high)`` so that the observation covers every draw."""
     env_kwargs.pop("autoreset_mode", None)
+    env_kwargs.setdefault("mask_in_info", False)  # MaskablePPO asks action_masks() itself
     sampler = _sampler(cost_weights, cost_weight_dist)
     if sampler is not None:
         env_kwargs.setdefault("cost_weight", (0.0, max(sampler.high, 1e-9)))

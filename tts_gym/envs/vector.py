@@ -7,7 +7,7 @@ that checks, steps, rewards and observes all ``E`` episodes over batch-first sta
 numpy (precomputed reference permutations), never with a per-env Python loop.
 
 Semantics per sub-environment are those of :class:`tts_gym.envs.env.TTSReplayEnv` (same arguments, same
-rewards, observations and infos), with these vector conventions:
+rewards and observations, the same infos batched), with these vector conventions:
 
 * **Autoreset** (``metadata["autoreset_mode"]``, chosen with ``autoreset_mode=``):
 
@@ -23,13 +23,26 @@ rewards, observations and infos), with these vector conventions:
     ``reset(options={"reset_mask": mask})``; stepping an ended one raises. The SB3 adapter
     (:class:`tts_gym.envs.sb3.SB3VecEnv`) uses this mode and redraws ended episodes itself.
 
-* **Infos** are dicts of arrays over the batch: ``position``, ``revealed_id``, ``finished``,
-  ``charge``, ``cost``, ``cursor``, ``cost_weight``, ``invalid_action`` on every step; when a
-  sub-env ended: ``correct``, ``answer_id``, ``answer`` (object array of strings) and ``tokens``, each
-  with its gymnasium ``_key`` mask. ``mask_in_info=True`` adds ``action_mask`` (``bool[E, A]``).
-* **Invalid actions**: ``invalid_action="raise"`` checks the whole batch before stepping anything
-  and raises a ``ValueError`` naming the sub-env, the action and the rule; ``"penalize"`` makes the
-  inadmissible ones no-ops rewarded ``-invalid_action_penalty``. Out-of-space ids always raise.
+* **Infos** are dicts of arrays over the batch: ``action_mask`` (``bool[E, A]``, as under the
+  ``"sync"`` and ``"async"`` modes), ``position``, ``revealed_id``, ``finished``, ``charge``,
+  ``cost``, ``cursor``, ``cost_weight``, ``invalid_action`` on every step; when a sub-env ended:
+  ``correct``, ``answer_id``, ``answer`` (object array of strings) and ``tokens``, each with its
+  gymnasium ``_key`` mask. The strings of the single env's ``revealed`` and ``error`` are left out
+  (``revealed_id`` and ``invalid_action`` carry them), and reset infos hold ``question``,
+  ``shuffle_seed`` and ``cost_weight`` (after an autoreset: :attr:`~TTSReplayVectorEnv.questions`,
+  :attr:`~TTSReplayVectorEnv.shuffle_seeds`). ``mask_in_info=False`` drops ``action_mask``
+  (one ``bool[E, A]`` mask computation and copy per step less) for consumers that call
+  :meth:`~TTSReplayVectorEnv.action_masks` themselves or use none.
+* **Invalid actions**: by default (``invalid_action="penalize"``) inadmissible actions are no-ops
+  rewarded ``-invalid_action_penalty``, flagged in ``infos["invalid_action"]``;
+  ``invalid_action="raise"`` checks the whole batch before stepping anything and raises a
+  ``ValueError`` naming the sub-env, the action and the rule. Out-of-space ids always raise, and
+  actions that are not integers raise a ``TypeError`` (they are never rounded).
+* **Step limit**: ``max_episode_steps=N`` (what ``gymnasium.make_vec(..., max_episode_steps=N)``
+  passes; also accepted as ``step_limit``) truncates exactly as the single env does under
+  ``gymnasium.make(..., max_episode_steps=N)``: same step, reward, infos and observations.
+* **Pickling**: the env pickles and deep-copies; the compiled handles (and the worker pool of
+  ``num_threads > 1``) are rebuilt on load.
 * **Seeding**: one generator for the batch (``reset(seed=s)``); ``reset(options=...)`` accepts
   ``question``, ``shuffle_seed``, ``permutation``, ``cost_weight`` (scalars or per-env arrays) and
   ``reset_mask``.
@@ -58,7 +71,8 @@ from numba.core.extending import intrinsic
 from numba.experimental import structref
 
 from tts_gym.core.actions import NUM_GLOBAL_ACTIONS, describe, num_actions
-from tts_gym.envs.env import KERNEL_MODULES, ReplaySetup, compiled_entry, refresh_numba_cache
+from tts_gym.envs.env import (KERNEL_MODULES, ReplaySetup, _check_step_limit, compiled_entry,
+                              refresh_numba_cache)
 from tts_gym.core.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, OK, action_mask_batch,
                                   check_action, env_step, make_state, reset_batch)
 from tts_gym.core.observation import make_buffers, make_scratch, observe_episode, observe_subset
@@ -206,7 +220,9 @@ def vec_step(state, data, params, oparams, conf, gammas, pos, glob, scratch, act
     (``raise_mode``) is inadmissible -- then nothing was stepped -- else ``(-1, ended, invalid)``:
     the numbers of episodes that ended and of inadmissible actions (no-ops rewarded ``-penalty``).
     Rewards: dense ``-gamma * charge * inv_scale`` per step, plus ``1{correct}`` at the end; sparse
-    ``1{correct} - gamma * cost * inv_scale`` at the end (``-gamma * cost * inv_scale`` on truncation).
+    ``1{correct} - gamma * cost * inv_scale`` at the end (``-gamma * cost * inv_scale`` on truncation
+    without termination; as with Gymnasium's ``TimeLimit``, the ``max_steps``-th step is truncated
+    even when it also terminates).
     Per-episode outputs go to ``ints[I_*, e]`` (int64), ``flags[F_*, e]`` (bool) and ``rewards[e]``;
     skipped episodes get neutral values. (= :func:`vec_check` then :func:`vec_step_range` over all.)"""
     E = actions.shape[0]
@@ -302,6 +318,19 @@ def _autoreset_mode(mode) -> AutoresetMode:
     raise ValueError(f"autoreset_mode must be an AutoresetMode (NEXT_STEP, SAME_STEP, DISABLED), got {mode!r}")
 
 
+def _object_action_ids(a: np.ndarray, venv) -> np.ndarray:
+    """An object array of Python integers (e.g. from a list holding ints beyond int64) as int64,
+    refusing other objects and naming the first id outside the space."""
+    flat = a.reshape(-1)
+    if not all(x.__class__ is int or isinstance(x, np.integer) for x in flat):
+        return a  # refused by the dtype check that follows
+    n = venv.single_action_space.n
+    for e, x in enumerate(flat):
+        if not 0 <= int(x) < n:
+            raise ValueError(venv.error_message(e, int(x), ERR_BAD_ACTION))
+    return np.array([int(x) for x in flat], np.int64).reshape(a.shape)
+
+
 class TTSReplayVectorEnv(VectorEnv):
     """``num_envs`` replay episodes stepped in one compiled call (see the module docstring).
 
@@ -314,13 +343,14 @@ class TTSReplayVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, store=None, model: str | None = None,
                  benchmark: str | None = None, *, autoreset_mode=AutoresetMode.NEXT_STEP,
-                 copy: bool = True, mask_in_info: bool = False, render_mode: str | None = None,
+                 copy: bool = True, mask_in_info: bool = True, render_mode: str | None = None,
                  max_branches: int = 64, fused: bool = True, probe_cost: int = 0,
                  token_budget: int | None = None, cost_weight=0.0, token_scale: float = 100_000,
-                 dense_reward: bool = False, invalid_action: str = "raise",
+                 dense_reward: bool = False, invalid_action: str = "penalize",
                  invalid_action_penalty: float = 0.1, question_sampling: str = "uniform",
                  permutation: str = "reference", num_shuffle_seeds: int = 100,
-                 max_episode_steps: int | None = None, num_threads: int = 1):
+                 step_limit: int | None = None, max_episode_steps: int | None = None,
+                 num_threads: int = 1):
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if int(num_threads) < 1:
@@ -334,7 +364,7 @@ class TTSReplayVectorEnv(VectorEnv):
             dense_reward=dense_reward, invalid_action=invalid_action,
             invalid_action_penalty=invalid_action_penalty, question_sampling=question_sampling,
             permutation=permutation, num_shuffle_seeds=num_shuffle_seeds,
-            max_episode_steps=max_episode_steps)
+            max_episode_steps=_check_step_limit(step_limit, max_episode_steps))
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = dict(type(self).metadata, autoreset_mode=self.autoreset_mode)
         self.render_mode = render_mode
@@ -368,13 +398,24 @@ class TTSReplayVectorEnv(VectorEnv):
         self._shuffle_seed = np.full(E, -1, np.int64)
         self._counter = 0
         self._has_reset = False
+        self._step_args = (bool(su.raise_invalid), float(su.invalid_action_penalty), bool(su.dense_reward),
+                           1.0 / su.token_scale, int(su.max_episode_steps))
+        self.num_threads = min(int(num_threads), E)
+        self._build_core()
+
+    # rebuilt from the rest on unpickling (numba handles, the worker pool)
+    _DERIVED = ("_core", "_step_fn", "_reset_fn", "_mask_fn", "_check_fn", "_range_fn", "_slices", "_pool",
+                "_views")
+
+    def _build_core(self) -> None:
+        """The compiled-side handles over this env's arrays: the core holding the state and buffers,
+        the kernels' direct entry points and, with ``num_threads > 1``, the worker pool."""
+        su, E, M = self.setup, self.num_envs, self.max_branches
         self._core = _make_vec_core(self.state, su.data, su.params, su.oparams, su.conf, self._gammas,
                                     self._pos, self._glob, self._scratch, self._mask, self._elapsed,
                                     self._codes, self._ints, self._flags, self._rewards)
-        self._step_args = (bool(su.raise_invalid), float(su.invalid_action_penalty), bool(su.dense_reward),
-                           1.0 / su.token_scale, int(su.max_episode_steps))
         # compile/load the kernels once and keep their direct entry points (no per-call typing);
-        # all-skip steps and empty resets change nothing
+        # all-skip steps and empty resets change nothing but the per-step output buffers
         skip_all = np.ones(E, np.bool_)
         self._step_fn = compiled_entry(_vec_core_step, self._core, np.zeros(E, np.int64), skip_all,
                                        *self._step_args)
@@ -383,7 +424,7 @@ class TTSReplayVectorEnv(VectorEnv):
         self._mask_fn = compiled_entry(_vec_core_mask, self._core)
         self._mask_dirty = True
         # num_threads > 1: check on the calling thread, then step contiguous slices concurrently
-        self.num_threads = T = min(int(num_threads), E)
+        T = self.num_threads
         self._pool = None
         if T > 1:
             bounds = np.linspace(0, E, T + 1).round().astype(np.int64)
@@ -394,6 +435,16 @@ class TTSReplayVectorEnv(VectorEnv):
                                             np.zeros(E, np.int64), skip_all, *self._step_args[1:], 0, 0)
             self._slices = [(scratches[i], int(bounds[i]), int(bounds[i + 1])) for i in range(T)]
             self._pool = ThreadPoolExecutor(max_workers=T - 1, thread_name_prefix="tts_gym-vec")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in self._DERIVED:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build_core()
 
     # -- helpers -----------------------------------------------------------------------------------
     def _reset_ids(self, ids: np.ndarray, options: dict | None = None) -> dict:
@@ -449,6 +500,10 @@ class TTSReplayVectorEnv(VectorEnv):
         return -1, n_done, n_invalid
 
     def error_message(self, e: int, action: int, code: int) -> str:
+        if code == ERR_BAD_ACTION:
+            n = self.single_action_space.n
+            return (f"sub-env {e}: action {action} is outside the action space Discrete({n}): "
+                    f"valid ids are 0..{n - 1}")
         return (f"sub-env {e}: inadmissible action {action} = {describe(action, self.max_branches)}: "
                 f"{ERROR_MESSAGES.get(code, f'error code {code}')}")
 
@@ -485,7 +540,7 @@ class TTSReplayVectorEnv(VectorEnv):
             infos[k] = full
             infos["_" + k] = mask.copy()
         if self.mask_in_info:
-            infos["action_mask"] = self.action_masks()
+            infos["action_mask"] = self._state_masks()
         return self._obs(), infos
 
     def step(self, actions):
@@ -493,6 +548,14 @@ class TTSReplayVectorEnv(VectorEnv):
         a = actions
         if a.__class__ is not np.ndarray or a.dtype is not _INT64 or a.shape != self._shape:
             a = np.asarray(actions)
+            if a.dtype == object:
+                a = _object_action_ids(a, self)
+            if a.dtype.kind not in "iu":
+                raise TypeError(f"actions must be integer action ids in 0..{self.single_action_space.n - 1} "
+                                f"(an integer array of shape ({E},)), got dtype {a.dtype}")
+            if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+                bad = int(np.argmax(a))
+                raise ValueError(self.error_message(bad, int(a.reshape(-1)[bad]), ERR_BAD_ACTION))
             if a.shape != self._shape:
                 try:
                     a = a.reshape(E)
@@ -550,23 +613,37 @@ class TTSReplayVectorEnv(VectorEnv):
             infos["final_info"], infos["_final_info"] = final_info, done
             self._reset_ids(ids)
         if self.mask_in_info:
-            infos["action_mask"] = self.action_masks()
+            infos["action_mask"] = self._state_masks()
         return self._obs(), self._rewards.copy(), term, trunc, infos
 
     def action_masks(self) -> np.ndarray:
         """``bool[E, 4 + 4M]`` admissible actions of every sub-env (one compiled call; sb3-contrib's
-        convention). Rows of sub-envs awaiting a ``NEXT_STEP`` autoreset are all ``True``."""
+        convention). Rows of sub-envs awaiting a ``NEXT_STEP`` autoreset are all ``True`` (their next
+        action is ignored); ``infos["action_mask"]`` has the mask of the state each step returned."""
+        masks = self._state_masks()
+        if self._any_needs_reset and self.autoreset_mode is AutoresetMode.NEXT_STEP:
+            masks[self._needs_reset] = True
+        return masks
+
+    def _state_masks(self) -> np.ndarray:
+        """A copy of the admissible actions of every sub-env's current state."""
         if self._mask_dirty:
             self._mask_fn(self._core)
-            if self._any_needs_reset and self.autoreset_mode is AutoresetMode.NEXT_STEP:
-                self._mask[self._needs_reset] = True
             self._mask_dirty = False
         return self._mask.copy()
 
     def episode(self, e: int = 0):
-        """Live read-only :class:`~tts_gym.envs.view.EpisodeView` of sub-env ``e``."""
-        from tts_gym.envs.view import EpisodeView
-        return EpisodeView(self.state, self.data, self.params, int(e), self.setup.answer_tables)
+        """Live read-only :class:`~tts_gym.envs.view.EpisodeView` of sub-env ``e`` (the same object
+        on every call: it follows the sub-env's episodes)."""
+        e = int(e)
+        if not 0 <= e < self.num_envs:
+            raise IndexError(f"sub-env {e} out of range 0..{self.num_envs - 1}")
+        views = self.__dict__.setdefault("_views", {})
+        view = views.get(e)
+        if view is None:
+            from tts_gym.envs.view import EpisodeView
+            view = views[e] = EpisodeView(self.state, self.data, self.params, e, self.setup.answer_tables)
+        return view
 
     @property
     def questions(self) -> np.ndarray:

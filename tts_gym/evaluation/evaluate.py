@@ -356,6 +356,8 @@ def _run_python(store, config: Config, questions, orders, M) -> dict[str, np.nda
     from tts_gym.evaluation.rollout import make_reference_env, run_episode
 
     policy = as_policy(_make_python_policy(config), keep_controllers=True)
+    # a policy trained on a given number of positions (an SB3 model) plays with exactly that many
+    M = int(getattr(policy, "max_branches", None) or M)
     env = make_reference_env(store, max_branches=M)
     E = len(questions)
     out = {"answer": np.full(E, -1, np.int32), "cost": np.zeros(E, np.int64),

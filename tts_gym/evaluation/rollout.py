@@ -87,7 +87,11 @@ def run_episode(env, policy, question: int, shuffle_seed: int, *, max_steps: int
     step = env.step
     act = policy.act
     while True:
-        obs, reward, terminated, truncated, _ = step(act(obs, view))
+        obs, reward, terminated, truncated, info = step(act(obs, view))
+        if info.get("invalid_action"):
+            # an env in "penalize" mode would hide a policy's bug behind a reward; stop instead
+            raise PolicyError(f"{getattr(policy, 'name', policy)!r}: {info.get('error')} (question "
+                              f"{question}, seed {shuffle_seed})")
         total += float(reward)
         n += 1
         if terminated or truncated:
@@ -100,14 +104,16 @@ def run_episode(env, policy, question: int, shuffle_seed: int, *, max_steps: int
 
 
 def run_episodes(env, policy, episodes: Iterable[tuple[int, int]], *,
-                 max_steps: int | None = None, reset_options: dict | None = None) -> RolloutResult:
+                 max_steps: int | None = None, reset_options: dict | None = None,
+                 progress: bool | None = False) -> RolloutResult:
     """Play ``episodes`` = ``[(question, shuffle_seed), ...]`` in order with ``policy``.
 
     ``env`` is a :class:`tts_gym.envs.env.TTSReplayEnv` (or a ``gymnasium.make``-wrapped one: its
     ``unwrapped.episode`` is used). ``policy``: a :class:`~tts_gym.policies.base.Policy`, an AutoTTS
     controller (``solve``) or an SB3 model. ``max_steps`` guards against a policy that never
     answers (the action space is finite per episode, so this only matters for budget-less custom
-    envs). ``reset_options`` are merged into every ``env.reset(options=...)``.
+    envs). ``reset_options`` are merged into every ``env.reset(options=...)``. ``progress``: a
+    progress bar on stderr (``None``: when stderr is a terminal).
     """
     policy = as_policy(policy, keep_controllers=True)
     episodes = [(int(q), int(s)) for q, s in episodes]
@@ -117,9 +123,13 @@ def run_episodes(env, policy, episodes: Iterable[tuple[int, int]], *,
     correct = np.zeros(n, np.bool_)
     steps = np.zeros(n, np.int32)
     returns = np.zeros(n, np.float64)
-    for j, (q, s) in enumerate(episodes):
-        answers[j], costs[j], correct[j], steps[j], returns[j] = run_episode(
-            env, policy, q, s, max_steps=max_steps, reset_options=reset_options)
+    from tts_gym.evaluation.progress import progress_bar
+    name = getattr(policy, "name", None) or type(policy).__name__
+    with progress_bar(n, f"evaluating {name}", progress) as bar:
+        for j, (q, s) in enumerate(episodes):
+            answers[j], costs[j], correct[j], steps[j], returns[j] = run_episode(
+                env, policy, q, s, max_steps=max_steps, reset_options=reset_options)
+            bar.update(1)
     return RolloutResult(episodes=episodes, answers=answers, costs=costs, correct=correct,
                          steps=steps, returns=returns)
 
@@ -137,7 +147,7 @@ def make_reference_env(store, **env_kwargs):
 
 def evaluate_reference_python(store, policy, seeds: Sequence[int] = range(100), *, env=None,
                               env_kwargs: dict | None = None, name: str | None = None,
-                              params: dict | None = None):
+                              params: dict | None = None, progress: bool | None = False):
     """The reference protocol (``docs/replay-semantics.md``, "Reference protocol") on ``store``
     through the Python env loop.
 
@@ -147,6 +157,7 @@ def evaluate_reference_python(store, policy, seeds: Sequence[int] = range(100), 
     ``[S, Q]`` arrays -- field for field comparable with
     :func:`tts_gym.evaluation.protocol.evaluate_compiled`. ``env`` (optional) must be an env over ``store``
     alone with the reference semantics; by default one is built with :func:`make_reference_env`.
+    ``progress`` as in :func:`run_episodes`.
     """
     from tts_gym.evaluation.protocol import ProtocolResult
 
@@ -154,7 +165,7 @@ def evaluate_reference_python(store, policy, seeds: Sequence[int] = range(100), 
     if env is None:
         env = make_reference_env(store, **dict(env_kwargs or {}))
     Q = store.num_questions
-    res = run_episodes(env, policy, [(q, s) for s in seeds for q in range(Q)])
+    res = run_episodes(env, policy, [(q, s) for s in seeds for q in range(Q)], progress=progress)
     S = len(seeds)
     shape = (S, Q)
     pname = name or getattr(policy, "name", None) or getattr(policy, "NAME", None) \

@@ -192,6 +192,8 @@ def run_autotts_controller(env, controller, question: int | None = None,
 
     def step(action):
         _, reward, terminated, truncated, info = env.step(action)
+        if info.get("invalid_action"):  # a "penalize"-mode env: a controller's mistake stops the run
+            raise PolicyError(str(info.get("error")))
         total[0] += float(reward)
         if terminated or truncated:
             raise PolicyError(f"the episode ended on a question-object call (action "

@@ -9,11 +9,21 @@ A :class:`Policy` plays one episode at a time through env actions (:mod:`tts_gym
   when it is called again, the previous action has already been applied, so ``view`` shows its
   effect (the revealed answer, the new cost, ...);
 * ``name`` and ``params`` identify the policy (``params`` is a plain dict, JSON-serialisable);
-* ``predict(observation, state=None, episode_start=None, deterministic=True, action_masks=None)``
+* ``predict(observation, state=None, episode_start=None, deterministic=False, action_masks=None)``
   is the stable-baselines3 ``PolicyPredictor`` signature, so SB3's and sb3-contrib's
-  ``evaluate_policy`` and our evaluators accept the same objects. It is only available to
-  *observation-only* policies (``requires_view = False``): code controllers read the raw state
-  through the view, which a batch of SB3 observations does not carry.
+  ``evaluate_policy`` and our evaluators accept the same objects. Observation-only policies
+  (``requires_view = False``: SB3 models, random) act from the observations alone. Code controllers
+  (every built-in baseline, controller files) read the raw episode state, which a batch of SB3
+  observations does not carry, so they are first bound to the env they play::
+
+      from stable_baselines3.common.evaluation import evaluate_policy
+      env = gym.make("tts_gym/Replay-v0")
+      policy = make_policy("asc", max_samples=16).bind(env)
+      mean_reward, std_reward = evaluate_policy(policy, env, n_eval_episodes=20)
+
+  ``bind`` accepts a single env (wrapped or not), a :class:`~tts_gym.envs.vector.TTSReplayVectorEnv`,
+  a Gymnasium ``SyncVectorEnv``, or an SB3 ``DummyVecEnv`` / :class:`~tts_gym.envs.sb3.SB3VecEnv`
+  (and SB3 wrappers over them); every sub-env gets its own copy of the policy.
 
 Code controllers are stateful (histories, counters, EMAs, finish-order pools). The natural way to
 write one is :class:`ScriptedPolicy`: the controller is a Python generator that ``yield``\\ s env
@@ -32,6 +42,7 @@ Wrapping a trained SB3 model is one line: ``policy = SB3Policy(model)``.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any, Generator
 
@@ -46,8 +57,34 @@ _LIVE_MASK = int(K.OPENED | K.FINISHED | K.PRUNED)
 
 __all__ = [
     "Policy", "ScriptedPolicy", "SB3Policy", "RandomMaskedPolicy", "action_mask",
-    "answer_action", "PolicyError",
+    "answer_action", "PolicyError", "episode_views",
 ]
+
+
+def episode_views(env) -> list:
+    """The live :class:`~tts_gym.envs.view.EpisodeView` of every sub-env of ``env``, in batch order:
+    a single env (Gymnasium wrappers allowed) gives one; a ``TTSReplayVectorEnv``, a Gymnasium
+    ``SyncVectorEnv``, an SB3 ``DummyVecEnv`` or ``SB3VecEnv`` (SB3 ``VecEnvWrapper``\\ s allowed) one
+    per sub-env. Envs in other processes (``AsyncVectorEnv``, ``SubprocVecEnv``) cannot be read."""
+    seen = 0
+    while seen < 16:  # unwrap SB3 VecEnvWrappers / adapters
+        seen += 1
+        unwrapped = getattr(env, "unwrapped", env)
+        if hasattr(unwrapped, "episode") and not callable(getattr(type(unwrapped), "episode", None)) \
+                and hasattr(unwrapped, "state"):
+            return [unwrapped.episode]                               # TTSReplayEnv
+        if callable(getattr(unwrapped, "episode", None)) and hasattr(unwrapped, "num_envs"):
+            return [unwrapped.episode(j) for j in range(unwrapped.num_envs)]  # TTSReplayVectorEnv
+        envs = getattr(unwrapped, "envs", None)
+        if isinstance(envs, (list, tuple)):                          # SyncVectorEnv, DummyVecEnv
+            return [v for e in envs for v in episode_views(e)]
+        inner = getattr(env, "venv", None)                            # SB3 wrappers, SB3VecEnv
+        if inner is None or inner is env:
+            break
+        env = inner
+    raise TypeError(f"cannot read the episodes of {type(env).__name__}: bind a policy to a "
+                    f"tts_gym env in this process (a single env, TTSReplayVectorEnv, SyncVectorEnv, "
+                    f"DummyVecEnv or SB3VecEnv)")
 
 
 class PolicyError(RuntimeError):
@@ -92,6 +129,59 @@ class Policy:
     def __init__(self, **params: Any) -> None:
         self.params: dict = dict(params)
 
+    # -- binding to an env (SB3 predict for code controllers) -------------------------------------
+    def bind(self, env) -> "Policy":
+        """Play the episodes of ``env`` in :meth:`predict` (code controllers read the raw state of
+        the env's sub-env ``j`` for row ``j`` of the observation batch); returns ``self``. See the
+        module docstring for the envs accepted."""
+        episode_views(env)  # fails now, with a clear message, on an env that cannot be bound
+        self._bound_env = env
+        self._rows: list = [self]
+        return self
+
+    def _row_policies(self, n: int) -> list:
+        """One policy per sub-env: ``self`` for row 0, copies without episode state for the others."""
+        rows = self.__dict__.setdefault("_rows", [self])
+        env = self.__dict__.get("_bound_env")
+        while len(rows) < n:
+            try:
+                clone = copy.deepcopy(self, memo={id(env): env})
+            except Exception as exc:  # noqa: BLE001 - e.g. a controller holding a module
+                raise TypeError(f"policy {self.name!r} cannot be copied for sub-env {len(rows)} "
+                                f"({exc}); play it on a single env") from None
+            rows.append(clone)
+        return rows
+
+    def _predict_bound(self, observation, episode_start):
+        env = self.__dict__.get("_bound_env")
+        if env is None:
+            raise TypeError(
+                f"policy {self.name!r} reads the raw episode state, which observations do not carry: "
+                f"bind it to the env it plays first, e.g. evaluate_policy(policy.bind(env), env)")
+        views = episode_views(env)
+        obs_b, n, single = _batchify(observation)
+        if n != len(views):
+            raise ValueError(f"policy {self.name!r} is bound to an env of {len(views)} sub-envs but "
+                             f"got a batch of {n} observations")
+        rows = self._row_policies(n)
+        starts = None if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(-1)
+        out = np.empty(n, dtype=np.int64)
+        for j in range(n):
+            pol, view = rows[j], views[j]
+            # a new episode: SB3's episode_start, else a view with no action applied yet
+            new = bool(starts[j]) if starts is not None else (view.steps == 0 and view.cursor == 0)
+            if new or pol.__dict__.get("_bound_view") is not view:
+                pol.reset(view)
+                pol._bound_view = view
+            out[j] = pol.act(_row(obs_b, j), view)
+        return out[0] if single else out
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_rows", "_bound_view"):  # per-sub-env copies and the episode being played
+            state.pop(key, None)
+        return state
+
     # -- episode protocol ------------------------------------------------------------------------
     def reset(self, view) -> None:  # noqa: D401 - stateless by default
         """Start a new episode (``view`` is the fresh episode's :class:`EpisodeView`)."""
@@ -100,21 +190,19 @@ class Policy:
         raise NotImplementedError
 
     # -- SB3 PolicyPredictor ---------------------------------------------------------------------
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False,
                 action_masks=None):
         """SB3-compatible ``predict``: a batch of observations -> ``(actions, state)``.
 
-        Observation-only policies only. ``observation`` is one observation or a batch as SB3's
-        VecEnv returns it (array with a leading batch axis, or a dict of such arrays);
-        ``action_masks`` (``[n, A]`` or ``[A]``, as sb3-contrib passes them) is handed row by row
-        to :meth:`predict_one`. ``episode_start[j]`` true calls ``reset(None)`` first (meaningful
-        for single-stream policies only).
+        ``observation`` is one observation or a batch as SB3's VecEnv returns it (array with a
+        leading batch axis, or a dict of such arrays). Code controllers (``requires_view``) must be
+        bound to the env first (:meth:`bind`); row ``j`` is then played on sub-env ``j``'s episode,
+        ``episode_start[j]`` (or a fresh episode) starting a new one. Observation-only policies get
+        ``action_masks`` (``[n, A]`` or ``[A]``, as sb3-contrib passes them) row by row in
+        :meth:`predict_one`; ``episode_start[j]`` true calls ``reset(None)`` first.
         """
         if self.requires_view:
-            raise TypeError(
-                f"policy {self.name!r} reads the raw episode state through an EpisodeView and "
-                f"cannot act from observations alone; run it with tts_gym.evaluation.rollout.run_episodes "
-                f"(or evaluate_reference_python) instead of predict()")
+            return self._predict_bound(observation, episode_start), state
         masks = None
         if action_masks is not None:
             masks = np.asarray(action_masks, dtype=bool)
@@ -203,6 +291,12 @@ class ScriptedPolicy(Policy):
 
     def script(self, view) -> Generator[int, Any, Any]:
         raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        # a copy starts with no episode in progress (generators cannot be copied)
+        state = super().__getstate__()
+        state.update(_gen=None, _view=None, _latest=None, _flags=None)
+        return state
 
     def reset(self, view) -> None:
         if self._gen is not None:
@@ -330,12 +424,25 @@ def _supports_masks(model) -> bool:
         return False
 
 
+def _model_max_branches(model) -> int | None:
+    """Positions of the env a model was trained on (its ``positions`` observation box), if known."""
+    space = getattr(model, "observation_space", None)
+    try:
+        return int(space["positions"].shape[0])
+    except (TypeError, KeyError, IndexError, AttributeError):
+        return None
+
+
 class SB3Policy(Policy):
     """A stable-baselines3 / sb3-contrib model as a :class:`Policy`: ``SB3Policy(model)``.
 
     Calls ``model.predict(obs, deterministic=...)``, passing ``action_masks`` (the view's mask in
     :meth:`act`, the caller's in :meth:`predict`) when the model accepts them (``MaskablePPO``).
     Recurrent models get their hidden state carried across steps and reset per episode.
+
+    :attr:`max_branches` is read from the model's observation space (``positions`` is
+    ``(max_branches, 15)``): :func:`tts_gym.evaluate` plays the model on an env with that many
+    positions, so a model trained with any ``max_branches`` is scored as it was trained.
     """
 
     requires_view = False
@@ -347,6 +454,7 @@ class SB3Policy(Policy):
         self.name = name or f"sb3_{type(model).__name__.lower()}"
         self.deterministic = bool(deterministic)
         self.use_masks = _supports_masks(model) if use_masks is None else bool(use_masks)
+        self.max_branches = _model_max_branches(model)
         self._state = None
         self._start = True
 
@@ -355,6 +463,12 @@ class SB3Policy(Policy):
         self._start = True
 
     def act(self, observation, view) -> int:
+        if self.max_branches is not None and isinstance(observation, dict):
+            m = np.shape(observation.get("positions"))[:1]
+            if m and m[0] != self.max_branches:
+                raise ValueError(f"{self.name}: the model was trained with max_branches="
+                                 f"{self.max_branches} but the env has {m[0]} positions; build the env "
+                                 f"with max_branches={self.max_branches} (tts_gym.evaluate does)")
         mask = action_mask(view) if (self.use_masks and view is not None) else None
         return self.predict_one(observation, mask, self.deterministic)
 
@@ -369,7 +483,7 @@ class SB3Policy(Policy):
         self._start = False
         return int(np.asarray(action).reshape(-1)[0])
 
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False,
                 action_masks=None):
         """Pass-through to the model (batched, as SB3 expects)."""
         kw = {}

@@ -40,14 +40,15 @@ __all__ = ["AgentPolicy", "load_agent_policy", "load_agent", "save_agent", "agen
 AGENTS_ENV = "TTS_GYM_AGENTS"
 
 
+SHIPPED_AGENTS = Path(__file__).resolve().parents[1] / "assets" / "agents"
+"""The agents shipped with the package (package data: found from an installed wheel too)."""
+
+
 def agent_dirs() -> list[Path]:
     """Where agents are looked up by name: ``$TTS_GYM_AGENTS`` (``os.pathsep``-separated), then the
-    package data (``tts_gym/assets/agents``), then ``agents/trained`` of the source checkout, then
-    ``./agents/trained``."""
+    shipped agents (:data:`SHIPPED_AGENTS`), then ``./agents/trained``."""
     out = [Path(p).expanduser() for p in os.environ.get(AGENTS_ENV, "").split(os.pathsep) if p]
-    package = Path(__file__).resolve().parents[1]
-    out.append(package / "assets" / "agents")
-    out.append(package.parent / "agents" / "trained")
+    out.append(SHIPPED_AGENTS)
     out.append(Path.cwd() / "agents" / "trained")
     return list(dict.fromkeys(out))
 
@@ -278,13 +279,14 @@ def load_agent_policy(name_or_path, cost_weight: float | None = None, determinis
     return AgentPolicy(model, config, cost_weight=cost_weight, deterministic=deterministic, name=name, seed=seed)
 
 
-def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | None = None, seeds=range(100)):
+def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | None = None, seeds=range(100),
+                             progress: bool | None = False):
     """The reference protocol (``docs/replay-semantics.md``, "Reference protocol") for a stored
     agent through the Python env loop (:func:`tts_gym.evaluation.rollout.evaluate_reference_python`):
     the hook of ``tts-gym eval --agent NAME``.
     ``params``: ``cost_weight`` (default: the agent's ``default_cost_weight``), ``greedy`` (bool,
     default: the config's ``deterministic`` entry, else sampling the trained policy, seeded), ``seed``
-    (0)."""
+    (0). ``progress``: a progress bar on stderr (``None``: when stderr is a terminal)."""
     from tts_gym.evaluation.rollout import evaluate_reference_python
     p = dict(params or {})
     unknown = sorted(set(p) - {"cost_weight", "greedy", "seed"})
@@ -293,4 +295,5 @@ def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | No
     pol = load_agent_policy(name_or_path, cost_weight=p.get("cost_weight"),
                             deterministic=bool(p["greedy"]) if "greedy" in p else None, seed=int(p.get("seed", 0)))
     shown = {"cost_weight": pol.cost_weight, "greedy": pol.deterministic}
-    return evaluate_reference_python(store, pol, seeds, name=f"agent:{pol.agent_name}", params=shown)
+    return evaluate_reference_python(store, pol, seeds, name=f"agent:{pol.agent_name}", params=shown,
+                                     progress=progress)
