@@ -63,8 +63,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from tts_gym.data.answers import ERR, extract_boxed, extract_forced_answer
 from tts_gym.collect.client import CompletionsClient, Usage
+from tts_gym.collect.trajectory import CollectError, Trajectory, request_seed  # noqa: F401 (re-export)
 
 # -- prompt templates ----------------------------------------------------------------------------
 CHAT_TEMPLATES: dict[str, tuple[str, str]] = {
@@ -82,10 +82,6 @@ DEFAULT_PROBE_SUFFIX = "\n</think>\n\nThe final answer is \\boxed{"
 DEFAULT_PROBE_SUFFIX_AFTER_THINK = "\n\nThe final answer is \\boxed{"
 FINAL_MODES = ("extract-or-force", "extract", "force")
 CHECKPOINT_VERSION = 1
-
-
-class CollectError(RuntimeError):
-    """The collection cannot start or go on (bad input, incompatible checkpoints)."""
 
 
 @dataclass(frozen=True)
@@ -291,12 +287,6 @@ class CheckpointDir:
 
 
 # -- sampling ------------------------------------------------------------------------------------
-def request_seed(seed: int, qid: str, branch: int, kind: str, chunk: int, attempt: int = 0) -> int:
-    """Per-request sampling seed (31-bit) derived from the request's identity."""
-    h = hashlib.blake2b(f"{seed}|{qid}|{branch}|{kind}|{chunk}|{attempt}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & 0x7FFFFFFF
-
-
 @dataclass
 class BranchResult:
     probes: list[str]
@@ -314,60 +304,23 @@ class Collector:
         self.client = client
         self.cfg = config
 
-    async def _force(self, prompt: str, text: str, q: Question, b: int, chunk: int, kind: str,
-                     usage: Usage) -> str:
-        cfg = self.cfg
-        suffix = (cfg.probe_suffix_after_think if cfg.think_end and cfg.think_end in text
-                  else cfg.probe_suffix)
-        c = await self.client.complete(prompt + text + suffix, max_tokens=cfg.probe_max_tokens,
-                                       temperature=cfg.probe_temperature, top_p=cfg.probe_top_p,
-                                       seed=request_seed(cfg.seed, q.id, b, kind, chunk), kind=kind,
-                                       usage=usage)
-        return extract_forced_answer(c.text, cfg.probe_unclosed)
-
     async def branch(self, prompt: str, q: Question, b: int, usage: Usage) -> BranchResult:
-        cfg = self.cfg
-        text, tokens, chunk, attempt = "", 0, 0, 0
-        probes: list[asyncio.Task] = []
+        """Sample branch ``b`` of ``q`` to its end, probing every boundary while the next chunk is
+        generated (:class:`~tts_gym.collect.trajectory.Trajectory` makes the requests)."""
+        traj = Trajectory(self.client, self.cfg, prompt, q.id, b, usage)
+        probes: list[asyncio.Future] = []
         try:
-            while True:
-                n = min(cfg.interval, cfg.max_tokens - tokens)
-                c = await self.client.complete(
-                    prompt + text, max_tokens=n, temperature=cfg.temperature, top_p=cfg.top_p,
-                    seed=request_seed(cfg.seed, q.id, b, "generate", chunk, attempt),
-                    stop=list(cfg.stop) or None, kind="generate", usage=usage)
-                if chunk == 0 and c.completion_tokens == 0:
-                    # an empty trajectory cannot be stored (T must be > 0): resample it
-                    attempt += 1
-                    if attempt > cfg.max_empty_resamples:
-                        raise CollectError(f"question {q.id}, branch {b}: the server returned an empty "
-                                           f"completion {attempt} times")
-                    continue
-                text += c.text
-                tokens += c.completion_tokens
-                chunk += 1
-                full = c.finish_reason == "length" and c.completion_tokens >= n
-                if not full or tokens >= cfg.max_tokens:
-                    break
-                # boundary chunk * interval, strictly inside the trajectory: probe it concurrently
-                probes.append(asyncio.ensure_future(self._force(prompt, text, q, b, chunk, "probe", usage)))
-            truncated = tokens >= cfg.max_tokens and c.finish_reason == "length"
-            forced = False
-            if cfg.final_answer == "extract":
-                final = extract_boxed(text) or ERR
-            else:
-                final = extract_boxed(text) if (cfg.final_answer == "extract-or-force" and not truncated) else None
-                if not final:
-                    forced = True
-                    final = await self._force(prompt, text, q, b, chunk, "final", usage)
+            while await traj.next_chunk():
+                # boundary traj.boundaries, strictly inside the trajectory: probe it concurrently
+                probes.append(traj.probe_task(traj.boundaries))
+            final = await traj.final()
             probe_answers = list(await asyncio.gather(*probes))
         except BaseException:
-            for t in probes:
-                t.cancel()
+            traj.cancel()
             raise
-        return BranchResult(probes=probe_answers, tokens=tokens, final=final,
-                            finish="truncated" if truncated else "stop", forced_final=forced,
-                            resamples=attempt)
+        return BranchResult(probes=probe_answers, tokens=traj.tokens, final=final,
+                            finish="truncated" if traj.truncated else "stop", forced_final=traj.forced_final,
+                            resamples=traj.resamples)
 
     async def question(self, q: Question, on_branch: Callable[[BranchResult], None] | None = None
                        ) -> tuple[dict, Usage, dict]:
