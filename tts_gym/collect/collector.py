@@ -74,6 +74,7 @@ CHAT_TEMPLATES: dict[str, tuple[str, str]] = {
     "chatml-think": ("{system}<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n<think>\n",
                      "<|im_start|>system\n{text}<|im_end|>\n"),
     "deepseek-r1": ("{system}<｜User｜>{question}<｜Assistant｜><think>\n", "{text}"),
+    "gemma": ("<start_of_turn>user\n{system}{question}<end_of_turn>\n<start_of_turn>model\n", "{text}\n\n"),
     "raw": ("{system}{question}", "{text}\n\n"),
 }
 DEFAULT_TEMPLATE = "chatml"
@@ -89,7 +90,7 @@ class Question:
     index: int
     id: str
     question: str
-    gold_answer: str
+    gold_answer: str | None
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps([self.id, self.question, self.gold_answer]).encode()).hexdigest()[:16]
@@ -175,9 +176,11 @@ _QUESTION_KEYS = ("question", "problem", "prompt")
 _GOLD_KEYS = ("gold_answer", "answer", "gold", "solution")
 
 
-def load_questions(path: str | os.PathLike, limit: int | None = None) -> list[Question]:
+def load_questions(path: str | os.PathLike, limit: int | None = None, *,
+                   require_gold: bool = True) -> list[Question]:
     """Questions from a JSONL file: one object per line with ``question`` (or ``problem``/``prompt``),
-    ``gold_answer`` (or ``answer``/``gold``; converted to a string) and optionally ``id``."""
+    ``gold_answer`` (or ``answer``/``gold``; converted to a string) and optionally ``id``.
+    ``require_gold=False`` accepts lines without a gold answer (``gold_answer`` is then ``None``)."""
     path = Path(path)
     if not path.is_file():
         raise CollectError(f"{path}: no such questions file")
@@ -196,11 +199,11 @@ def load_questions(path: str | os.PathLike, limit: int | None = None) -> list[Qu
             g = next((obj[k] for k in _GOLD_KEYS if k in obj), None)
             if not isinstance(q, str) or not q.strip():
                 raise CollectError(f"{path}:{lineno}: no question text (keys {', '.join(_QUESTION_KEYS)})")
-            if g is None:
+            if g is None and require_gold:
                 raise CollectError(f"{path}:{lineno}: no gold answer (keys {', '.join(_GOLD_KEYS)})")
             idx = len(out)
             qid = str(obj.get("id", idx))
-            out.append(Question(index=idx, id=qid, question=q, gold_answer=str(g).strip()))
+            out.append(Question(index=idx, id=qid, question=q, gold_answer=None if g is None else str(g).strip()))
             if limit is not None and len(out) >= limit:
                 break
     if not out:

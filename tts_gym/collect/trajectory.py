@@ -144,7 +144,7 @@ class Trajectory:
             raise ValueError(f"question {self.qid}, branch {self.branch}: no boundary {k} "
                              f"(the trajectory has {self.boundaries} so far)")
         t = self._probes.get(k)
-        if t is None:
+        if t is None or _failed(t):
             t = self._probes[k] = asyncio.ensure_future(self._force(self.text[:self._cuts[k - 1]], k, "probe"))
         return t
 
@@ -170,12 +170,22 @@ class Trajectory:
         """The (cached) final answer of the ended trajectory."""
         if not self.ended:
             raise RuntimeError(f"question {self.qid}, branch {self.branch}: the trajectory has not ended")
-        if self._final is None:
+        if self._final is None or _failed(self._final):
             self._final = asyncio.ensure_future(self._final_answer())
         return self._final
 
     async def final(self) -> str:
         return await asyncio.shield(self.final_task())
+
+    def probes_known(self) -> list[str] | None:
+        """The answers at boundaries ``1..boundaries`` if all were asked for and have come back."""
+        out = []
+        for k in range(1, self.boundaries + 1):
+            t = self._probes.get(k)
+            if t is None or not t.done() or _failed(t):
+                return None
+            out.append(t.result())
+        return out
 
     def cancel(self) -> None:
         """Cancel the pending answer requests of this trajectory."""
@@ -187,3 +197,8 @@ class Trajectory:
     def __repr__(self) -> str:
         return (f"Trajectory(qid={self.qid!r}, branch={self.branch}, tokens={self.tokens}, "
                 f"boundaries={self.boundaries}, ended={self.ended})")
+
+
+def _failed(f: asyncio.Future) -> bool:
+    """A finished request that gave no answer (cancelled or failed): asking again re-sends it."""
+    return f.done() and (f.cancelled() or f.exception() is not None)
