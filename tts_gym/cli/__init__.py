@@ -9,6 +9,7 @@ import sys
 COMMAND_MODULES = [
     "data",
     "collect",
+    "run",
     "evaluate_cmds",
     "discover",
     "eval",
