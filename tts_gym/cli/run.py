@@ -112,14 +112,15 @@ def build_policy(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tts_gym.cli.collect import api_key_from, config_from_args
     from tts_gym.collect.collector import CollectError
-    from tts_gym.online import LiveRunError, Server
+    from tts_gym.online import LiveRunError, Server, as_questions
     from tts_gym.online import run as run_live
 
     prog = "tts-gym run"
     try:
         policy, label = build_policy(args)
         cfg = config_from_args(args)
-    except (ValueError, TypeError, CollectError, SyntaxError) as exc:
+        questions = as_questions(args.questions, args.limit)
+    except (ValueError, TypeError, CollectError, LiveRunError, SyntaxError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     prefix = Path(args.output) if args.output else Path(f"{Path(args.questions).stem}.{label}")
@@ -138,15 +139,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"run: {label} on {args.questions} against {args.base_url} ({args.model}); interval {cfg.interval}, "
           f"max {cfg.max_tokens} tokens, up to {cfg.branches} branches; checkpoints in {ckpt}", file=sys.stderr)
     try:
-        result = run_live(policy, args.questions, server, config=cfg, fused=not args.unfused,
+        result = run_live(policy, questions, server, config=cfg, fused=not args.unfused,
                           token_budget=args.token_budget, shuffle_seed=args.shuffle_seed,
                           prefetch=not args.no_prefetch, lookahead=args.lookahead,
                           questions_in_flight=args.questions_in_flight,
                           record=None if args.no_record else out_h5, record_mode=args.record_mode,
                           append=args.append, store_model=args.store_model,
                           benchmark=args.benchmark or Path(args.questions).stem, checkpoint_dir=ckpt,
-                          restart=args.restart, keep_checkpoints=args.keep_checkpoints, progress=args.progress,
-                          limit=args.limit)
+                          restart=args.restart, keep_checkpoints=args.keep_checkpoints, progress=args.progress)
     except (LiveRunError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
