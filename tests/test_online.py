@@ -86,7 +86,7 @@ def test_live_equals_replay_of_the_collected_store(name, server, store, question
                       shuffle_seed=seed, prefetch=prefetch)
             assert live(res) == expected, (name, seed, prefetch)
             for r in res.results:
-                assert r.generated_tokens == r.tokens + r.speculative_tokens
+                assert r.generated_tokens == r.tokens + r.probe_tokens + r.speculative_tokens
                 if not prefetch:
                     assert r.speculative_tokens == 0
             correct = [a == q.gold_answer for a, q in zip(expected[0], load_questions(questions_file))]
@@ -159,12 +159,14 @@ def test_requests_in_flight_and_token_accounting(questions_file):
         assert res.usage.requests == st["requests"] == st["completed"]
         assert res.usage.completion_tokens == st["completion_tokens"]
         assert st["max_in_flight"] == (1 if not prefetch else 4)   # bounded by the client's concurrency
-        total_gen = sum(r.generated_tokens for r in res.results)
-        assert total_gen == sum(r.tokens + r.speculative_tokens for r in res.results)
+        total = sum(r.generated_tokens for r in res.results)
+        assert total == sum(r.tokens + r.probe_tokens + r.speculative_tokens for r in res.results)
         if not prefetch:
-            sequential_wall = wall
-            assert total_gen == sum(r.tokens for r in res.results)
-    assert wall < sequential_wall  # 10 ms per request: overlapping them pays
+            sequential = wall, [(r.tokens, r.probe_tokens) for r in res.results]
+            assert all(r.speculative_tokens == 0 for r in res.results)
+        else:   # what the policy read does not depend on what was requested ahead of it
+            assert [(r.tokens, r.probe_tokens) for r in res.results] == sequential[1]
+    assert wall < sequential[0]  # 10 ms per request: overlapping them pays
 
 
 def test_recorded_store_holds_the_sampled_trajectories(server, store, questions_file, tmp_path):

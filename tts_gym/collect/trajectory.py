@@ -71,6 +71,7 @@ class Trajectory:
         self.forced_final = False
         self._cuts: list[int] = []          # len(text) at boundary k (index k - 1)
         self._chunk_tokens: list[int] = []  # completion tokens of each chunk
+        self.forcing_tokens: dict[tuple[str, int], int] = {}   # (kind, chunk) -> completion tokens
         self._probes: dict[int, asyncio.Future] = {}
         self._final: asyncio.Future | None = None
         self._lock = asyncio.Lock()
@@ -135,7 +136,14 @@ class Trajectory:
                                        temperature=cfg.probe_temperature, top_p=cfg.probe_top_p,
                                        seed=request_seed(cfg.seed, self.qid, self.branch, kind, chunk),
                                        kind=kind, usage=self.usage)
+        self.forcing_tokens[(kind, chunk)] = c.completion_tokens
         return extract_forced_answer(c.text, cfg.probe_unclosed)
+
+    def answer_cost(self, k: int | None = None) -> int:
+        """Completion tokens spent on the answer at boundary ``k`` (``None``: the final answer; 0
+        when it was read off the text without a request)."""
+        key = ("final", self.chunks) if k is None else ("probe", k)
+        return self.forcing_tokens.get(key, 0)
 
     def probe_task(self, k: int) -> asyncio.Future:
         """The (cached) request for the intermediate answer at boundary ``k`` (1-based; the boundary

@@ -121,6 +121,7 @@ class LiveEpisode:
         self._fetches: dict[tuple, asyncio.Future] = {}
         self._open_mode: str | None = None   # "branch" / "sample": how the policy opens positions
         self.actions: list[int] = []
+        self.revealed_forcing_tokens = 0     # answer-forcing tokens of the answers the policy was shown
 
     # -- state ---------------------------------------------------------------------------------------
     @property
@@ -208,25 +209,33 @@ class LiveEpisode:
         if t.boundaries >= d + 1:          # chunk d came back full: an interval with a probe after it
             data.num_probes[0, p] = d + 1
             if self.fused:
-                data.probe_ids[0, p, d] = self._intern(t.probe_task(d + 1).result())
+                data.probe_ids[0, p, d] = self._reveal_probe(t, d + 1)
         else:                              # chunk d ended the trajectory: the finishing step
             data.num_probes[0, p] = t.boundaries
             data.branch_tokens[0, p] = t.tokens
             if self.fused:
-                data.final_ids[0, p] = self._intern(t.final_task().result())
+                data.final_ids[0, p] = self._reveal_final(t)
 
     def _apply_full(self, p: int) -> None:
         t = self.trajectories[p]
         self.data.num_probes[0, p] = t.boundaries
         self.data.branch_tokens[0, p] = t.tokens
-        self.data.final_ids[0, p] = self._intern(t.final_task().result())
+        self.data.final_ids[0, p] = self._reveal_final(t)
 
     def _apply_reveal(self, p: int, d: int) -> None:
         t = self.trajectories[p]
         if d <= t.boundaries:
-            self.data.probe_ids[0, p, d - 1] = self._intern(t.probe_task(d).result())
+            self.data.probe_ids[0, p, d - 1] = self._reveal_probe(t, d)
         else:
-            self.data.final_ids[0, p] = self._intern(t.final_task().result())
+            self.data.final_ids[0, p] = self._reveal_final(t)
+
+    def _reveal_probe(self, t: Trajectory, k: int) -> int:
+        self.revealed_forcing_tokens += t.answer_cost(k)
+        return self._intern(t.probe_task(k).result())
+
+    def _reveal_final(self, t: Trajectory) -> int:
+        self.revealed_forcing_tokens += t.answer_cost(None)
+        return self._intern(t.final_task().result())
 
     # -- the step ----------------------------------------------------------------------------------------
     async def step(self, action: int) -> int:

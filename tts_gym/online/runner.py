@@ -75,10 +75,10 @@ class QuestionResult:
     answer: str | None
     gold: str | None
     correct: bool | None           # None without a gold answer
-    tokens: int                    # charged as the replay charges them
-    probe_tokens: int              # completion tokens of the answer-forcing requests (probes, finals)
-    generated_tokens: int          # completion tokens of the generation requests made while playing
-    speculative_tokens: int        # ... of which the policy never read (prefetched ahead of it)
+    tokens: int                    # charged as the replay charges them (generated tokens the policy read)
+    probe_tokens: int              # answer-forcing tokens (probes, forced finals) of the answers it was shown
+    generated_tokens: int          # completion tokens of every request made while playing
+    speculative_tokens: int        # ... of which the policy read nothing (requested ahead of it)
     requests: int                  # requests made while playing
     prompt_tokens: int
     wall_s: float                  # from the first action to the committed answer
@@ -373,14 +373,13 @@ async def _play_question(client: CompletionsClient, config: CollectConfig, q: Qu
                           "branch_ids": [ep.branch_ids[p] for p in positions]}
     finally:
         ep.cancel_pending(everything=True)
-    gen = played.by_kind.get("generate", {})
-    forced = sum(played.by_kind.get(k, {}).get("completion_tokens", 0) for k in ("probe", "final"))
+    generated = played.completion_tokens
     s = ep.summary()
     gold = q.gold_answer
     res = QuestionResult(
         index=q.index, id=q.id, answer=answer, gold=gold, correct=None if gold is None else (answer == gold),
-        tokens=ep.cost, probe_tokens=int(forced), generated_tokens=int(gen.get("completion_tokens", 0)),
-        speculative_tokens=max(0, int(gen.get("completion_tokens", 0)) - ep.cost), requests=played.requests,
+        tokens=ep.cost, probe_tokens=ep.revealed_forcing_tokens, generated_tokens=generated,
+        speculative_tokens=generated - ep.cost - ep.revealed_forcing_tokens, requests=played.requests,
         prompt_tokens=played.prompt_tokens, wall_s=wall, steps=s["steps"], opened=s["opened"],
         finished=s["finished"], pruned=s["pruned"],
         recorded_branches=len(record["each_branch"]) if record else 0, record_requests=rec_usage.requests,
