@@ -58,7 +58,9 @@ class LlamaServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.model = MODEL_ALIAS
         self.log = Path(log)
-        threads = threads or max(1, min(4, os.cpu_count() or 1))
+        # one thread: llama.cpp's worker threads wait for each other at every operation, and on a
+        # loaded small machine that wait made single requests 10x slower; a 270M model needs no more
+        threads = threads or 1
         self.cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ALIAS,
                     "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(n_ctx),
                     "--n_batch", "1", "--n_ubatch", "1", "--n_threads", str(threads),
