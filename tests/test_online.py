@@ -169,6 +169,14 @@ def test_requests_in_flight_and_token_accounting(questions_file):
     assert wall < sequential[0]  # 10 ms per request: overlapping them pays
 
 
+def test_questions_in_flight_play_policy_copies_with_the_same_results(server, questions_file):
+    one = run("cmc", questions_file, Server(server.url, "tiny"), config=config(), params={"beta": 0.5})
+    many = run("cmc", questions_file, Server(server.url, "tiny"), config=config(), params={"beta": 0.5},
+               questions_in_flight=3)
+    assert live(many) == live(one)
+    assert [r.id for r in many.results] == [f"q{i}" for i in range(NUM_Q)]
+
+
 def test_recorded_store_holds_the_sampled_trajectories(server, store, questions_file, tmp_path):
     for mode in ("finished", "complete"):
         out = tmp_path / f"{mode}.h5"

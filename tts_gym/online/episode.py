@@ -263,6 +263,10 @@ class LiveEpisode:
                 need, apply = ("advance", p, d), (lambda: self._apply_advance(p, d))
             elif kind == 1:
                 need, apply = ("reveal", p, d), (lambda: self._apply_reveal(p, d))
+            elif kind == 2:  # PRUNE: what was requested ahead for this branch will not be read
+                f = self._fetches.get(("advance", p, d))
+                if f is not None:
+                    f.cancel()
         if need is not None:
             fut = self._fetch(need)       # first in the client's queue
             self._schedule_prefetch()

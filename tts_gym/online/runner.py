@@ -393,7 +393,8 @@ async def run_async(policy, questions: list[Question], server: Server, config: C
                     checkpoint_dir=None, restart: bool = False, progress: str = "none",
                     on_question: Callable[[QuestionResult], None] | None = None):
     """The event-loop part of :func:`run`: returns ``(results, records, resumed, run usage)``."""
-    spec = _RunSpec(config, options)
+    # prefetching changes the wall time only: a run may resume with other prefetch settings
+    spec = _RunSpec(config, {k: v for k, v in options.items() if k not in ("prefetch", "lookahead")})
     done: dict[int, dict] = {}
     ckpt = None
     if checkpoint_dir is not None:
