@@ -4,7 +4,8 @@ Plays SC@N (``sc``, ``max_samples=N``) and CMC (``beta``) live on the same quest
 server, each twice: with requests made ahead of the policy (``prefetch``, the default: the next
 interval of every live branch and the next new positions are requested concurrently) and with one
 request at a time (``--no-prefetch``: exactly the requests the policy's actions need, in order).
-Prints, side by side, the wall time, the tokens charged (the replay's accounting), the
+Prints, side by side, the wall time per question (first action to committed answer; the runs do not
+record a store), the tokens charged (the replay's accounting), the
 answer-forcing tokens, the requests and the tokens generated ahead and never read, per question,
 with the ratios CMC / SC and concurrent / sequential. The two modes must give the same answers and
 charged tokens (checked).
@@ -48,11 +49,11 @@ def play(policy, params, questions, server, cfg, prefetch: bool):
     from tts_gym.online import run
 
     t0 = time.perf_counter()
-    res = run(policy, questions, server, config=cfg, params=params, prefetch=prefetch, shuffle_seed=0)
+    res = run(policy, questions, server, config=cfg, params=params, prefetch=prefetch, shuffle_seed=0, record=False)
     wall = time.perf_counter() - t0
-    n = len(res.results)
     s = res.summary()
-    return {"policy": policy, "params": params, "prefetch": prefetch, "wall_s_per_q": wall / n,
+    return {"policy": policy, "params": params, "prefetch": prefetch, "wall_s_per_q": s["wall_s_per_question"],
+            "run_wall_s": wall,
             "tokens_per_q": s["tokens_per_question"], "probe_tokens_per_q": s["probe_tokens_per_question"],
             "requests_per_q": s["requests_per_question"],
             "speculative_tokens_per_q": s["speculative_tokens_per_question"], "accuracy": s["accuracy"],

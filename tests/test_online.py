@@ -153,7 +153,7 @@ def test_requests_in_flight_and_token_accounting(questions_file):
         with LoopbackServer(hash_lm(), model_name="tiny", latency=0.01) as srv:
             t0 = time.perf_counter()
             res = run("cmc", questions_file, Server(srv.url, "tiny", concurrency=4), config=config(),
-                      params={"beta": 0.5}, prefetch=prefetch)
+                      params={"beta": 0.5}, prefetch=prefetch, record=False)
             wall = time.perf_counter() - t0
             st = srv.stats()
         assert res.usage.requests == st["requests"] == st["completed"]
@@ -174,6 +174,8 @@ def test_questions_in_flight_play_policy_copies_with_the_same_results(server, qu
     many = run("cmc", questions_file, Server(server.url, "tiny"), config=config(), params={"beta": 0.5},
                questions_in_flight=3)
     assert live(many) == live(one)
+    assert many.store.equals(one.store) and one.store.num_questions == NUM_Q   # recorded in memory by default
+    assert run("sc", questions_file, Server(server.url, "tiny"), config=config(), record=False).store is None
     assert [r.id for r in many.results] == [f"q{i}" for i in range(NUM_Q)]
 
 

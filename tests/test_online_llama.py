@@ -122,7 +122,7 @@ def test_run_sc_and_asc_live_equal_their_replay(llama_server, collected, questio
             assert ([rec.answer_tables[q][a] for a in rec.probe_ids[q, j, :rec.num_probes[q, j]]] ==
                     [collected.answer_tables[q][a] for a in collected.probe_ids[q, b, :collected.num_probes[q, b]]])
     res = run("asc", questions_file, Server(llama_server.url, MODEL_ALIAS), config=config(), params=LIVE["asc"],
-              shuffle_seed=0, prefetch=False)
+              shuffle_seed=0, prefetch=False, record=False)
     assert ([r.answer for r in res.results], [r.tokens for r in res.results]) == replay(collected, "asc")
 
 

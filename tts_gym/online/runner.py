@@ -7,7 +7,8 @@ object that runs on replay, unchanged), and
   charged (the replay's accounting), the answer-forcing tokens (probes and forced finals) apart,
   the tokens generated ahead of the policy that it never read, requests and wall time
   (:class:`QuestionResult`, :class:`RunResult` with JSON and CSV writers);
-* records what it sampled as a replay store (``record=PATH``, HDF5): every trajectory that reached
+* records what it sampled as a replay store (:attr:`RunResult.store`; ``record=PATH`` also writes
+  it, HDF5): every trajectory that reached
   its end, with the answers at all of its boundaries (boundaries the policy did not probe, e.g. of
   ``SAMPLE``\\ d branches, are probed after the question is answered, counted apart as
   ``record``); ``record_mode="complete"`` also finishes the branches the policy left unfinished,
@@ -461,7 +462,7 @@ def _config_from(model: str, config: CollectConfig | None, sampling: dict) -> Co
 def run(policy, questions, server: Server | str, *, model: str | None = None, config: CollectConfig | None = None,
         params: dict | None = None, max_branches: int | None = None, fused: bool = True,
         token_budget: int | None = None, shuffle_seed: int | None = None, prefetch: bool = True,
-        lookahead: int = 8, questions_in_flight: int = 1, record: str | os.PathLike | None = None,
+        lookahead: int = 8, questions_in_flight: int = 1, record: str | os.PathLike | bool | None = True,
         record_mode: str = "finished", append: bool = False, store_model: str | None = None,
         benchmark: str = "live", checkpoint_dir: str | os.PathLike | None = None, restart: bool = False,
         keep_checkpoints: bool = False, progress: str = "none", max_steps: int | None = 1_000_000,
@@ -478,16 +479,17 @@ def run(policy, questions, server: Server | str, *, model: str | None = None, co
     ``reference_permutation(shuffle_seed, M)[p]`` instead of ``p`` (the episode
     ``(question, shuffle_seed)`` of a store collected with the same configuration). ``prefetch``,
     ``lookahead``: request ahead of the policy (wall time only; see
-    :mod:`tts_gym.online.episode`). ``record``: HDF5 path of the replay store to write
-    (``record_mode`` ``"finished"``, ``"complete"`` or ``"none"``). ``checkpoint_dir``: resumable
+    :mod:`tts_gym.online.episode`). ``record``: the run's replay store is built (``True``, the
+    default: :attr:`RunResult.store`), also written to this HDF5 path, or not built (``False``);
+    ``record_mode``: ``"finished"`` or ``"complete"``. ``checkpoint_dir``: resumable
     per-question checkpoints (default ``RECORD.ckpt`` when recording; removed after success unless
     ``keep_checkpoints``). ``progress``: ``"auto"``, ``"rich"``, ``"plain"`` or ``"none"``.
     """
     from tts_gym.data.autotts import records_to_store
     from tts_gym.data.hdf5 import save_stores
 
-    if record_mode not in RECORD_MODES:
-        raise ValueError(f"record_mode must be one of {RECORD_MODES}, got {record_mode!r}")
+    if record_mode not in RECORD_MODES[:2]:
+        raise ValueError(f"record_mode must be one of {RECORD_MODES[:2]}, got {record_mode!r}")
     if isinstance(server, str):
         if not model:
             raise ValueError("server given as a URL: pass model= (the name the server serves)")
@@ -500,9 +502,9 @@ def run(policy, questions, server: Server | str, *, model: str | None = None, co
     options = {"policy": name, "params": pparams, "max_branches": M, "fused": bool(fused),
                "token_budget": int(token_budget) if token_budget else None,
                "shuffle_seed": None if shuffle_seed is None else int(shuffle_seed),
-               "record_mode": record_mode if record is not None else "none", "max_steps": max_steps}
+               "record_mode": record_mode if record not in (None, False) else "none", "max_steps": max_steps}
     run_opts = dict(options, prefetch=bool(prefetch), lookahead=int(lookahead))
-    record_path = Path(record) if record is not None else None
+    record_path = Path(record) if isinstance(record, (str, os.PathLike)) else None
     if checkpoint_dir is None and record_path is not None:
         checkpoint_dir = record_path.with_name(record_path.name + ".ckpt")
     t0 = time.perf_counter()
@@ -519,7 +521,7 @@ def run(policy, questions, server: Server | str, *, model: str | None = None, co
         raise LiveRunError(f"policy {name}: {exc}") from None
     elapsed = time.perf_counter() - t0
     store = None
-    if record_path is not None:
+    if options["record_mode"] != "none":
         kept = [r for r in records if r is not None]
         if kept:
             from tts_gym import __version__
@@ -534,8 +536,9 @@ def run(policy, questions, server: Server | str, *, model: str | None = None, co
                      "collect_config": json.dumps(cfg.to_dict(), sort_keys=True, ensure_ascii=False),
                      "live_run": json.dumps(options, sort_keys=True, default=str),
                      "branch_ids": json.dumps(ids), "answer_merging": "none"}
-            store = records_to_store(clean, model_name, benchmark, file=str(record_path), attrs=attrs)
-            save_stores(record_path, store, append=append)
+            store = records_to_store(clean, model_name, benchmark, file=str(record_path or "<live run>"), attrs=attrs)
+            if record_path is not None:
+                save_stores(record_path, store, append=append)
         else:
             record_path = None
     if checkpoint_dir is not None and not keep_checkpoints:
