@@ -29,7 +29,11 @@ the model has closed its thinking itself, ``"\\n\\nThe final answer is \\\\boxed
 brace closing the box (:func:`tts_gym.data.answers.extract_forced_answer`). Probe requests run
 concurrently with the generation of the next chunk. So ``K = ceil(T / Δ) - 1`` (the full intervals
 strictly inside the trajectory), and the env's finishing step charges the last partial interval
-``T - K·Δ`` (between 1 and Δ tokens). With ``append_final_probe`` the final answer is appended as
+``T - K·Δ`` (between 1 and Δ tokens) -- except when a full chunk is followed by an empty one (the
+server saw the end only then): the trajectory ends on boundary ``T = K·Δ``, keeps that probe, and
+the finishing step charges 0. The chunking and probing of one trajectory is
+:class:`~tts_gym.collect.trajectory.Trajectory`, which the live backend (:mod:`tts_gym.online`)
+drives too. With ``append_final_probe`` the final answer is appended as
 probe ``K + 1`` (the AutoTTS stores' convention "the last probe equals the final answer"); then
 ``K = ceil(T / Δ)``, still within the store invariant ``K <= ceil(T / Δ)``, and fully probing a
 branch costs ``K·Δ >= T`` as in those stores.
