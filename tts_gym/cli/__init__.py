@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "evaluate_cmds",
     "eval",
+    "run",
     "data",
     "discover",
     "collect",
@@ -31,7 +32,7 @@ examples:
   tts-gym data fetch                          download the 12 public AutoTTS stores
   tts-gym compare --model Qwen3-1.7B --benchmark aime24 --out out
   tts-gym eval --policy cmc --param beta=0.5 --model Qwen3-8B --benchmark aime25
-  tts-gym eval --agent maskable_ppo_aime24 --param gamma=0.01
+  tts-gym eval --agent maskable_ppo_aime24 --param cost_weight=0.01
   tts-gym table --data autotts.h5             the AutoTTS main table
 
 Run `tts-gym COMMAND --help` for the options of a command.

@@ -34,10 +34,9 @@ example (vLLM serving Qwen3-1.7B on port 8000):
 """
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from tts_gym.collect.collector import (CHAT_TEMPLATES, DEFAULT_INSTRUCTION, DEFAULT_PROBE_SUFFIX,
-                                           DEFAULT_PROBE_SUFFIX_AFTER_THINK, DEFAULT_TEMPLATE, FINAL_MODES)
-
+def add_server_arguments(p: argparse.ArgumentParser, *, concurrency: int = 64):
+    """``--base-url``, ``--model``, ``--api-key``, ``--extra-body`` and the client's limits (shared by
+    ``tts-gym collect`` and ``tts-gym run``); returns the argument group."""
     g = p.add_argument_group("server")
     g.add_argument("--base-url", required=True, help="server root, e.g. http://localhost:8000 (or .../v1)")
     g.add_argument("--model", required=True, help="model name as the server knows it")
@@ -45,33 +44,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bearer token (default: $TTS_GYM_API_KEY or $OPENAI_API_KEY if set)")
     g.add_argument("--extra-body", default=None, metavar="JSON",
                    help='extra request fields, e.g. \'{"skip_special_tokens": false}\'')
-    g.add_argument("--concurrency", type=int, default=64, help="max requests in flight (default 64)")
-    g.add_argument("--questions-in-flight", type=int, default=2,
-                   help="questions sampled at once; finished ones are checkpointed (default 2)")
+    g.add_argument("--concurrency", type=int, default=concurrency,
+                   help=f"max requests in flight (default {concurrency})")
     g.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds (default 600)")
     g.add_argument("--max-retries", type=int, default=8,
                    help="retries on 5xx/429/timeouts/connection errors, exponential backoff (default 8)")
     g.add_argument("--backoff", type=float, default=0.5, help="first backoff delay in seconds (default 0.5)")
+    return g
 
-    g = p.add_argument_group("data")
-    g.add_argument("--questions", required=True, metavar="FILE.jsonl",
-                   help='one JSON object per line: {"question": ..., "gold_answer": ..., "id": optional}')
-    g.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    g.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="HDF5 store file to write")
-    g.add_argument("--store-model", default=None,
-                   help="model name of the store (default: last path component of --model)")
-    g.add_argument("--benchmark", default=None, help="benchmark name of the store (default: questions file stem)")
-    g.add_argument("--append", action="store_true", help="keep the other stores already in OUT.h5")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
-    g.add_argument("--checkpoint-dir", default=None, metavar="DIR",
-                   help="where finished questions are checkpointed (default: OUT.h5.ckpt next to the output)")
-    g.add_argument("--restart", action="store_true", help="discard existing checkpoints")
-    g.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoints after success")
-    g.add_argument("--answer-merging", choices=("none", "math-verify"), default="none",
-                   help="merge math-equivalent answers per question (needs tts_gym[answers]); default none")
+
+def add_sampling_arguments(p: argparse.ArgumentParser, *, branches: int = 128,
+                           branches_help: str = "trajectories per question (default 128)"):
+    """The sampling, prompt and probing options that make a :class:`CollectConfig` (shared by
+    ``tts-gym collect`` and ``tts-gym run``; see :func:`config_from_args`); returns the probing
+    argument group."""
+    from tts_gym.collect.collector import (CHAT_TEMPLATES, DEFAULT_INSTRUCTION, DEFAULT_PROBE_SUFFIX,
+                                           DEFAULT_PROBE_SUFFIX_AFTER_THINK, DEFAULT_TEMPLATE, FINAL_MODES)
 
     g = p.add_argument_group("sampling")
-    g.add_argument("--branches", type=int, default=128, help="trajectories per question (default 128)")
+    g.add_argument("--branches", type=int, default=branches, help=branches_help)
     g.add_argument("--interval", type=int, default=500, help="probe interval Δ in tokens (default 500)")
     g.add_argument("--max-tokens", type=int, default=32768, help="token cap per trajectory (default 32768)")
     g.add_argument("--temperature", type=float, default=0.6,
@@ -103,8 +94,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the final answer: extract = the last \\boxed{} of the trajectory (ERR if "
                         "none); force = an answer-forcing probe at its end; extract-or-force (default) "
                         "= extract, forcing for a trajectory cut at --max-tokens or without a box")
-    g.add_argument("--append-final-probe", action="store_true",
-                   help="append the final answer as the last probe (AutoTTS convention)")
+    return g
+
+
+def config_from_args(args: argparse.Namespace, **extra):
+    """The :class:`CollectConfig` of the parsed sampling options (``ValueError``/``CollectError`` on
+    bad values)."""
+    from tts_gym.collect.collector import CollectConfig
+
+    body = json.loads(args.extra_body) if args.extra_body else {}
+    if not isinstance(body, dict):
+        raise ValueError("--extra-body must be a JSON object")
+    return CollectConfig.with_template(
+        args.model, args.template, branches=args.branches, interval=args.interval,
+        max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+        system=args.system, instruction=args.instruction, stop=tuple(args.stop),
+        probe_suffix=args.probe_suffix, probe_suffix_after_think=args.probe_suffix_after_think,
+        think_end=args.think_end, probe_max_tokens=args.probe_max_tokens,
+        probe_temperature=args.probe_temperature, probe_unclosed=args.probe_unclosed,
+        final_answer=args.final_answer, extra_body=body, **extra)
+
+
+def api_key_from(args: argparse.Namespace) -> str | None:
+    return args.api_key or os.environ.get("TTS_GYM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = add_server_arguments(p)
+    g.add_argument("--questions-in-flight", type=int, default=2,
+                   help="questions sampled at once; finished ones are checkpointed (default 2)")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--questions", required=True, metavar="FILE.jsonl",
+                   help='one JSON object per line: {"question": ..., "gold_answer": ..., "id": optional}')
+    g.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    g.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="HDF5 store file to write")
+    g.add_argument("--store-model", default=None,
+                   help="model name of the store (default: last path component of --model)")
+    g.add_argument("--benchmark", default=None, help="benchmark name of the store (default: questions file stem)")
+    g.add_argument("--append", action="store_true", help="keep the other stores already in OUT.h5")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
+    g.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="where finished questions are checkpointed (default: OUT.h5.ckpt next to the output)")
+    g.add_argument("--restart", action="store_true", help="discard existing checkpoints")
+    g.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoints after success")
+    g.add_argument("--answer-merging", choices=("none", "math-verify"), default="none",
+                   help="merge math-equivalent answers per question (needs tts_gym[answers]); default none")
+
+    add_sampling_arguments(p).add_argument(
+        "--append-final-probe", action="store_true",
+        help="append the final answer as the last probe (AutoTTS convention)")
 
     g = p.add_argument_group("output")
     g.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto",
@@ -115,8 +154,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tts_gym.collect.collector import (CollectConfig, CollectError, collect, default_checkpoint_dir,
-                                           format_summary, load_questions)
+    from tts_gym.collect.collector import (CollectError, collect, default_checkpoint_dir, format_summary,
+                                           load_questions)
 
     out = Path(args.output)
     if out.exists() and not (args.overwrite or args.append):
@@ -124,17 +163,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        extra = json.loads(args.extra_body) if args.extra_body else {}
-        if not isinstance(extra, dict):
-            raise ValueError("--extra-body must be a JSON object")
-        cfg = CollectConfig.with_template(
-            args.model, args.template, branches=args.branches, interval=args.interval,
-            max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-            system=args.system, instruction=args.instruction, stop=tuple(args.stop),
-            probe_suffix=args.probe_suffix, probe_suffix_after_think=args.probe_suffix_after_think,
-            think_end=args.think_end, probe_max_tokens=args.probe_max_tokens,
-            probe_temperature=args.probe_temperature, probe_unclosed=args.probe_unclosed,
-            final_answer=args.final_answer, append_final_probe=args.append_final_probe, extra_body=extra)
+        cfg = config_from_args(args, append_final_probe=args.append_final_probe)
         questions = load_questions(args.questions, args.limit)
     except (CollectError, ValueError) as exc:
         print(f"tts-gym collect: {exc}", file=sys.stderr)
@@ -145,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             print("tts-gym collect: --answer-merging math-verify needs math-verify: "
                   "pip install 'tts_gym[answers]'", file=sys.stderr)
             return 2
-    api_key = args.api_key or os.environ.get("TTS_GYM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    api_key = api_key_from(args)
     ckpt = args.checkpoint_dir or default_checkpoint_dir(out)
     print(f"collect: {len(questions)} questions x {cfg.branches} branches, interval {cfg.interval}, "
           f"max {cfg.max_tokens} tokens, concurrency {args.concurrency}; checkpoints in {ckpt}",

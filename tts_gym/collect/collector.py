@@ -29,7 +29,11 @@ the model has closed its thinking itself, ``"\\n\\nThe final answer is \\\\boxed
 brace closing the box (:func:`tts_gym.data.answers.extract_forced_answer`). Probe requests run
 concurrently with the generation of the next chunk. So ``K = ceil(T / Δ) - 1`` (the full intervals
 strictly inside the trajectory), and the env's finishing step charges the last partial interval
-``T - K·Δ`` (between 1 and Δ tokens). With ``append_final_probe`` the final answer is appended as
+``T - K·Δ`` (between 1 and Δ tokens) -- except when a full chunk is followed by an empty one (the
+server saw the end only then): the trajectory ends on boundary ``T = K·Δ``, keeps that probe, and
+the finishing step charges 0. The chunking and probing of one trajectory is
+:class:`~tts_gym.collect.trajectory.Trajectory`, which the live backend (:mod:`tts_gym.online`)
+drives too. With ``append_final_probe`` the final answer is appended as
 probe ``K + 1`` (the AutoTTS stores' convention "the last probe equals the final answer"); then
 ``K = ceil(T / Δ)``, still within the store invariant ``K <= ceil(T / Δ)``, and fully probing a
 branch costs ``K·Δ >= T`` as in those stores.
@@ -63,8 +67,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from tts_gym.data.answers import ERR, extract_boxed, extract_forced_answer
 from tts_gym.collect.client import CompletionsClient, Usage
+from tts_gym.collect.trajectory import CollectError, Trajectory, request_seed  # noqa: F401 (re-export)
 
 # -- prompt templates ----------------------------------------------------------------------------
 CHAT_TEMPLATES: dict[str, tuple[str, str]] = {
@@ -74,6 +78,7 @@ CHAT_TEMPLATES: dict[str, tuple[str, str]] = {
     "chatml-think": ("{system}<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n<think>\n",
                      "<|im_start|>system\n{text}<|im_end|>\n"),
     "deepseek-r1": ("{system}<｜User｜>{question}<｜Assistant｜><think>\n", "{text}"),
+    "gemma": ("<start_of_turn>user\n{system}{question}<end_of_turn>\n<start_of_turn>model\n", "{text}\n\n"),
     "raw": ("{system}{question}", "{text}\n\n"),
 }
 DEFAULT_TEMPLATE = "chatml"
@@ -84,16 +89,12 @@ FINAL_MODES = ("extract-or-force", "extract", "force")
 CHECKPOINT_VERSION = 1
 
 
-class CollectError(RuntimeError):
-    """The collection cannot start or go on (bad input, incompatible checkpoints)."""
-
-
 @dataclass(frozen=True)
 class Question:
     index: int
     id: str
     question: str
-    gold_answer: str
+    gold_answer: str | None
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps([self.id, self.question, self.gold_answer]).encode()).hexdigest()[:16]
@@ -179,9 +180,11 @@ _QUESTION_KEYS = ("question", "problem", "prompt")
 _GOLD_KEYS = ("gold_answer", "answer", "gold", "solution")
 
 
-def load_questions(path: str | os.PathLike, limit: int | None = None) -> list[Question]:
+def load_questions(path: str | os.PathLike, limit: int | None = None, *,
+                   require_gold: bool = True) -> list[Question]:
     """Questions from a JSONL file: one object per line with ``question`` (or ``problem``/``prompt``),
-    ``gold_answer`` (or ``answer``/``gold``; converted to a string) and optionally ``id``."""
+    ``gold_answer`` (or ``answer``/``gold``; converted to a string) and optionally ``id``.
+    ``require_gold=False`` accepts lines without a gold answer (``gold_answer`` is then ``None``)."""
     path = Path(path)
     if not path.is_file():
         raise CollectError(f"{path}: no such questions file")
@@ -200,11 +203,11 @@ def load_questions(path: str | os.PathLike, limit: int | None = None) -> list[Qu
             g = next((obj[k] for k in _GOLD_KEYS if k in obj), None)
             if not isinstance(q, str) or not q.strip():
                 raise CollectError(f"{path}:{lineno}: no question text (keys {', '.join(_QUESTION_KEYS)})")
-            if g is None:
+            if g is None and require_gold:
                 raise CollectError(f"{path}:{lineno}: no gold answer (keys {', '.join(_GOLD_KEYS)})")
             idx = len(out)
             qid = str(obj.get("id", idx))
-            out.append(Question(index=idx, id=qid, question=q, gold_answer=str(g).strip()))
+            out.append(Question(index=idx, id=qid, question=q, gold_answer=None if g is None else str(g).strip()))
             if limit is not None and len(out) >= limit:
                 break
     if not out:
@@ -291,12 +294,6 @@ class CheckpointDir:
 
 
 # -- sampling ------------------------------------------------------------------------------------
-def request_seed(seed: int, qid: str, branch: int, kind: str, chunk: int, attempt: int = 0) -> int:
-    """Per-request sampling seed (31-bit) derived from the request's identity."""
-    h = hashlib.blake2b(f"{seed}|{qid}|{branch}|{kind}|{chunk}|{attempt}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & 0x7FFFFFFF
-
-
 @dataclass
 class BranchResult:
     probes: list[str]
@@ -314,60 +311,23 @@ class Collector:
         self.client = client
         self.cfg = config
 
-    async def _force(self, prompt: str, text: str, q: Question, b: int, chunk: int, kind: str,
-                     usage: Usage) -> str:
-        cfg = self.cfg
-        suffix = (cfg.probe_suffix_after_think if cfg.think_end and cfg.think_end in text
-                  else cfg.probe_suffix)
-        c = await self.client.complete(prompt + text + suffix, max_tokens=cfg.probe_max_tokens,
-                                       temperature=cfg.probe_temperature, top_p=cfg.probe_top_p,
-                                       seed=request_seed(cfg.seed, q.id, b, kind, chunk), kind=kind,
-                                       usage=usage)
-        return extract_forced_answer(c.text, cfg.probe_unclosed)
-
     async def branch(self, prompt: str, q: Question, b: int, usage: Usage) -> BranchResult:
-        cfg = self.cfg
-        text, tokens, chunk, attempt = "", 0, 0, 0
-        probes: list[asyncio.Task] = []
+        """Sample branch ``b`` of ``q`` to its end, probing every boundary while the next chunk is
+        generated (:class:`~tts_gym.collect.trajectory.Trajectory` makes the requests)."""
+        traj = Trajectory(self.client, self.cfg, prompt, q.id, b, usage)
+        probes: list[asyncio.Future] = []
         try:
-            while True:
-                n = min(cfg.interval, cfg.max_tokens - tokens)
-                c = await self.client.complete(
-                    prompt + text, max_tokens=n, temperature=cfg.temperature, top_p=cfg.top_p,
-                    seed=request_seed(cfg.seed, q.id, b, "generate", chunk, attempt),
-                    stop=list(cfg.stop) or None, kind="generate", usage=usage)
-                if chunk == 0 and c.completion_tokens == 0:
-                    # an empty trajectory cannot be stored (T must be > 0): resample it
-                    attempt += 1
-                    if attempt > cfg.max_empty_resamples:
-                        raise CollectError(f"question {q.id}, branch {b}: the server returned an empty "
-                                           f"completion {attempt} times")
-                    continue
-                text += c.text
-                tokens += c.completion_tokens
-                chunk += 1
-                full = c.finish_reason == "length" and c.completion_tokens >= n
-                if not full or tokens >= cfg.max_tokens:
-                    break
-                # boundary chunk * interval, strictly inside the trajectory: probe it concurrently
-                probes.append(asyncio.ensure_future(self._force(prompt, text, q, b, chunk, "probe", usage)))
-            truncated = tokens >= cfg.max_tokens and c.finish_reason == "length"
-            forced = False
-            if cfg.final_answer == "extract":
-                final = extract_boxed(text) or ERR
-            else:
-                final = extract_boxed(text) if (cfg.final_answer == "extract-or-force" and not truncated) else None
-                if not final:
-                    forced = True
-                    final = await self._force(prompt, text, q, b, chunk, "final", usage)
+            while await traj.next_chunk():
+                # boundary traj.boundaries, strictly inside the trajectory: probe it concurrently
+                probes.append(traj.probe_task(traj.boundaries))
+            final = await traj.final()
             probe_answers = list(await asyncio.gather(*probes))
         except BaseException:
-            for t in probes:
-                t.cancel()
+            traj.cancel()
             raise
-        return BranchResult(probes=probe_answers, tokens=tokens, final=final,
-                            finish="truncated" if truncated else "stop", forced_final=forced,
-                            resamples=attempt)
+        return BranchResult(probes=probe_answers, tokens=traj.tokens, final=final,
+                            finish="truncated" if traj.truncated else "stop", forced_final=traj.forced_final,
+                            resamples=traj.resamples)
 
     async def question(self, q: Question, on_branch: Callable[[BranchResult], None] | None = None
                        ) -> tuple[dict, Usage, dict]:
