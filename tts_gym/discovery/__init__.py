@@ -1,9 +1,9 @@
 """LLM-driven discovery of test-time-scaling controllers, with a sandbox for untrusted code.
 
-* :mod:`~tts_gym.discovery.sandbox` / :mod:`~tts_gym.discovery.sandbox_worker` -- evaluate a
-  controller file in an isolated child process (no gold answers, no API key, resource limits,
-  kernel and audit-hook confinement); costs and correctness are re-computed in the parent from the
-  child's action logs;
+* :mod:`~tts_gym.discovery.sandbox` -- evaluate a controller behind an operating-system boundary
+  (bubblewrap namespaces, seccomp, one fresh process per episode, no gold answers, no API key,
+  whole-sandbox limits) with a restricted namespace as defence in depth; costs and correctness are
+  re-computed in the parent from the sandbox's action logs;
 * :mod:`~tts_gym.discovery.proposer` -- prompt building and the Anthropic Messages API client;
 * :mod:`~tts_gym.discovery.history` -- per-round folders, atomic writes, resume;
 * :mod:`~tts_gym.discovery.loop` -- the propose / evaluate / feed-back loop (``tts-gym discover``);

@@ -109,8 +109,7 @@ def require(allow_unsandboxed: bool = False) -> Confinement:
         return Confinement("none", None, None, f"{UNSANDBOXED_NOTE}; the OS sandbox is "
                                                f"unavailable: {conf}")
     raise SandboxUnavailable(f"refusing to run untrusted controller code without an operating-"
-                             f"system sandbox: {conf}. Pass --allow-unsandboxed to run it anyway "
-                             f"(recorded in the results)")
+                             f"system sandbox: {conf}")
 
 
 def _bwrap_version(path: str) -> tuple:

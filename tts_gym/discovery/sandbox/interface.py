@@ -90,6 +90,7 @@ def seal(probe_new_, probe_more_, final_answer_, tokens_):
         return tokens_()
     return probe_new, probe_more, get_new_branch_final_answer, get_seq_and_total_tokens
 """
+_SEALED_CODE = compile(_SEALED_SOURCE, "<question object>", "exec")
 
 
 def make_question(rq, on_violation):
@@ -113,7 +114,7 @@ def make_question(rq, on_violation):
             bad(f"probe_more({branch!r})", exc)
 
     sealed = {"__builtins__": {}}
-    exec(_SEALED_SOURCE, sealed)  # noqa: S102 - our own constant source
+    exec(_SEALED_CODE, sealed)  # noqa: S102 - our own constant source
     new, more, final, tokens = sealed["seal"](rq.probe_new, probe_more,
                                               rq.get_new_branch_final_answer,
                                               rq.get_seq_and_total_tokens)

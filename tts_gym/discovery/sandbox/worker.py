@@ -395,7 +395,7 @@ class _Out:
 
 def _fatal(out: _Out, kind: str, message: str) -> int:
     out(b"F", f"{kind}\n{message}".encode("utf-8", "replace"))
-    out(b"D", F._U32.pack(0))
+    out(b"D", bytes(4))
     return 0
 
 
@@ -440,7 +440,7 @@ def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
     limits = ctx.config["limits"]
     timeout = float(limits["episode_timeout_s"])
     cap = int(limits["episode_output_bytes"])
-    out(b"S", F._U32.pack(k))
+    out(b"S", struct.pack("<I", k))
     r, w = os.pipe()
     t0 = time.monotonic()
     pid = os.fork()
@@ -448,10 +448,14 @@ def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
         os.close(r)
         _run_child(ctx, code, episode, w)
     os.close(w)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
     deadline = t0 + timeout
     flags, forwarded, status, eof = 0, 0, None, False
     view = memoryview(buf)
-    prefix = F._U32.pack(k)
+    prefix = struct.pack("<I", k)
     while True:
         if not eof:
             left = deadline - time.monotonic()
@@ -475,10 +479,14 @@ def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
             if done:
                 status = st
                 break
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 flags |= 1
                 break
-            time.sleep(0.002)
+            if pidfd is not None:
+                select.select([pidfd], [], [], min(left, 1.0))
+            else:
+                time.sleep(0.001)
     if status is None:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -486,6 +494,8 @@ def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
             pass
         _, status = os.waitpid(pid, 0)
     os.close(r)
+    if pidfd is not None:
+        os.close(pidfd)
     view[:] = bytes(len(buf))                 # nothing of this episode stays in the worker
     wall = int((time.monotonic() - t0) * 1000)
     out(b"X", struct.pack("<IiBI", k, status, flags, min(wall, 2**32 - 1)))
@@ -544,14 +554,15 @@ def main(argv=None) -> int:
     layers["episodes"] = "one process per episode"
     out(b"H", "\n".join(f"{k}={v}" for k, v in layers.items()).encode())
     buf = bytearray(_BUF_BYTES)
-    k = 0
-    for k, episode in enumerate(ctx.episodes()):
-        if not _play(ctx, code, out, k, episode, buf):
-            k += 1
+    gc.collect()
+    gc.freeze()      # the episode processes' collections then leave the shared pages alone
+    gc.disable()
+    count = 0
+    for episode in ctx.episodes():
+        count += 1
+        if not _play(ctx, code, out, count - 1, episode, buf):
             break
-    else:
-        k += 1 if ctx.betas else 0
-    out(b"D", F._U32.pack(k))
+    out(b"D", struct.pack("<I", count))
     return 0
 
 
