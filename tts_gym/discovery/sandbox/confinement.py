@@ -106,10 +106,14 @@ def require(allow_unsandboxed: bool = False) -> Confinement:
     if isinstance(conf, Confinement):
         return conf
     if allow_unsandboxed:
-        return Confinement("none", None, None, f"{UNSANDBOXED_NOTE}; the OS sandbox is "
-                                               f"unavailable: {conf}")
+        return unconfined(f"the OS sandbox is unavailable: {conf}")
     raise SandboxUnavailable(f"refusing to run untrusted controller code without an operating-"
                              f"system sandbox: {conf}")
+
+
+def unconfined(reason: str) -> Confinement:
+    """No operating-system sandbox (only with an explicit flag; ``reason`` is recorded)."""
+    return Confinement("none", None, None, f"{UNSANDBOXED_NOTE}; {reason}")
 
 
 def _bwrap_version(path: str) -> tuple:

@@ -35,7 +35,6 @@ import numpy as np
 from tts_gym.core import actions as A
 from tts_gym.core import kernels as K
 from tts_gym.data.store import GOLD_ABSENT, ReplayStore
-from tts_gym.discovery.sandbox.confinement import require
 from tts_gym.discovery.sandbox.namespace import ControllerRejected, check_source
 from tts_gym.discovery.sandbox.runner import JobResult, SandboxLimits, run_job
 
@@ -94,7 +93,7 @@ class SearchSet:
         """Episodes per beta."""
         return int(self.ep_question.shape[0])
 
-    def payload(self, code: str, betas: Sequence[float], python_layer: bool = True) -> dict:
+    def payload(self, code: str, betas: Sequence[float], python_layer: str = "full") -> dict:
         """What the worker receives (only redacted data; pickled by the runner)."""
         S = len(self.seeds)
         orders, questions = [], []
@@ -103,7 +102,7 @@ class SearchSet:
             orders.append(np.ascontiguousarray(self.ep_order[sl].reshape(S, Q, -1)))
             questions.append(np.tile(np.arange(Q, dtype=np.int32), (S, 1)))
         return {"code": code, "betas": [float(b) for b in betas], "stores": self.redacted,
-                "orders": orders, "questions": questions, "python_layer": bool(python_layer)}
+                "orders": orders, "questions": questions, "python_layer": python_layer}
 
     def describe_episode(self, betas: Sequence[float], k: int) -> dict:
         """Where episode ``k`` of a job over ``betas`` (beta-major, then this set's order) is."""
@@ -407,7 +406,7 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
     parts = list(parts) if parts is not None else [search]
     if [n for p in parts for n in p.names] != names or any(p.seeds != search.seeds for p in parts):
         raise ValueError("parts must split the search stores in order, with the same seeds")
-    require(limits.allow_unsandboxed)        # refuse before anything runs
+    limits.confinement()                     # refuse before anything runs
     t0 = time.monotonic()
     try:
         check_source(code)
@@ -535,11 +534,13 @@ def _score(search: SearchSet, beta: float, res: JobResult) -> tuple[dict, dict]:
 
 
 def run_unrestricted_probe(search: SearchSet, source: str, limits: SandboxLimits,
-                           betas: Sequence[float] = (0.0,)) -> JobResult:
-    """Run ``source`` as raw Python (full builtins, no rules, no audit hook) inside the confined
-    per-episode processes: used by the tests to check the operating-system layers on their own.
-    The source defines a controller as usual; what it prints comes back in ``stdout``."""
-    return run_job(search, source, list(betas), limits, python_layer=False)
+                           betas: Sequence[float] = (0.0,), audit_hook: bool = False) -> JobResult:
+    """Run ``source`` as raw Python (full builtins, no static rules; the audit hook only with
+    ``audit_hook``) inside the confined per-episode processes: the tests check the lower layers on
+    their own with it. The source defines a controller as usual; what it prints comes back in
+    ``stdout``."""
+    return run_job(search, source, list(betas), limits,
+                   python_layer="hook" if audit_hook else "none")
 
 
 # cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)

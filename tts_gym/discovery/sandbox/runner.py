@@ -44,7 +44,8 @@ class SandboxLimits:
     ``landlock``: add Landlock where the kernel has it (an extra layer: the sandbox does not
     depend on it). ``seccomp``: the seccomp filters (switched off only by tests that show what
     another layer does alone). ``allow_unsandboxed``: run without bubblewrap where it is missing
-    (recorded in the result's layers) instead of refusing.
+    (recorded in the result's layers) instead of refusing. ``os_sandbox=False``: never use
+    bubblewrap (the unconfined path measured by ``benchmarks/sandbox_cost.py``; recorded alike).
     """
     timeout_s: float = 1800.0
     episode_timeout_s: float = 20.0
@@ -57,6 +58,13 @@ class SandboxLimits:
     landlock: bool = True
     seccomp: bool = True
     allow_unsandboxed: bool = False
+    os_sandbox: bool = True
+
+    def confinement(self) -> C.Confinement:
+        """The confinement these limits ask for (``SandboxUnavailable`` when refused)."""
+        if not self.os_sandbox:
+            return C.unconfined("os_sandbox=False")
+        return C.require(self.allow_unsandboxed)
 
     def worker_limits(self, sandboxed: bool) -> dict:
         cpu = self.cpu_s if self.cpu_s is not None else int(self.timeout_s) + 5
@@ -238,12 +246,13 @@ def _interpret(raw: bytes, rc, stderr: str, limits: SandboxLimits, expected: int
 
 
 def run_job(search, code: str, betas: Sequence[float], limits: SandboxLimits, *,
-            python_layer: bool = True, cancel: threading.Event | None = None) -> JobResult:
+            python_layer: str = "full", cancel: threading.Event | None = None) -> JobResult:
     """Run one sandbox over ``betas`` x every episode of ``search``
-    (a :class:`~tts_gym.discovery.sandbox.evaluation.SearchSet`). ``python_layer=False`` runs
-    the source as raw Python (no rules, full builtins, no audit hook): tests of the OS layers.
+    (a :class:`~tts_gym.discovery.sandbox.evaluation.SearchSet`). ``python_layer``: ``"full"``
+    (restricted namespace and audit hook), or for tests of the lower layers, raw Python with the
+    audit hook (``"hook"``) or without (``"none"``).
     Raises :class:`~tts_gym.discovery.sandbox.confinement.SandboxUnavailable` only."""
-    conf = C.require(limits.allow_unsandboxed)
+    conf = limits.confinement()
     payload = search.payload(code, betas, python_layer=python_layer)
     expected = len(betas) * search.num_episodes
     sandboxed = conf.sandboxed

@@ -113,22 +113,29 @@ def _short_repr(x, n: int = 60) -> str:
     return r if len(r) <= n else r[:n] + "..."
 
 
-def install_audit_hook(read_roots, report, controller_filename: str):
-    """Deny-by-default audit hook: only reading files beneath ``read_roots``, frames of the
-    controller's own code (``collections.namedtuple`` & co. ask for their caller's) and a few
-    harmless events are allowed. Every refusal is sent at once through ``report(message)`` (it
-    cannot be taken back) and raises :class:`SandboxViolation`. Returns ``disarm()``, which switches
-    the hook off for good (the worker's own error formatting, after controller code has ended).
+def install_audit_hook(read_roots, report, controller_filename: str) -> None:
+    """Deny-by-default audit hook for the rest of this process's life.
+
+    It judges an event only while controller code is on the call stack (the worker's own code
+    before and after the controller is exempt, so the hook needs no switch, and keeps no state any
+    frame could reach). Allowed then: reading files beneath ``read_roots``, imports, class
+    creation and a few harmless events, and ``sys._getframe`` only when ``collections`` or
+    ``typing`` ask for a frame of the controller's own code (``namedtuple`` & co. do). Every
+    refusal is sent at once through ``report(message)`` (it cannot be taken back) and raises
+    :class:`SandboxViolation`.
 
     Refused, among others: ``open`` for writing or outside the roots, ``socket.*``,
     ``subprocess.Popen``, ``os.system``, ``os.exec*``, ``os.posix_spawn``, ``os.fork``,
-    ``os.kill``, ``ctypes.*``, ``gc.get_objects``/``gc.get_referrers``, ``sys._getframe`` of
-    other code, ``object.__getattr__`` of frames and code, ``sys.settrace``,
+    ``os.kill``, ``ctypes.*``, ``gc.get_objects``/``gc.get_referrers``, any other frame access
+    (``sys._getframe``, ``tb_frame``, ``gi_frame``...), code objects, ``sys.settrace``,
     ``sys.addaudithook``, ``resource.setrlimit``, ``urllib.Request``.
     """
+    import collections
+    import typing
     roots = tuple(os.path.join(os.path.realpath(r), "") for r in read_roots)
-    realpath, fspath = os.path.realpath, os.fspath
-    state = [True, False]                # armed, inside the hook's own inspection
+    frame_askers = frozenset(os.path.realpath(m.__file__) for m in (collections, typing))
+    realpath, fspath, getframe = os.path.realpath, os.fspath, sys._getframe
+    busy = [False]                       # the hook's own frame inspection raises events too
 
     def allowed_path(path) -> bool:
         try:
@@ -142,49 +149,59 @@ def install_audit_hook(read_roots, report, controller_filename: str):
             return False
         return any((p + os.sep).startswith(r) for r in roots)
 
+    def controller_running(f) -> bool:
+        while f is not None:
+            if f.f_code.co_filename == controller_filename:
+                return True
+            f = f.f_back
+        return False
+
+    def judge(event, args):
+        caller = getframe(2)             # judge <- hook <- the code that raised the event
+        if not controller_running(caller):
+            return None
+        if event == "sys._getframe":
+            try:
+                if (realpath(caller.f_code.co_filename) in frame_askers
+                        and args[0].f_code.co_filename == controller_filename):
+                    return None
+            except Exception:  # noqa: BLE001
+                pass
+            return "sandbox: frame access (sys._getframe) refused"
+        if event == "open":
+            path, mode = args[0], args[1]
+            flags = args[2] if len(args) > 2 else 0
+            write = isinstance(mode, str) and any(c in mode for c in "wax+")
+            if isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT
+                                                     | os.O_TRUNC | os.O_APPEND):
+                write = True
+            if not write and allowed_path(path):
+                return None
+            return f"sandbox: open({_short_repr(path)}, {_short_repr(mode)}) refused"
+        if event in _PATH_EVENTS:
+            if allowed_path(args[0] if args and args[0] is not None else "."):
+                return None
+            return f"sandbox: {event}({_short_repr(args[0] if args else None)}) refused"
+        if event == "object.__getattr__" and len(args) > 1:
+            return f"sandbox: reading attribute {_short_repr(args[1])} refused"
+        return f"sandbox: operation {event!r} refused"
+
     def hook(event, args):
-        if not state[0] or state[1] or event in _ALLOWED_EVENTS:
+        if busy[0] or event in _ALLOWED_EVENTS:
             return
         if event == "object.__getattr__" and len(args) > 1 and args[1] in _ALLOWED_GETATTR:
             return
-        state[1] = True
+        busy[0] = True
         try:
-            if event == "sys._getframe":
-                try:
-                    if args[0].f_code.co_filename == controller_filename:
-                        return
-                except Exception:  # noqa: BLE001
-                    pass
-                msg = "sandbox: frame access (sys._getframe) refused"
-            elif event == "open":
-                path, mode = args[0], args[1]
-                flags = args[2] if len(args) > 2 else 0
-                write = isinstance(mode, str) and any(c in mode for c in "wax+")
-                if isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT
-                                                         | os.O_TRUNC | os.O_APPEND):
-                    write = True
-                if not write and allowed_path(path):
-                    return
-                msg = f"sandbox: open({_short_repr(path)}, {_short_repr(mode)}) refused"
-            elif event in _PATH_EVENTS:
-                if allowed_path(args[0] if args and args[0] is not None else "."):
-                    return
-                msg = f"sandbox: {event}({_short_repr(args[0] if args else None)}) refused"
-            elif event == "object.__getattr__" and len(args) > 1:
-                msg = f"sandbox: reading attribute {_short_repr(args[1])} refused"
-            else:
-                msg = f"sandbox: operation {event!r} refused"
-            report(msg)
+            msg = judge(event, args)
+            if msg is not None:
+                report(msg)
         finally:
-            state[1] = False
-        raise SandboxViolation(msg)
+            busy[0] = False
+        if msg is not None:
+            raise SandboxViolation(msg)
 
     sys.addaudithook(hook)
-
-    def disarm():
-        state[0] = False
-
-    return disarm
 
 
 # ------------------------------------------------------------------------------------------------
@@ -299,14 +316,14 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
 
     rq = ctx.ReplayQuestion(ctx.view, step, strict=True)
     question = make_question(rq, lambda m: sticky.append(m) if len(sticky) < 5 else None)
-    python_layer = bool(cfg.get("python_layer", True))
-    disarm = (install_audit_hook(cfg["read_roots"], report, CONTROLLER_FILENAME)
-              if python_layer else (lambda: None))
+    python_layer = cfg.get("python_layer", "full")
+    if python_layer in ("full", "hook"):
+        install_audit_hook(cfg["read_roots"], report, CONTROLLER_FILENAME)
     kind = msg = answer = None
     try:
-        if python_layer:
+        if python_layer == "full":
             ctrl = instantiate(code, beta, printed.print)
-        else:                                 # tests of the OS layers alone: raw Python
+        else:                                 # tests of the lower layers alone: raw Python
             g = {"__name__": "controller", "__builtins__": dict(vars(builtins),
                                                                 print=printed.print)}
             exec(code, g)  # noqa: S102
@@ -322,10 +339,8 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
     except ControllerRejected as exc:
         kind, msg = "rejected", _args0(exc)
     except BaseException as exc:  # noqa: BLE001 - reported to the proposer
-        disarm()
         gc.disable()
         kind, msg = "exception", controller_traceback(exc, CONTROLLER_FILENAME)
-    disarm()
     gc.disable()                              # no finalizer of controller objects runs from now on
     if violations:
         kind, msg = "violation", violations[0] + ("" if not msg else f"\n({msg})")
@@ -399,13 +414,13 @@ def _fatal(out: _Out, kind: str, message: str) -> int:
     return 0
 
 
-def _compile(source: str, python_layer: bool):
+def _compile(source: str, python_layer: str):
     """``(code, None)`` or ``(None, (kind, message))``."""
     from tts_gym.discovery.sandbox.namespace import (
         CONTROLLER_FILENAME, ControllerRejected, compile_controller,
     )
     try:
-        if python_layer:
+        if python_layer == "full":
             return compile_controller(source), None
         return compile(source, CONTROLLER_FILENAME, "exec"), None
     except SyntaxError as exc:
@@ -527,7 +542,9 @@ def main(argv=None) -> int:
     ctx = EpisodeContext(payload, config)
     warm_kernels(ctx)
     prepare_modules()
-    python_layer = bool(payload.get("python_layer", True))
+    python_layer = payload.get("python_layer", "full")
+    if python_layer not in ("full", "hook", "none"):
+        return _fatal(out, "sandbox", f"unknown python_layer {python_layer!r}")
     config["python_layer"] = python_layer
     code, err = _compile(payload["code"], python_layer)
     if err is not None:
@@ -550,7 +567,8 @@ def main(argv=None) -> int:
                  as_bytes=vm + (int(limits["memory_mb"]) + 512) * 2**20)
     layers["uid"] = str(os.getuid())
     layers["episode_filter"] = "on" if config.get("seccomp", True) else "off"
-    layers["audit_hook"] = "on" if python_layer else "off"
+    layers["python_layer"] = {"full": "restricted namespace + audit hook", "hook": "audit hook only",
+                              "none": "off (raw Python)"}[python_layer]
     layers["episodes"] = "one process per episode"
     out(b"H", "\n".join(f"{k}={v}" for k, v in layers.items()).encode())
     buf = bytearray(_BUF_BYTES)
