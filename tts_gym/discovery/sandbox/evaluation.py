@@ -392,13 +392,15 @@ def _monotone_verdict(names: list, per_beta: list) -> dict:
 def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = DEFAULT_BETAS,
                         limits: SandboxLimits | None = None, executor: Executor | None = None,
                         keep_episodes: bool = True, parts: Sequence[SearchSet] | None = None,
-                        on_job=None) -> ControllerEvaluation:
+                        on_job=None, python_layer: str = "full") -> ControllerEvaluation:
     """Evaluate controller source ``code`` in the sandbox on ``search`` at every beta.
 
     One child per beta and part (``parts``: :class:`SearchSet` objects over consecutive groups of
     ``search``'s stores, with the same seeds -- e.g. one per store; default: ``[search]``), run on
     ``executor`` when given, else on a private thread pool. The first failure (in beta, then part
     order) fails the candidate and cancels the other jobs. ``on_job()`` is called as each job ends.
+    ``python_layer`` other than ``"full"`` (tests of the lower layers, see
+    :func:`~tts_gym.discovery.sandbox.runner.run_job`) skips the static rules.
     """
     limits = limits or SandboxLimits()
     betas = [float(b) for b in betas]
@@ -409,7 +411,8 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
     limits.confinement()                     # refuse before anything runs
     t0 = time.monotonic()
     try:
-        check_source(code)
+        if python_layer == "full":
+            check_source(code)
     except SyntaxError as exc:
         return ControllerEvaluation(False, betas, names, "syntax",
                                     f"SyntaxError: {exc.msg} (line {exc.lineno})"
@@ -428,7 +431,8 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
     try:
         futs = []
         for b, pi in keys:
-            f = pool.submit(run_job, parts[pi], code, [b], limits, cancel=cancel)
+            f = pool.submit(run_job, parts[pi], code, [b], limits, cancel=cancel,
+                            python_layer=python_layer)
             if on_job is not None:
                 f.add_done_callback(lambda _f: on_job())
             futs.append(f)

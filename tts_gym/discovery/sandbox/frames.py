@@ -118,6 +118,7 @@ class Episode:
     output_capped: bool = False
     wall_ms: int = 0
     finished: bool = False         # the worker's end record arrived
+    malformed: str | None = None   # what was wrong with the episode's own records
 
 
 @dataclass
@@ -195,7 +196,7 @@ def decode_stream(raw: bytes, max_episodes: int) -> Stream:
             cur.status, cur.wall_ms = status, wall
             cur.timed_out, cur.output_capped = bool(flags & 1), bool(flags & 2)
             cur.finished = True
-            _parse_episode(cur, b"".join(chunks))
+            _parse_into(cur, chunks)
             st.episodes.append(cur)
             cur, chunks = None, []
         elif tag == b"D":
@@ -205,9 +206,15 @@ def decode_stream(raw: bytes, max_episodes: int) -> Stream:
         else:
             raise FrameError(f"unknown record {tag!r}")
     if cur is not None:          # the sandbox died during an episode: keep what it said
-        try:
-            _parse_episode(cur, b"".join(chunks))
-        except FrameError:
-            pass
+        _parse_into(cur, chunks)
         st.episodes.append(cur)
     return st
+
+
+def _parse_into(ep: Episode, chunks) -> None:
+    """An episode's own records (written by its untrusted process): a problem is recorded on the
+    episode, not raised, so that the other records of the stream stay usable."""
+    try:
+        _parse_episode(ep, b"".join(chunks))
+    except FrameError as exc:
+        ep.malformed = str(exc)

@@ -172,6 +172,8 @@ def _episode_failure(ep: F.Episode, limits: SandboxLimits) -> tuple[str, str] | 
                            f"controller is too slow or never returns)")
     if ep.output_capped:
         return "output", f"the episode's process wrote more than {limits.episode_output_bytes} bytes"
+    if ep.malformed is not None:
+        return "protocol", f"the sandbox's output is malformed: {ep.malformed}"
     if ep.error_kind is not None:
         return ep.error_kind, ep.error
     st = ep.status
@@ -211,13 +213,16 @@ def _interpret(raw: bytes, rc, stderr: str, limits: SandboxLimits, expected: int
     st = F.decode_stream(raw, expected)
     res = JobResult(False, layers=dict(st.layers), returncode=rc, stderr=stderr,
                     episodes_run=len(st.episodes))
-    printed, room = [], int(limits.print_cap)
+    printed, room, dropped = [], int(limits.print_cap), 0
     for ep in st.episodes:
         res.violations.extend(ep.violations[:max(0, 20 - len(res.violations))])
-        if ep.printed and room > 0:
-            printed.append(ep.printed[:room])
-            room -= len(printed[-1])
-    res.stdout = F.clean_text("".join(printed), limits.print_cap + 100)
+        kept = ep.printed[:max(room, 0)]
+        if kept:
+            printed.append(kept)
+            room -= len(kept)
+        dropped += len(ep.printed) - len(kept)
+    res.stdout = "".join(printed) + (f"\n[... {dropped} more characters of printed output "
+                                     f"dropped]" if dropped else "")
     if st.fatal is not None:
         res.error_kind, res.error = st.fatal
         return res

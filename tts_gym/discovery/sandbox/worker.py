@@ -448,7 +448,8 @@ def _run_child(ctx, code, episode, w: int) -> None:
 
 def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
     """One episode in a fresh process: forward its output, enforce its limits; ``True`` when it
-    exited cleanly (the parent decides whether it succeeded)."""
+    exited cleanly (the parent decides whether it succeeded). The episode ends when its process
+    does (not when its pipe closes: a descendant could hold that open)."""
     import select
     import struct
     import time
@@ -463,6 +464,7 @@ def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
         os.close(r)
         _run_child(ctx, code, episode, w)
     os.close(w)
+    os.set_blocking(r, False)
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
@@ -470,38 +472,42 @@ def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
     deadline = t0 + timeout
     flags, forwarded, status, eof = 0, 0, None, False
     view = memoryview(buf)
-    prefix = struct.pack("<I", k)
-    while True:
-        if not eof:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                flags |= 1
-                break
-            ready, _, _ = select.select([r], [], [], min(left, 1.0))
-            if not ready:
-                continue
-            n = os.readv(r, [view])
+    head = struct.Struct("<cII")
+
+    def forward() -> bool:
+        """Forward what the pipe holds now; ``False`` at the output limit."""
+        nonlocal forwarded, eof
+        while not eof:
+            try:
+                n = os.readv(r, [view])
+            except BlockingIOError:
+                return True
             if n == 0:
                 eof = True
-                continue
-            out(b"C", prefix + bytes(view[:n]))
+                return True
+            F.write_all(out.fd, head.pack(b"C", n + 4, k))
+            F.write_all(out.fd, view[:n])     # straight from the buffer: no copy stays behind
             forwarded += n
             if forwarded > cap:
+                return False
+        return True
+
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            flags |= 1
+            break
+        waits = ([] if eof else [r]) + ([] if pidfd is None else [pidfd])
+        select.select(waits, [], [], min(left, 1.0 if pidfd is not None else 0.01))
+        if not forward():
+            flags |= 2
+            break
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = st
+            if not forward():
                 flags |= 2
-                break
-        else:                                 # the pipe is closed; wait for the process itself
-            done, st = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = st
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                flags |= 1
-                break
-            if pidfd is not None:
-                select.select([pidfd], [], [], min(left, 1.0))
-            else:
-                time.sleep(0.001)
+            break
     if status is None:
         try:
             os.kill(pid, signal.SIGKILL)
