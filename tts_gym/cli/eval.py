@@ -133,7 +133,7 @@ def _eval_controller_sandboxed(store, policy: str, params: dict, seeds, args: ar
                          answers=ep["answer"].reshape(S, Q), costs=ep["cost"].reshape(S, Q),
                          correct=ep["correct"].reshape(S, Q), steps=ep["steps"].reshape(S, Q),
                          backend="sandbox")
-    res.sandbox = ev.layers
+    args.sandbox_layers = ev.layers            # shown with the result (how the file was confined)
     return res
 
 
@@ -233,8 +233,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                    protocol=args.protocol, seconds=round(seconds, 4),
                    impl=("sandbox" if controller and not getattr(args, "trusted", False) else
                          "python" if (controller or agent) else args.impl))
-    if getattr(result, "sandbox", None):
-        summary["sandbox"] = result.sandbox
+    if getattr(args, "sandbox_layers", None):
+        summary["sandbox"] = args.sandbox_layers
     if agent:
         summary["params"] = dict(result.params)
     if args.json:

@@ -157,9 +157,28 @@ def _probe() -> Confinement | str:
               "user.max_user_namespaces) or blocked by a container's seccomp/AppArmor profile")
 
 
+def job_parent_dir() -> str:
+    """Where jobs' private folders go: the temporary folder, when uid 65534 can traverse it (the
+    launcher's staging mount points live there), else ``/tmp``."""
+    import stat
+    import tempfile
+    d = os.path.realpath(tempfile.gettempdir())
+    p = d
+    while True:
+        try:
+            if not os.stat(p).st_mode & stat.S_IXOTH:
+                return "/tmp"
+        except OSError:
+            return "/tmp"
+        parent = os.path.dirname(p)
+        if parent == p:
+            return d
+        p = parent
+
+
 def _try(conf: Confinement) -> str | None:
     import tempfile
-    with tempfile.TemporaryDirectory(prefix="tts-gym-sandbox-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tts-gym-sandbox-probe-", dir=job_parent_dir()) as tmp:
         os.chmod(tmp, 0o755)
         argv, env, fds = launch_command(conf, [interpreter(), "-S", "-c", "pass"], tmp,
                                         seccomp_fd=None)

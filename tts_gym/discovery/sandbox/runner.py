@@ -25,7 +25,7 @@ import numpy as np
 from tts_gym.discovery.sandbox import confinement as C
 from tts_gym.discovery.sandbox import frames as F
 
-__all__ = ["SandboxLimits", "JobResult", "run_job", "WORKER_MODULE"]
+__all__ = ["SandboxLimits", "JobResult", "run_job", "interpret", "WORKER_MODULE"]
 
 WORKER_MODULE = "tts_gym.discovery.sandbox.worker"
 
@@ -250,6 +250,23 @@ def _interpret(raw: bytes, rc, stderr: str, limits: SandboxLimits, expected: int
     return res
 
 
+def interpret(raw: bytes, rc, stderr: str, limits: SandboxLimits, expected: int,
+              wall: float = 0.0) -> JobResult:
+    """The :class:`JobResult` of a sandbox's whole output ``raw``; never raises."""
+    base = {"returncode": rc, "stderr": stderr, "wall_s": wall}
+    try:
+        res = _interpret(raw, rc, stderr, limits, expected)
+    except F.FrameError as exc:
+        return JobResult(False, "protocol", f"the sandbox's output is malformed: {exc}", **base)
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes never crash the parent
+        return JobResult(False, "protocol", f"the sandbox's output cannot be used: "
+                         f"{type(exc).__name__}: {F.clean_text(str(exc), 300)}", **base)
+    res.wall_s = wall
+    if not res.ok and res.error_kind is None:
+        res.error_kind, res.error = "crash", _describe_exit(rc, stderr)
+    return res
+
+
 def run_job(search, code: str, betas: Sequence[float], limits: SandboxLimits, *,
             python_layer: str = "full", cancel: threading.Event | None = None) -> JobResult:
     """Run one sandbox over ``betas`` x every episode of ``search``
@@ -267,7 +284,7 @@ def run_job(search, code: str, betas: Sequence[float], limits: SandboxLimits, *,
     cache_map = _numba_cache_map(payload)
     t0 = time.monotonic()
     seccomp_fd = None
-    with tempfile.TemporaryDirectory(prefix="tts-gym-sandbox-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tts-gym-sandbox-", dir=C.job_parent_dir()) as tmp:
         os.chmod(tmp, 0o755)
         if sandboxed:
             from tts_gym.discovery.sandbox import seccomp
@@ -342,17 +359,8 @@ def run_job(search, code: str, betas: Sequence[float], limits: SandboxLimits, *,
     if out_over:
         return JobResult(False, "output", f"the sandbox wrote more than {limits.output_cap} bytes",
                          **base)
-    try:
-        res = _interpret(b"".join(out), rc, stderr, limits, expected)
-    except F.FrameError as exc:
-        return JobResult(False, "protocol", f"the sandbox's output is malformed: {exc}", **base)
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes never crash the parent
-        return JobResult(False, "protocol", f"the sandbox's output cannot be used: "
-                         f"{type(exc).__name__}: {F.clean_text(str(exc), 300)}", **base)
-    res.wall_s = wall
+    res = interpret(b"".join(out), rc, stderr, limits, expected, wall)
     res.layers = {"confinement": conf.description, **res.layers}
     if not sandboxed:
         res.layers["unsandboxed"] = "yes"
-    if not res.ok and res.error_kind is None:
-        res.error_kind, res.error = "crash", _describe_exit(rc, stderr)
     return res
