@@ -113,7 +113,16 @@ def _short_repr(x, n: int = 60) -> str:
     return r if len(r) <= n else r[:n] + "..."
 
 
-def install_audit_hook(read_roots, report, controller_filename: str) -> None:
+def hook_paths(read_roots) -> tuple:
+    """``(read roots, files of the modules allowed to ask for frames)`` as the hook compares them
+    (computed once in the worker)."""
+    import collections
+    import typing
+    return (tuple(os.path.join(os.path.realpath(r), "") for r in read_roots),
+            frozenset(os.path.realpath(m.__file__) for m in (collections, typing)))
+
+
+def install_audit_hook(paths: tuple, report, controller_filename: str) -> None:
     """Deny-by-default audit hook for the rest of this process's life.
 
     It judges an event only while controller code is on the call stack (the worker's own code
@@ -130,10 +139,7 @@ def install_audit_hook(read_roots, report, controller_filename: str) -> None:
     (``sys._getframe``, ``tb_frame``, ``gi_frame``...), code objects, ``sys.settrace``,
     ``sys.addaudithook``, ``resource.setrlimit``, ``urllib.Request``.
     """
-    import collections
-    import typing
-    roots = tuple(os.path.join(os.path.realpath(r), "") for r in read_roots)
-    frame_askers = frozenset(os.path.realpath(m.__file__) for m in (collections, typing))
+    roots, frame_askers = paths
     realpath, fspath, getframe = os.path.realpath, os.fspath, sys._getframe
     busy = [False]                       # the hook's own frame inspection raises events too
 
@@ -288,12 +294,13 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
                  nproc=limits.get("nproc"))
     if cfg.get("seccomp", True):
         try:
-            seccomp.install(seccomp.episode_program())
+            seccomp.install(ctx.episode_program)
         except (OSError, seccomp.SeccompUnsupported) as exc:
             F.write_all(fd, F.error_record("sandbox", f"the per-episode seccomp filter could not "
                                                       f"be installed: {exc}"))
             return 1
     K.reset_episode(state, 0, int(ctx.qoff[si]) + q, ctx.orders[si][r, j])
+    gc.enable()                               # the worker runs without; controller code with
     seed = (bi * 7919 + si) * 1_000_003 + r * 1009 + q
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -318,7 +325,7 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
     question = make_question(rq, lambda m: sticky.append(m) if len(sticky) < 5 else None)
     python_layer = cfg.get("python_layer", "full")
     if python_layer in ("full", "hook"):
-        install_audit_hook(cfg["read_roots"], report, CONTROLLER_FILENAME)
+        install_audit_hook(ctx.hook_paths, report, CONTROLLER_FILENAME)
     kind = msg = answer = None
     try:
         if python_layer == "full":
@@ -547,6 +554,12 @@ def main(argv=None) -> int:
     import gc, linecache, select, struct, time, traceback  # noqa: E401,F401 - before lock-down
     ctx = EpisodeContext(payload, config)
     warm_kernels(ctx)
+    ctx.hook_paths = hook_paths(config["read_roots"])
+    try:
+        ctx.episode_program = seccomp.episode_program()
+    except seccomp.SeccompUnsupported as exc:
+        if config.get("seccomp", True):
+            return _fatal(out, "sandbox", str(exc))
     prepare_modules()
     python_layer = payload.get("python_layer", "full")
     if python_layer not in ("full", "hook", "none"):
