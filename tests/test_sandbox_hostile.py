@@ -5,14 +5,15 @@ Every file starts with ``# key: value`` lines: ``hostile`` (the attack), ``layer
 real path, static rules + restricted namespace + audit hook; ``hook``: raw Python with the audit
 hook; ``none``: raw Python, the operating-system layers alone), optionally ``seccomp: off`` (to show
 what another layer does on its own) and ``machine``, then ``expect`` (the recorded error kind, or
-``ok``) and ``message`` (a substring of the recorded error, or of the printed output when ``ok``).
+``ok``) and ``message`` (a substring of the recorded error, or of the printed output when ``ok``),
+and ``landlock`` where Landlock, when on, stops the attempt earlier with a message of its own.
 ``@@NAME@@`` placeholders are filled in here (paths of the host, the secret, a marker).
 
 Containment is checked on the host for every case: the parent's API key appears in nothing that
 came back, no file outside the sandbox changed (the package, the store file, a world-writable
 canary folder), no process of the sandbox is left (process table), nothing reached a loopback
-listener of the host. Landlock is off here unless ``TTS_GYM_TEST_LANDLOCK=1``: it is an extra layer
-the sandbox does not rely on.
+listener of the host. Every case runs with Landlock off (it is an extra layer the sandbox does not
+rely on) and, where the kernel has it, on.
 """
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ CASES = sorted(HOSTILE.glob("*.py"))
 SECRET = "sk-ant-test-HOSTILE-SECRET-9876543210"
 MARKER = "ttsgymdmn" + os.urandom(2).hex()
 STORE_FILE = SHARED_REPLAY_DIR / "Qwen3-1.7B" / "aime24.json"
-LANDLOCK = os.environ.get("TTS_GYM_TEST_LANDLOCK", "0") == "1"
 
 
 def meta(path: Path) -> dict:
@@ -146,25 +146,39 @@ def test_there_are_enough_cases():
         assert k in kinds, k
 
 
+def landlock_available() -> bool:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return platform.machine() in ("x86_64", "aarch64") and libc.syscall(
+        444, None, ctypes.c_size_t(0), ctypes.c_uint32(1)) >= 1
+
+
+@pytest.mark.parametrize("landlock", [False, True], ids=["landlock-off", "landlock-on"])
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_hostile_controller_is_contained(path, world):
+def test_hostile_controller_is_contained(path, landlock, world):
     m = meta(path)
     if m.get("machine") and m["machine"] != platform.machine():
         pytest.skip(f"needs {m['machine']}")
+    if landlock and not landlock_available():
+        pytest.skip("the kernel has no Landlock (the landlock-off run covers this machine)")
     source = path.read_text()
     for k, v in world["subs"].items():
         source = source.replace(f"@@{k}@@", v)
-    limits = SandboxLimits(timeout_s=90, episode_timeout_s=3, memory_mb=400, landlock=LANDLOCK,
+    limits = SandboxLimits(timeout_s=90, episode_timeout_s=3, memory_mb=400, landlock=landlock,
                            seccomp=m.get("seccomp") != "off")
     watched = [package_dir(), world["canary"], STORE_FILE]
     before = snapshot(watched)
     connections = world["listener"].connections
     ev = evaluate_controller(source, world["search"], [0.5], limits, python_layer=m["layer"])
     recorded = ev.error if not ev.ok else ev.stdout
+    expect, message = m["expect"], m["message"]
+    if landlock and "landlock" in m:
+        expect, message = "exception", m["landlock"]
     # the recorded outcome is the expected one, with a message that says what happened
-    assert ("ok" if ev.ok else ev.error_kind) == m["expect"], (path.name, ev.error_kind, ev.error,
-                                                               ev.stdout[:500])
-    assert m["message"] in (recorded or ""), (path.name, recorded)
+    assert ("ok" if ev.ok else ev.error_kind) == expect, (path.name, ev.error_kind, ev.error,
+                                                          ev.stdout[:500])
+    assert message in (recorded or ""), (path.name, recorded)
     # containment, seen from the host
     everything = " ".join(str(x) for x in (ev.error, ev.stdout, ev.failed_episode, ev.layers))
     assert SECRET not in everything
@@ -177,4 +191,5 @@ def test_hostile_controller_is_contained(path, world):
     assert processes_with(MARKER) == [], "a process of the sandbox survived the job"
     if ev.layers:
         assert ev.layers.get("uid") == "65534"
+        assert (ev.layers.get("landlock") == "off") == (not landlock)
         assert ev.layers.get("episode_filter") == ("off" if m.get("seccomp") == "off" else "on")

@@ -2,6 +2,7 @@
 # layer: none
 # expect: exception
 # message: RuntimeError: nothing found
+# landlock: PermissionError: [Errno 13] Permission denied
 import os
 
 

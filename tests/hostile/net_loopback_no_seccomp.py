@@ -3,6 +3,7 @@
 # seccomp: off
 # expect: exception
 # message: ConnectionRefusedError
+# landlock: PermissionError: [Errno 13] Permission denied
 import socket
 
 

@@ -2,6 +2,7 @@
 # layer: none
 # expect: exception
 # message: RuntimeError: only the sandbox's own processes are visible
+# landlock: PermissionError: [Errno 13] Permission denied
 import os
 
 

@@ -2,6 +2,7 @@
 # layer: none
 # expect: exception
 # message: RuntimeError: no key in the environ of any visible process
+# landlock: PermissionError: [Errno 13] Permission denied
 import os
 
 

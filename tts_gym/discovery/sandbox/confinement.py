@@ -9,7 +9,7 @@ Parent side (:func:`confinement`, :func:`launch_command`): every evaluation job 
 * a file system of its own: ``/usr``, the Python installation, the installed packages and the
   ``tts_gym`` package read-only, a fresh ``/proc`` of its pid namespace, a minimal ``/dev``, an
   empty size-limited ``/tmp``; nothing else of the host (no home, no data, no sockets, no
-  ``/etc`` beyond nothing at all);
+  ``/etc``);
 * the environment of :func:`child_environment` only;
 * the whole-sandbox seccomp filter of :mod:`~tts_gym.discovery.sandbox.seccomp`.
 
@@ -21,10 +21,11 @@ on the host too, and ``RLIMIT_NPROC`` binds (it never binds for uid 0). Where un
 namespaces are disabled, root runs ``bwrap`` itself (host uid 0, still uid 65534 without
 capabilities inside); :class:`Confinement` records which.
 
-Whole-sandbox limits: one per-episode process at a time (the seccomp filter refuses new processes
-and threads to controller code), ``RLIMIT_AS`` on it, ``RLIMIT_NPROC`` for the sandbox user,
-``RLIMIT_CPU``, the tmpfs size, the parent's wall-clock limit (killing ``bwrap`` takes the pid
-namespace, and every process in it, down) and the parent's output caps.
+Whole-sandbox limits, without cgroups (often not writable): one per-episode process at a time
+(the seccomp filter refuses new processes and threads to controller code), ``RLIMIT_AS`` on it,
+``RLIMIT_NPROC`` for the sandbox user, ``RLIMIT_CPU``, the tmpfs size, the parent's wall-clock
+limit (killing ``bwrap`` takes the pid namespace, and every process in it, down) and the parent's
+output caps.
 
 Without bubblewrap (or where it cannot create its namespaces) :func:`require` refuses with
 :class:`SandboxUnavailable`, naming what is missing and how to install it; only an explicit
@@ -47,10 +48,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SandboxUnavailable", "Confinement", "confinement", "require", "INSTALL_HINT",
-           "SANDBOX_UID", "UNSANDBOXED_NOTE", "child_environment", "read_roots", "interpreter",
+__all__ = ["SandboxUnavailable", "Confinement", "confinement", "require", "unconfined",
+           "INSTALL_HINT", "SANDBOX_UID", "UNSANDBOXED_NOTE", "child_environment", "read_roots",
+           "interpreter", "package_dir", "python_dirs", "site_dirs", "job_parent_dir",
            "launch_command", "apply_landlock", "set_limits", "set_parent_death_signal",
-           "set_dumpable", "vm_size_bytes"]
+           "set_dumpable"]
 
 SANDBOX_UID = SANDBOX_GID = 65534
 TMPFS_BYTES = 64 * 2**20
@@ -428,17 +430,6 @@ def apply_landlock(roots) -> str:
     finally:
         os.close(fd)
     return f"landlock-abi{abi}"
-
-
-def vm_size_bytes() -> int:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def set_limits(**limits) -> dict:

@@ -55,7 +55,8 @@ def record(tag: bytes, payload: bytes = b"") -> bytes:
 def result_record(answer: int, cost: int, actions: bytes, printed: str) -> bytes:
     """``actions``: little-endian int16 bytes."""
     n = len(actions) // 2
-    return record(b"R", _RESULT.pack(answer, cost, n) + actions + printed.encode("utf-8", "replace"))
+    return record(b"R", _RESULT.pack(answer, cost, n) + actions
+                  + printed.encode("utf-8", "replace"))
 
 
 def error_record(kind: str, message: str, printed: str = "") -> bytes:

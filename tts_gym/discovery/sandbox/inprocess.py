@@ -1,4 +1,5 @@
-"""Controller files in this process, for code you trust (``tts-gym eval --controller FILE --trusted``).
+"""Controller files in this process, for code you trust
+(``tts-gym eval --controller FILE --trusted``).
 
 :func:`load_controller_policy` loads a controller file as a :class:`~tts_gym.policies.base.Policy`
 under the same static rules and restricted namespace as in the sandbox, but **without** the
@@ -42,7 +43,8 @@ class FileController:
         try:
             self.code = compile_controller(source, filename=self.path)
         except SyntaxError as exc:
-            raise ControllerRejected(f"{self.path}: SyntaxError: {exc.msg} (line {exc.lineno})") from exc
+            raise ControllerRejected(f"{self.path}: SyntaxError: {exc.msg} "
+                                     f"(line {exc.lineno})") from exc
         linecache.cache[self.path] = (len(source), None, source.splitlines(True), self.path)
         self.beta = float(beta)
         self.config = {"beta": self.beta}
@@ -58,7 +60,8 @@ def load_controller_policy(path: str | os.PathLike, beta: float = 0.5, *, name: 
                            strict: bool = True, timeout: float | None = None):
     """A controller file (AutoTTS ``solve(question)`` style, as written by the discovery loop) as a
     :class:`~tts_gym.policies.base.Policy`, run in this process (see the module docstring).
-    ``strict`` makes ``probe_more`` on an unopened or finished branch an error, as in the sandbox."""
+    ``strict`` makes ``probe_more`` on an unopened or finished branch an error, as in the
+    sandbox."""
     from tts_gym.policies.autotts_adapter import AutoTTSPolicy
     ctrl = FileController(path, beta)
     return AutoTTSPolicy(ctrl, name=name or f"{ctrl.NAME}(beta={float(beta):g})", strict=strict,

@@ -141,8 +141,6 @@ class _Checker(ast.NodeVisitor):
     def _definition(self, node) -> None:
         if _is_dunder(node.name) and node.name not in ALLOWED_DUNDER_DEFINITIONS:
             self._err(node, f"defining '{node.name}' is not allowed in controller code")
-        else:
-            self._name(node, node.name if not _is_dunder(node.name) else "", "name")
 
     def visit_FunctionDef(self, node) -> None:
         self._definition(node)
@@ -229,7 +227,8 @@ def check_source(source: str, filename: str = CONTROLLER_FILENAME) -> ast.Module
 
 
 def compile_controller(source: str, filename: str = CONTROLLER_FILENAME):
-    """:func:`check_source` + ``compile``: the code object to ``exec`` in :func:`controller_globals`."""
+    """:func:`check_source` + ``compile``: the code object to ``exec`` in
+    :func:`controller_globals`."""
     tree = check_source(source, filename)
     return compile(tree, filename, "exec", dont_inherit=True)
 

@@ -171,7 +171,8 @@ def _episode_failure(ep: F.Episode, limits: SandboxLimits) -> tuple[str, str] | 
         return "timeout", (f"episode time limit of {limits.episode_timeout_s:g} s exceeded (the "
                            f"controller is too slow or never returns)")
     if ep.output_capped:
-        return "output", f"the episode's process wrote more than {limits.episode_output_bytes} bytes"
+        return "output", (f"the episode's process wrote more than "
+                          f"{limits.episode_output_bytes} bytes")
     if ep.malformed is not None:
         return "protocol", f"the sandbox's output is malformed: {ep.malformed}"
     if ep.error_kind is not None:
@@ -188,7 +189,8 @@ def _episode_failure(ep: F.Episode, limits: SandboxLimits) -> tuple[str, str] | 
         if sig == signal.SIGSYS:
             return "violation", "the episode's process used a forbidden system-call interface"
         if sig == signal.SIGSEGV:
-            return "crash", "the episode's process crashed (segmentation fault; too deep a recursion?)"
+            return "crash", ("the episode's process crashed (segmentation fault; too deep a "
+                             "recursion?)")
         return "crash", f"the episode's process died of signal {_signal_name(sig)}"
     if not ep.ok:
         code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else st

@@ -136,8 +136,9 @@ _SANDBOX_DENY = (
     "semop", "semtimedop", "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
     "mq_notify", "mq_getsetattr", "process_madvise",
 )
+# CLONE_NEWNS | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWCGROUP | NEWTIME
 _CLONE_NAMESPACES = (0x00020000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000
-                     | 0x40000000 | 0x02000000 | 0x00000080)  # NEWNS UTS IPC USER PID NET CGROUP TIME
+                     | 0x40000000 | 0x02000000 | 0x00000080)
 _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
 
 # what an episode process additionally never needs

@@ -289,7 +289,7 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
     cfg, limits = ctx.config, ctx.config["limits"]
     bi, beta, si, r, j, q = episode
     np, K, state = ctx.np, ctx.K, ctx.state
-    C.set_limits(as_bytes=C.vm_size_bytes() + int(limits["memory_mb"]) * 2**20,
+    C.set_limits(as_bytes=ctx.vm_at_fork + int(limits["memory_mb"]) * 2**20,
                  cpu_s=int(limits["episode_cpu_s"]), nofile=32, fsize=0, core=0,
                  nproc=limits.get("nproc"))
     if cfg.get("seccomp", True):
@@ -465,6 +465,7 @@ def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
     cap = int(limits["episode_output_bytes"])
     out(b"S", struct.pack("<I", k))
     r, w = os.pipe()
+    ctx.vm_at_fork = ctx.vm_now()             # the episode's memory budget is on top of this
     t0 = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -579,15 +580,17 @@ def main(argv=None) -> int:
             layers["seccomp"] = "sandbox filter (installed by the worker)"
         except (OSError, seccomp.SeccompUnsupported) as exc:
             return _fatal(out, "sandbox", f"the seccomp filter could not be installed: {exc}")
+    statm = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)   # before Landlock hides it
+    page = os.sysconf("SC_PAGE_SIZE")
+    ctx.vm_now = lambda: int(os.pread(statm, 64, 0).split()[0]) * page
     layers["landlock"] = (C.apply_landlock(config["read_roots"]) if config.get("landlock", True)
                           else "off")
-    vm = C.vm_size_bytes()
     C.set_limits(fsize=0, nofile=64, nproc=limits.get("nproc"),
-                 as_bytes=vm + (int(limits["memory_mb"]) + 512) * 2**20)
+                 as_bytes=ctx.vm_now() + (int(limits["memory_mb"]) + 512) * 2**20)
     layers["uid"] = str(os.getuid())
     layers["episode_filter"] = "on" if config.get("seccomp", True) else "off"
-    layers["python_layer"] = {"full": "restricted namespace + audit hook", "hook": "audit hook only",
-                              "none": "off (raw Python)"}[python_layer]
+    layers["python_layer"] = {"full": "restricted namespace + audit hook",
+                              "hook": "audit hook only", "none": "off (raw Python)"}[python_layer]
     layers["episodes"] = "one process per episode"
     out(b"H", "\n".join(f"{k}={v}" for k, v in layers.items()).encode())
     buf = bytearray(_BUF_BYTES)
