@@ -322,6 +322,69 @@ def test_landlock_is_an_extra_layer(small):
     assert not filtered.ok and "PermissionError: [Errno 1]" in filtered.error
 
 
+LIBRARY_HEAVY = '''
+from __future__ import annotations
+import bisect, heapq, itertools, math, random, statistics
+from collections import Counter, deque, namedtuple
+from dataclasses import dataclass, field
+from functools import lru_cache, partial, reduce
+from typing import NamedTuple, Optional, TypeVar
+import numpy as np
+
+T = TypeVar("T")
+Vote = namedtuple("Vote", "answer count")
+
+
+class Seen(NamedTuple):
+    answer: str
+    index: int
+
+
+@dataclass
+class Tally:
+    counts: Counter = field(default_factory=Counter)
+    order: list = field(default_factory=list)
+
+
+@lru_cache(maxsize=None)
+def threshold(n: int) -> float:
+    return 1.0 - math.exp(-n / 4)
+
+
+class Controller:
+    def __init__(self, beta):
+        self.reads = 2 + round(6 * beta)
+        self.rng = np.random.default_rng(0)
+
+    def solve(self, question):
+        tally = Tally()
+        for _ in range(self.reads):
+            got = question.probe_new()
+            if got is None:
+                break
+            match got:
+                case (answer, index, finished):
+                    tally.counts[answer] += 1
+                    tally.order.append(Seen(answer, index))
+        best = heapq.nlargest(1, (Vote(a, c) for a, c in tally.counts.items()),
+                              key=lambda v: v.count)
+        spread = statistics.pstdev([c for c in tally.counts.values()] or [0])
+        _ = (np.linalg.norm(self.rng.random(3)), bisect.bisect([1, 2, 3], 2), threshold(3),
+             reduce(partial(max), [1, 2]), list(itertools.islice(deque([1, 2]), 1)),
+             random.random(), spread)
+        print(f"votes {dict(tally.counts)} spread {spread:.2f}")
+        return best[0].answer if best else None
+'''
+
+
+def test_ordinary_library_code_runs_in_the_sandbox(small):
+    """What LLM-written controllers commonly use works under every layer (namedtuple and
+    typing.NamedTuple ask for frames; dataclasses read code objects; numpy, statistics...)."""
+    ev = evaluate_controller(LIBRARY_HEAVY, small, [0.0, 1.0], LIMITS)
+    assert ev.ok, ev.error
+    assert "votes" in ev.stdout and ev.monotone["ok"]
+
+
 def test_wall_clock_limit_kills_the_sandbox(search):
     code = "class Controller:\n    def __init__(self, b): pass\n    def solve(self, q):\n" \
            "        while True:\n            try:\n                while True: pass\n" \
