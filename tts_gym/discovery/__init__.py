@@ -10,7 +10,8 @@
 * :mod:`~tts_gym.discovery.prices` -- dollars per million tokens of the Claude models.
 
 Controller files (``class Controller`` with ``__init__(beta)`` and ``solve(question)``, the AutoTTS
-style) load as policies with :func:`load_controller_policy`.
+style) are evaluated with :func:`evaluate_controller` (sandboxed), or, for code you trust, loaded
+in-process as policies with :func:`load_controller_policy`.
 """
 from __future__ import annotations
 
