@@ -1,4 +1,5 @@
-"""Controller discovery: the sandbox, the proposer client, the loop, the history and resume.
+"""Controller discovery: the proposer client, the loop, the history and resume (the sandbox itself:
+tests/test_sandbox*.py).
 
 The proposer is the real ``anthropic`` client pointed (``base_url``) at a loopback server that
 speaks the Messages API and replays recorded proposals (``tests/messages_api_server.py``): a good
@@ -14,12 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import SHARED_REPLAY_DIR, shared_store
+from conftest import SHARED_REPLAY_DIR
 from messages_api_server import MessagesAPIServer
 from tts_gym.discovery.history import RunDir, read_json, write_atomic
 from tts_gym.discovery.loop import DiscoveryConfig, run_discovery, select_best
@@ -27,18 +26,10 @@ from tts_gym.discovery.prices import cost_usd, price_for
 from tts_gym.discovery.proposer import (
     Proposer, ProposerConfig, build_prompt, extract_code, response_text, response_usage,
 )
-from tts_gym.discovery.sandbox import (
-    SandboxLimits, SearchSet, child_environment, evaluate_controller, load_controller_policy,
-    redact_store, run_unrestricted_probe,
-)
-from tts_gym.discovery.sandbox_worker import ControllerRejected, check_source
 
-REPO = Path(__file__).resolve().parents[1]
-CMC_FILE = REPO / "agents" / "controllers" / "cmc.py"
 SECRET = "sk-ant-test-SECRET-0123456789"
 STORE_FILE = SHARED_REPLAY_DIR / "Qwen3-1.7B" / "aime24.json"
 MODEL = "claude-sonnet-4-6"
-LIMITS = SandboxLimits(timeout_s=30, episode_timeout_s=2, memory_mb=400)
 
 
 def proposal(code: str, idea: str = "Here is the controller.") -> str:
@@ -150,7 +141,7 @@ class Controller:
             lambda: np.fromfile("/proc/self/environ", dtype=np.uint8).tobytes(),
             lambda: np.genfromtxt("/proc/1/environ"),
             lambda: getattr(typing, "sys").modules["os"].environ["ANTHROPIC_API_KEY"],
-            lambda: getattr(question.probe_new, "__globals__")["os"].environ,
+            lambda: getattr(question.probe_new, "__glo" + "bals__")["os"].environ,
             lambda: getattr(functools, "_os"),
         ]
         for attempt in attempts:
@@ -202,16 +193,6 @@ EXPECTED_FAILURE = {
 }
 
 
-@pytest.fixture(scope="module")
-def store():
-    return shared_store("Qwen3-1.7B", "aime24")
-
-
-@pytest.fixture(scope="module")
-def search(store):
-    return SearchSet([store], seeds=[0])
-
-
 # ------------------------------------------------------------------------------------------------
 # unit pieces
 # ------------------------------------------------------------------------------------------------
@@ -236,140 +217,6 @@ def test_extract_code():
     assert extract_code(two)[0].startswith("class Controller")
     assert extract_code("no code")[1].startswith("the response contains no")
     assert "max_tokens" in extract_code("```python\nclass Controller:\n", "max_tokens")[1]
-
-
-@pytest.mark.parametrize("src, needle", [
-    ("import os\nclass Controller: pass", "import of 'os'"),
-    ("import numpy.testing\nclass Controller: pass", "numpy.testing"),
-    ("from numpy import *\nclass Controller: pass", "import *"),
-    ("class Controller:\n    def f(self, q): return q.__class__", ".__class__"),
-    ("class Controller:\n    def f(self): return __builtins__", "__builtins__"),
-    ("class Controller:\n    def f(self, g): return g.gi_frame", ".gi_frame"),
-    ("class Controller:\n    def f(self): return '{0.x}'.format(self)", ".format"),
-    ("class Other: pass", "top-level class `Controller`"),
-])
-def test_static_rules(src, needle):
-    with pytest.raises(ControllerRejected, match=None) as exc:
-        check_source(src)
-    assert needle in str(exc.value)
-
-
-def test_static_rules_accept_ordinary_code():
-    check_source(CMC_FILE.read_text())
-    check_source(GOOD)
-    check_source("from __future__ import annotations\nfrom dataclasses import dataclass\n"
-                 "import numpy as np\nfrom collections import Counter\n"
-                 "class Controller:\n    __slots__ = ('b',)\n    def __init__(self, beta):\n"
-                 "        self.b = beta\n    def __repr__(self):\n        return type(self).__name__\n")
-
-
-def test_redacted_payload_has_no_gold(search):
-    red = search.redacted[0]
-    assert np.all(red.gold_ids == -1) and set(red.gold_answers) == {""} and set(red.questions) == {""}
-    full = search.stores[0]
-    assert np.array_equal(red.final_ids, full.final_ids) and red.answer_tables == full.answer_tables
-    payload = search.payload("x", [0.0])
-    for gold in set(full.gold_answers):
-        # gold strings may legitimately occur as revealed answers; the question text never does
-        pass
-    assert full.questions[0][:40].encode() not in payload
-    assert redact_store(full).attrs == {}
-
-
-# ------------------------------------------------------------------------------------------------
-# the sandbox
-# ------------------------------------------------------------------------------------------------
-
-def test_cmc_file_in_sandbox_matches_reference_fingerprints(store):
-    """agents/controllers/cmc.py through the sandbox + parent re-play reproduces the reference's
-    per-seed fingerprints (docs/replay-semantics.md, "Parity targets": CMC b=0.5 seed 0: 21 correct,
-    7,900,547 tokens; b=1.0 seed 0: 22, 13,764,893)."""
-    search = SearchSet([store], seeds=[0])
-    ev = evaluate_controller(CMC_FILE.read_text(), search, betas=[0.5, 1.0],
-                             limits=SandboxLimits(timeout_s=120, episode_timeout_s=10))
-    assert ev.ok, ev.error
-    assert ev.point(0.5)["stores"][store.name]["correct"] == 21
-    assert ev.point(0.5)["stores"][store.name]["total_tokens"] == 7_900_547
-    assert ev.point(1.0)["stores"][store.name]["correct"] == 22
-    assert ev.point(1.0)["stores"][store.name]["total_tokens"] == 13_764_893
-    assert ev.monotone["ok"]
-    layers = ev.layers
-    assert layers["audit_hook"] == "on"
-    traces = ev.trace_summaries(search, 0.5, n=2)
-    assert traces.count("### ") == 2 and "branch 0" in traces
-
-
-def test_os_layers_without_the_python_rules(search, monkeypatch):
-    """Raw Python (full builtins) inside the locked-down child: no key in the environment, no
-    reading of /proc/*/environ, the store files, no writes, no sockets, no processes."""
-    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
-    monkeypatch.setenv("TTS_GYM_CANARY", "inherited")
-    monkeypatch.setenv("HOME", os.environ.get("HOME", "/root"))
-    probe = f'''
-import os, socket, subprocess
-R = {{"env": dict(os.environ)}}
-def attempt(name, f):
-    try:
-        R[name] = "OK " + str(f())[:300]
-    except BaseException as exc:
-        R[name] = "DENIED " + type(exc).__name__
-attempt("self_environ", lambda: open("/proc/self/environ", "rb").read())
-attempt("parent_environ", lambda: open("/proc/%d/environ" % os.getppid(), "rb").read())
-attempt("store", lambda: open({str(STORE_FILE)!r}).read(100))
-attempt("write", lambda: open("x.txt", "w").write("x"))
-attempt("socket", lambda: socket.socket().connect(("127.0.0.1", 9)))
-attempt("subprocess", lambda: subprocess.run(["true"]))
-attempt("system", lambda: os.system("true"))
-attempt("fork", lambda: os.fork())
-attempt("ctypes", lambda: __import__("ctypes").CDLL(None))
-attempt("gc", lambda: __import__("gc").get_objects())
-RESULT = R
-'''
-    res = run_unrestricted_probe(search, probe, LIMITS)
-    assert res.ok, (res.error, res.stderr)
-    r = res.header["probe"]
-    assert "ANTHROPIC_API_KEY" not in r["env"] and SECRET not in json.dumps(r)
-    # nothing is inherited: a canary variable of the parent and its usual variables are absent
-    # (imports inside the child may set a few variables of their own)
-    for k in ("TTS_GYM_CANARY", "HOME", "USER", "ANTHROPIC_BASE_URL"):
-        assert k not in r["env"], k
-    assert set(child_environment()) <= set(r["env"])
-    for name in ("self_environ", "parent_environ", "store", "write", "socket", "subprocess",
-                 "system", "fork", "ctypes", "gc"):
-        assert r[name].startswith("DENIED"), (name, r[name])
-    assert res.header["violations"], "the audit hook recorded the attempts"
-
-
-def test_wall_clock_limit_kills_the_process_group(search):
-    code = "class Controller:\n    def __init__(self, b): pass\n    def solve(self, q):\n" \
-           "        while True:\n            try:\n                while True: pass\n" \
-           "            except BaseException:\n                pass\n"
-    t = time.monotonic()
-    ev = evaluate_controller(code, search, betas=[0.0],
-                             limits=SandboxLimits(timeout_s=4, episode_timeout_s=60))
-    # the per-episode timer is set far beyond the wall-clock limit, so only the parent's kill can end it
-    assert not ev.ok and ev.error_kind == "timeout" and "wall-clock" in ev.error
-    assert time.monotonic() - t < 15
-
-
-def test_load_controller_policy_matches_sandbox(store):
-    """The same file as an in-process Policy (``tts-gym eval --controller FILE``) gives the numbers
-    the sandbox gives (the reference fingerprint of CMC b=0.5, seed 0)."""
-    from tts_gym.evaluation.rollout import evaluate_reference_python
-    policy = load_controller_policy(CMC_FILE, beta=0.5)
-    res = evaluate_reference_python(store, policy, seeds=[0])
-    assert (int(res.sumC), int(res.sumTT)) == (21, 7_900_547)
-
-
-def test_eval_cli_takes_a_controller_file(capsys):
-    from tts_gym.cli import main
-    rc = main(["eval", "--controller", str(CMC_FILE), "--param", "beta=0.5", "--data",
-               str(SHARED_REPLAY_DIR), "--model", "Qwen3-1.7B", "--benchmark", "aime24", "--seeds", "1",
-               "--json"])
-    assert rc == 0
-    out = json.loads(capsys.readouterr().out)
-    assert (out["sumC"], out["sumTT"], out["params"]) == (21, 7_900_547, {"beta": 0.5})
-    assert main(["eval", "--controller", str(CMC_FILE), "--param", "gamma=1"]) == 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -534,7 +381,7 @@ def test_atomic_write_replaces_whole_files(tmp_path):
 
 
 def test_monotonicity_verdict():
-    from tts_gym.discovery.sandbox import _monotone_verdict
+    from tts_gym.discovery.sandbox.evaluation import _monotone_verdict
     pts = [{"beta": b, "tokens": t, "stores": {"s": {"tokens": t}}} for b, t in
            ((0.0, 100.0), (0.5, 300.0), (1.0, 200.0))]
     v = _monotone_verdict(["s"], pts)

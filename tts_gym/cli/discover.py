@@ -9,7 +9,13 @@ round is written under ``DIR`` (see :mod:`tts_gym.discovery.history`); after a c
 the same command with ``--resume`` continues without redoing finished rounds or repeating a paid
 request. The summary at the end shows the best controller's accuracy/token curve next to the
 baselines, its held-out results, the total API cost and the time taken. The best controller is
-copied to ``DIR/best_controller.py``; evaluate it like any controller file.
+copied to ``DIR/best_controller.py``; evaluate it like any controller file
+(``tts-gym eval --controller DIR/best_controller.py``, sandboxed).
+
+Candidates run in an operating-system sandbox (bubblewrap: Debian/Ubuntu
+``apt-get install bubblewrap``, Fedora ``dnf install bubblewrap``, Arch ``pacman -S bubblewrap``).
+Without one the run is refused; ``--allow-unsandboxed`` runs LLM-written code without it, which is
+recorded in the run's ``config.json`` and printed in every summary.
 """
 from __future__ import annotations
 
@@ -104,6 +110,10 @@ def register(sub) -> None:
     p.add_argument("--max-prompt-chars", type=int, default=120_000, metavar="N",
                    help="cap on the characters of a prompt: beyond it, traces and code of earlier "
                         "candidates are shortened (default 120000)")
+    p.add_argument("--allow-unsandboxed", action="store_true",
+                   help="run candidates even where no operating-system sandbox (bubblewrap) can be "
+                        "set up: LLM-written code then sees this machine's files; recorded in the "
+                        "run and printed in every summary")
     p.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet",
                    help="no progress display (it is only drawn when stderr is a terminal)")
     p.set_defaults(func=cmd_discover)
@@ -123,7 +133,8 @@ def _config(args):
         trace_episodes=args.trace_episodes, max_prompt_chars=args.max_prompt_chars,
         max_usd=args.max_usd, seed_controllers=tuple(args.seed_controllers),
         baselines=not args.no_baselines, heldout=not args.no_heldout,
-        price_input=args.price_input, price_output=args.price_output)
+        price_input=args.price_input, price_output=args.price_output,
+        allow_unsandboxed=args.allow_unsandboxed)
 
 
 class _Display:
@@ -193,13 +204,14 @@ class _Display:
 
 
 def _headline(scores: dict) -> str:
+    mark = " [bold red](UNSANDBOXED)[/]" if (scores.get("sandbox") or {}).get("unsandboxed") else ""
     if not scores.get("ok"):
         err = (scores.get("error") or "").strip().splitlines()
-        return f"[red]failed ({scores.get('error_kind')})[/] {err[-1][:120] if err else ''}"
+        return f"[red]failed ({scores.get('error_kind')})[/]{mark} {err[-1][:120] if err else ''}"
     pts = scores.get("per_beta", [])
     curve = "  ".join(f"b={p['beta']:g}: {p['accuracy']:.1f}%/{p['tokens'] / 1000:.0f}k" for p in pts)
     mono = "" if scores.get("monotone", {}).get("ok", True) else " [yellow](tokens not monotone)[/]"
-    return f"[green]ok[/] {curve}{mono}"
+    return f"[green]ok[/]{mark} {curve}{mono}"
 
 
 def _usage_text(u: dict | None) -> str:
@@ -220,6 +232,7 @@ def print_summary(console, summary: dict, select_beta: float) -> None:
                   f"failed; {u.get('requests', 0)} API request(s), {u.get('input_tokens', 0):,} input + "
                   f"{u.get('output_tokens', 0):,} output tokens, {usd}; "
                   f"{summary.get('elapsed_s', 0.0):.0f} s")
+    print_sandbox(console, summary.get("sandbox") or {})
     best = summary.get("best")
     if best is None:
         console.print("[yellow]No candidate succeeded.[/]")
@@ -248,13 +261,31 @@ def print_summary(console, summary: dict, select_beta: float) -> None:
         console.print(t)
 
 
+def print_sandbox(console, sandbox: dict) -> None:
+    """How the run's candidates were confined (a warning for any unsandboxed session)."""
+    sessions = sandbox.get("sessions") or []
+    unsafe = [s for s in sessions if not s.get("sandboxed", True)]
+    if unsafe:
+        console.print(f"[bold red]WARNING: {len(unsafe)} of {len(sessions)} session(s) of this run "
+                      f"ran LLM-written code WITHOUT the operating-system sandbox "
+                      f"(--allow-unsandboxed): {unsafe[-1].get('confinement')}[/]")
+    elif sessions:
+        console.print(f"[dim]sandbox: {sessions[-1].get('confinement')}[/]")
+
+
 def cmd_discover(args: argparse.Namespace) -> int:
     from tts_gym.cli import output
     from tts_gym.discovery.loop import run_discovery
     from tts_gym.discovery.proposer import MissingAPIKey, Proposer, ProposerConfig
+    from tts_gym.discovery.sandbox.confinement import SandboxUnavailable, require
     console = output.console(stderr=True)
     try:
         cfg = _config(args)
+        require(cfg.allow_unsandboxed)
+    except SandboxUnavailable as exc:
+        print(f"tts-gym discover: error: {exc} (or pass --allow-unsandboxed to run it anyway, "
+              f"recorded in the run)", file=sys.stderr)
+        return EXIT_USAGE
     except ValueError as exc:
         print(f"tts-gym discover: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

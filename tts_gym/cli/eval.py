@@ -2,7 +2,8 @@
 
     tts-gym eval --policy asc --param max_samples=64 --param threshold=0.95 \\
                  [--data FILE_OR_DIR] [--model M --benchmark B] [--protocol reference] [--json]
-    tts-gym eval --controller agents/controllers/cmc.py --param beta=0.5 ...
+    tts-gym eval --controller agents/controllers/cmc.py --param beta=0.5 ...   (sandboxed)
+    tts-gym eval --controller my_controller.py --trusted ...                  (your own code)
     tts-gym eval --agent maskable_ppo_aime24 --param cost_weight=0.01 ...   (a trained RL agent, tts_gym.rl)
 
 The reference protocol is the AutoTTS evaluation (``docs/replay-semantics.md``, "Reference protocol"): seeds
@@ -16,6 +17,13 @@ Policies: ``sc`` (``n`` or ``max_samples``), ``asc`` (``max_samples``, ``thresho
 ``prune_patience``, ``warm_up``, ``probe_burst``, ``max_steps``; ``K``, ``eps_inter``,
 ``eps_intra`` accepted and unused), ``cmc`` (``beta``). Unset parameters take the reference
 driver's values (:data:`tts_gym.policies.common.POLICY_DEFAULTS`).
+
+Controller files (``--controller FILE``, e.g. a ``best_controller.py`` written by
+``tts-gym discover``) are untrusted by default: they run in the operating-system sandbox of
+:mod:`tts_gym.discovery.sandbox` (bubblewrap; one fresh process per episode; every action log
+re-played by the compiled kernels here), and are refused where no sandbox can be set up.
+``--trusted`` is for your own code: the file runs in this process through the Python env loop,
+under the same Python-level rules but without the operating-system boundary.
 
 Data: ``--data`` (HDF5 file, AutoTTS JSON file or directory ``<model>/<benchmark>.json``, or
 ``synthetic``), else ``$TTS_GYM_DATA`` with ``--model/--benchmark``, else the embedded synthetic
@@ -118,14 +126,51 @@ IMPLS: dict[str, Callable] = {"compiled": _eval_compiled, "python": _eval_python
 """Evaluation implementations selectable with ``--impl`` (name -> function)."""
 
 
-def _eval_controller_file(store, policy: str, params: dict, seeds, args: argparse.Namespace):
-    """``--controller FILE``: a controller file (``class Controller(beta)`` with ``solve(question)``,
-    e.g. written by ``tts-gym discover``) through the Python env loop, in-process (see
-    :func:`tts_gym.discovery.sandbox.load_controller_policy`)."""
-    from tts_gym.discovery.sandbox import load_controller_policy
+def _eval_controller_trusted(store, policy: str, params: dict, seeds, args: argparse.Namespace):
+    """``--controller FILE --trusted``: the file in this process through the Python env loop
+    (:func:`tts_gym.discovery.sandbox.inprocess.load_controller_policy`)."""
+    from tts_gym.discovery.sandbox.inprocess import load_controller_policy
     from tts_gym.evaluation.rollout import evaluate_reference_python
     return evaluate_reference_python(store, load_controller_policy(args.controller, **params), seeds,
                                      name=policy, params=dict(params), progress=progress_flag(args))
+
+
+def _eval_controller_sandboxed(store, policy: str, params: dict, seeds, args: argparse.Namespace):
+    """``--controller FILE``: the file in the sandbox, scored by re-playing its action logs
+    (:func:`tts_gym.discovery.sandbox.evaluation.evaluate_controller`)."""
+    from pathlib import Path
+
+    from tts_gym.discovery.sandbox.confinement import SandboxUnavailable
+    from tts_gym.discovery.sandbox.evaluation import SearchSet, evaluate_controller
+    from tts_gym.discovery.sandbox.runner import SandboxLimits
+    from tts_gym.evaluation.protocol import ProtocolResult
+    code = Path(args.controller).read_text()
+    seeds = list(seeds)
+    search = SearchSet([store], seeds)
+    beta = float(params["beta"])
+    limits = SandboxLimits(timeout_s=args.job_timeout or 60.0 + 0.5 * search.num_episodes,
+                           episode_timeout_s=args.episode_timeout, memory_mb=args.memory_mb)
+    try:
+        ev = evaluate_controller(code, search, [beta], limits)
+    except SandboxUnavailable as exc:
+        raise ValueError(f"{exc} (pass --trusted to run a file you trust in this process)") from None
+    if not ev.ok:
+        where = ""
+        if ev.failed_episode:
+            fe = ev.failed_episode
+            where = f" at question {fe.get('question')} (shuffle {fe.get('replicate')})"
+        first = (ev.error or "").strip().splitlines()
+        raise ValueError(f"{args.controller}: the controller failed in the sandbox "
+                         f"({ev.error_kind}){where}: {first[-1] if first else ''}")
+    ep = ev.episodes[beta]
+    S, Q = len(seeds), store.num_questions
+    res = ProtocolResult(store=store.name, policy=policy, params=dict(params), seeds=tuple(seeds),
+                         sumC=int(ep["correct"].sum()), sumTT=int(ep["cost"].sum()),
+                         answers=ep["answer"].reshape(S, Q), costs=ep["cost"].reshape(S, Q),
+                         correct=ep["correct"].reshape(S, Q), steps=ep["steps"].reshape(S, Q),
+                         backend="sandbox")
+    args.sandbox_layers = ev.layers            # shown with the result (how the file was confined)
+    return res
 
 
 def _eval_agent(store, policy: str, params: dict, seeds, args: argparse.Namespace):
@@ -191,6 +236,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 raise ValueError("--controller runs locally only (no --backend)")
             policy = f"controller:{args.controller}"
             params = display = _controller_params(params)
+        elif getattr(args, "trusted", False):
+            raise ValueError("--trusted applies to --controller FILE only")
         elif not args.policy:
             raise ValueError("give --policy (a built-in policy) or --controller FILE")
         else:
@@ -201,8 +248,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         store = resolve_store(args.data, args.model, args.benchmark)
         seeds = range(args.seeds)
         t0 = time.perf_counter()
+        controller = getattr(args, "controller", None)
         impl = (_eval_agent if agent else
-                _eval_controller_file if getattr(args, "controller", None) else IMPLS[args.impl])
+                (_eval_controller_trusted if getattr(args, "trusted", False)
+                 else _eval_controller_sandboxed)
+                if controller else IMPLS[args.impl])
         if getattr(args, "backend", "local") != "local":   # --backend ray: sharded through tts_gym.evaluate
             from tts_gym.cli.evaluate_cmds import eval_with_backend
             impl = eval_with_backend
@@ -213,9 +263,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"tts-gym eval: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     summary = result.summary()
+    controller = getattr(args, "controller", None)
     summary.update(policy="parallel_probe" if policy == "pp" else policy, params=display,
                    protocol=args.protocol, seconds=round(seconds, 4),
-                   impl="python" if (getattr(args, "controller", None) or agent) else args.impl)
+                   impl=("sandbox" if controller and not getattr(args, "trusted", False) else
+                         "python" if (controller or agent) else args.impl))
+    if getattr(args, "sandbox_layers", None):
+        summary["sandbox"] = args.sandbox_layers
     if agent:
         summary["params"] = dict(result.params)
     if args.json:
@@ -234,8 +288,11 @@ def register(sub) -> None:
                    help="a built-in policy: sc, asc, esc, parallel_probe (pp) or cmc")
     p.add_argument("--controller", default=None, metavar="FILE",
                    help="instead of --policy: a controller file (class Controller(beta) with "
-                        "solve(question), as tts-gym discover writes them), run in this process; "
-                        "--param beta=B (default 0.5)")
+                        "solve(question), as written by tts-gym discover), run in the operating-"
+                        "system sandbox (bubblewrap); --param beta=B (default 0.5)")
+    p.add_argument("--trusted", action="store_true",
+                   help="with --controller: the file is your own code; run it in this process "
+                        "through the Python env loop, without the sandbox")
     p.add_argument("--agent", default=None, metavar="NAME",
                    help="instead of --policy: a trained RL agent, the shipped maskable_ppo_aime24 or "
                         "the path of an agent's .zip; --param cost_weight=W, "
@@ -267,6 +324,12 @@ def register(sub) -> None:
     g.add_argument("--conf-variant", choices=CONF_VARIANTS, default="exact",
                    help="how the majority-confidence table of ASC and CMC is rounded (both reproduce "
                         "the AutoTTS results; default exact)")
+    g.add_argument("--episode-timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="sandboxed --controller: seconds per question (default 20)")
+    g.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
+                   help="sandboxed --controller: seconds in all (default 60 + 0.5 per episode)")
+    g.add_argument("--memory-mb", type=int, default=2048, metavar="MB",
+                   help="sandboxed --controller: memory per episode process (MB, default 2048)")
     from tts_gym.cli.evaluate_cmds import add_backend_args
     add_backend_args(p, group=g)
     output.add_progress_arg(g)

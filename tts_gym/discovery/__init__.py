@@ -1,16 +1,17 @@
 """LLM-driven discovery of test-time-scaling controllers, with a sandbox for untrusted code.
 
-* :mod:`~tts_gym.discovery.sandbox` / :mod:`~tts_gym.discovery.sandbox_worker` -- evaluate a
-  controller file in an isolated child process (no gold answers, no API key, resource limits,
-  kernel and audit-hook confinement); costs and correctness are re-computed in the parent from the
-  child's action logs;
+* :mod:`~tts_gym.discovery.sandbox` -- evaluate a controller behind an operating-system boundary
+  (bubblewrap namespaces, seccomp, one fresh process per episode, no gold answers, no API key,
+  whole-sandbox limits) with a restricted namespace as defence in depth; costs and correctness are
+  re-computed in the parent from the sandbox's action logs;
 * :mod:`~tts_gym.discovery.proposer` -- prompt building and the Anthropic Messages API client;
 * :mod:`~tts_gym.discovery.history` -- per-round folders, atomic writes, resume;
 * :mod:`~tts_gym.discovery.loop` -- the propose / evaluate / feed-back loop (``tts-gym discover``);
 * :mod:`~tts_gym.discovery.prices` -- dollars per million tokens of the Claude models.
 
 Controller files (``class Controller`` with ``__init__(beta)`` and ``solve(question)``, the AutoTTS
-style) load as policies with :func:`load_controller_policy`.
+style) are evaluated with :func:`evaluate_controller` (sandboxed), or, for code you trust, loaded
+in-process as policies with :func:`load_controller_policy`.
 """
 from __future__ import annotations
 

@@ -17,6 +17,11 @@
 Held-out stores are loaded only in step 4: they never reach the proposer or a search-time sandbox.
 Everything is written under the run directory (:mod:`tts_gym.discovery.history`); ``resume=True``
 continues after a crash without redoing finished rounds or repeating a paid request.
+
+Candidates run in the operating-system sandbox (:mod:`tts_gym.discovery.sandbox`). Where none can
+be set up the run is refused before any request, unless ``allow_unsandboxed``; each session's
+sandbox is recorded in ``config.json`` (``sandbox_sessions``) and reported in the summary
+(``summary["sandbox"]``).
 """
 from __future__ import annotations
 
@@ -35,9 +40,11 @@ from tts_gym.discovery.prices import Price, cost_usd, price_for
 from tts_gym.discovery.proposer import (
     Proposer, build_prompt, extract_code, response_text, response_usage,
 )
-from tts_gym.discovery.sandbox import (
-    DEFAULT_BETAS, ControllerEvaluation, SandboxLimits, SearchSet, evaluate_controller,
+from tts_gym.discovery.sandbox.confinement import require as require_sandbox
+from tts_gym.discovery.sandbox.evaluation import (
+    DEFAULT_BETAS, ControllerEvaluation, SearchSet, evaluate_controller,
 )
+from tts_gym.discovery.sandbox.runner import SandboxLimits
 
 __all__ = ["DiscoveryConfig", "run_discovery", "baseline_curves", "select_best", "RESUME_KEYS"]
 
@@ -75,6 +82,7 @@ class DiscoveryConfig:
     heldout: bool = True
     price_input: float | None = None
     price_output: float | None = None
+    allow_unsandboxed: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(sorted(float(b) for b in self.betas))
@@ -100,7 +108,7 @@ class DiscoveryConfig:
     def limits(self, episodes_per_job: int) -> SandboxLimits:
         timeout = self.job_timeout_s or (60.0 + 0.5 * episodes_per_job)
         return SandboxLimits(timeout_s=float(timeout), episode_timeout_s=float(self.episode_timeout_s),
-                             memory_mb=int(self.memory_mb))
+                             memory_mb=int(self.memory_mb), allow_unsandboxed=self.allow_unsandboxed)
 
     def prices(self) -> dict | None:
         if self.price_input is None and self.price_output is None:
@@ -205,7 +213,11 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
                   proposer: Proposer | None = None, progress: Progress = _noop) -> dict:
     """Run (or resume) a discovery run in ``out_dir``; returns the final summary dict."""
     t0 = time.monotonic()
+    sandbox = require_sandbox(cfg.allow_unsandboxed)      # refused before any paid request
+    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sandboxed": sandbox.sandboxed,
+               "allow_unsandboxed": cfg.allow_unsandboxed, "confinement": sandbox.description}
     run = RunDir(out_dir, cfg.candidates_per_round)
+    sessions: list = []
     if run.exists():
         if not resume:
             raise FileExistsError(f"{out_dir} already holds a discovery run; pass --resume to continue it")
@@ -215,15 +227,18 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
             raise ValueError("cannot resume with different settings: " + ", ".join(
                 f"{k} (run: {saved.get(k)!r}, now: {cfg.to_json().get(k)!r})" for k in diff))
         elapsed_before = float(saved.get("_elapsed_s", 0.0))
+        sessions = list(saved.get("sandbox_sessions") or [])
         run.remove_stale_temp_files()
     else:
         elapsed_before = 0.0
+    sessions.append(session)
     jobs = cfg.jobs or os.cpu_count() or 1
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sandbox")
     try:
         progress("load", what="search stores")
         stores = _stores(cfg.models, cfg.search_benchmarks, cfg.data)
-        write_json(run.config_path, dict(cfg.to_json(), _elapsed_s=elapsed_before))
+        write_json(run.config_path, dict(cfg.to_json(), _elapsed_s=elapsed_before,
+                                         sandbox_sessions=sessions))
         evaluator = _Evaluator(stores, cfg.seeds, cfg, pool)
         search = evaluator.search
         jobs_per_candidate = len(cfg.betas) * len(stores)
@@ -274,6 +289,8 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
     write_json(run.config_path, saved)
     summary["elapsed_s"] = elapsed
     summary["usage"] = run.usage_totals()
+    summary["sandbox"] = {"sessions": sessions,
+                          "unsandboxed": any(not s.get("sandboxed", True) for s in sessions)}
     return summary
 
 

@@ -68,7 +68,8 @@ Sandbox rules (checked before the code runs; a violation fails the candidate):
 * imports only from: math, random, collections, itertools, functools, heapq, bisect, statistics,
   numpy, dataclasses, typing (no os, sys, io, time, ...); no `import *`;
 * no `__dunder__` attributes or names except `__init__`, `__name__` and the usual operator methods;
-  no `open`, `eval`, `exec`, `compile`, `globals`, `vars`, `str.format` (use f-strings);
+  no `open`, `eval`, `exec`, `compile`, `globals`, `vars`, `str.format` (use f-strings), no
+  metaclasses, and `type(x)` with one argument only;
 * a time limit per question and a memory limit (see the search setting); exceptions, time-outs
   and inadmissible actions fail the whole candidate, and the error is reported back to you;
 * `print` output is collected (first few kB) and shown to you after the evaluation;

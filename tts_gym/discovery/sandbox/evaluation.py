@@ -1,48 +1,32 @@
-"""Evaluate untrusted (LLM-written) controllers in a sandboxed child process.
+"""Evaluate untrusted (LLM-written) controllers in the sandbox and score them in the parent.
 
-Parent side of the sandbox (the child is :mod:`tts_gym.discovery.sandbox_worker`).
+* :class:`SearchSet` -- the stores and episodes a controller is evaluated on, and what a sandbox
+  may see of them: the stores **redacted** by :func:`redact_store` (replay tensors and answer
+  strings; gold ids set to ``GOLD_ABSENT``, gold strings and question text blanked) and the
+  episodes' branch orders. Held-out stores are never sent during the search;
+* :func:`evaluate_controller` -- one sandbox job per beta and part
+  (:func:`~tts_gym.discovery.sandbox.runner.run_job`, in parallel on a thread pool), then **every
+  episode's action log re-played with the compiled kernels** (:func:`replay_logs`): costs,
+  committed answers and correctness are computed here, with gold ids that never left the parent.
+  A log the kernels refuse, or costs that disagree with the sandbox's, fail the candidate. Returns
+  a :class:`ControllerEvaluation`: per-beta, per-store accuracy and mean tokens, the
+  token-monotonicity verdict, the per-episode outcomes, and
+  :meth:`ControllerEvaluation.trace_summaries` (compact descriptions of representative wrong or
+  expensive episodes, for the proposer).
 
-What the parent does for one evaluation job (one controller, one beta, all search stores):
-
-* serialises only what a controller may see: the search stores **redacted** by
-  :func:`redact_store` (replay tensors and answer strings; gold ids set to ``GOLD_ABSENT``, gold
-  strings and question text blanked) and the episodes' branch orders. Held-out stores are never
-  sent during the search. The payload goes over the child's stdin (pickle: parent -> child only);
-* starts ``python -m tts_gym.discovery.sandbox_worker`` in a new session (its own process group)
-  with a scrubbed environment (``PATH``, ``PYTHONPATH``, thread-count variables; no API key, no
-  other secret), a fresh temporary working directory, and limits passed on the command line (CPU
-  seconds, memory budget, open files; the child applies them with ``setrlimit``);
-* enforces the wall-clock limit itself and kills the whole process group (``os.killpg``) on
-  time-out; reads at most ``output_cap`` bytes of stdout and ``stderr_cap`` of stderr;
-* parses the result frame (JSON header + raw int arrays, never pickle) and **re-plays every
-  episode's action log with the compiled kernels** (:func:`replay_logs`): costs, committed answers
-  and correctness are computed here, with the gold ids that never left the parent. A log that the
-  kernels refuse, or costs that disagree with the child's, fail the candidate.
-
-:func:`evaluate_controller` runs one job per beta (in parallel on a thread pool) and returns a
-:class:`ControllerEvaluation`: per-beta, per-store accuracy and mean tokens, the token-monotonicity
-verdict, the per-episode outcomes and :meth:`ControllerEvaluation.trace_summaries` (compact
-descriptions of representative wrong or expensive episodes, for the proposer).
-
-:func:`load_controller_policy` loads a controller file (same restricted namespace, in-process, no
-sandbox) as a :class:`~tts_gym.policies.base.Policy`, for ``tts-gym eval --controller FILE``.
+Whatever a sandbox sends, :func:`evaluate_controller` returns a failed evaluation with a message
+rather than raising; it raises only
+:class:`~tts_gym.discovery.sandbox.confinement.SandboxUnavailable` (no OS sandbox and no
+``allow_unsandboxed``), before anything runs.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import pickle
-import signal
-import struct
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numba as nb
@@ -50,46 +34,14 @@ import numpy as np
 
 from tts_gym.core import actions as A
 from tts_gym.core import kernels as K
-from tts_gym.discovery.sandbox_worker import (
-    FRAME_MAGIC, RESULT_DTYPES, ControllerRejected, check_source, compile_controller,
-    instantiate, make_question,
-)
 from tts_gym.data.store import GOLD_ABSENT, ReplayStore
+from tts_gym.discovery.sandbox.namespace import ControllerRejected, check_source
+from tts_gym.discovery.sandbox.runner import JobResult, SandboxLimits, run_job
 
-__all__ = [
-    "SandboxLimits", "SearchSet", "JobResult", "ControllerEvaluation", "redact_store",
-    "run_job", "evaluate_controller", "replay_logs", "load_controller_policy", "FileController",
-    "check_controller_source", "run_unrestricted_probe",
-]
+__all__ = ["SearchSet", "ControllerEvaluation", "redact_store", "evaluate_controller",
+           "replay_logs", "run_unrestricted_probe", "DEFAULT_BETAS"]
 
 DEFAULT_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Limits of one sandbox job (one controller, one beta, the episodes of a :class:`SearchSet`).
-
-    ``timeout_s``: wall-clock limit enforced by the parent (process group killed);
-    ``episode_timeout_s``: per-episode timer inside the child; ``cpu_s``: ``RLIMIT_CPU``
-    (default ``timeout_s + 5``); ``memory_mb``: address-space budget on top of the worker's own
-    baseline (``RLIMIT_AS``); ``nofile``: ``RLIMIT_NOFILE``; ``output_cap`` / ``stderr_cap``: bytes
-    read from the child's stdout (the result frame) / stderr; ``print_cap``: characters of the
-    controller's own ``print`` output kept for the proposer.
-    """
-    timeout_s: float = 1800.0
-    episode_timeout_s: float = 20.0
-    cpu_s: int | None = None
-    memory_mb: int = 2048
-    nofile: int = 64
-    output_cap: int = 256 * 2**20
-    stderr_cap: int = 64 * 1024
-    print_cap: int = 8192
-    landlock: bool = True
-    netns: bool = True
-
-    def child_limits(self) -> dict:
-        cpu = self.cpu_s if self.cpu_s is not None else int(self.timeout_s) + 5
-        return {"cpu_s": int(cpu), "memory_mb": int(self.memory_mb), "nofile": int(self.nofile)}
 
 
 def redact_store(store: ReplayStore) -> ReplayStore:
@@ -141,241 +93,25 @@ class SearchSet:
         """Episodes per beta."""
         return int(self.ep_question.shape[0])
 
-    def payload(self, code: str, betas: Sequence[float], unrestricted: bool = False) -> bytes:
-        """Pickled payload for the child (only redacted data)."""
+    def payload(self, code: str, betas: Sequence[float], python_layer: str = "full") -> dict:
+        """What the worker receives (only redacted data; pickled by the runner)."""
         S = len(self.seeds)
         orders, questions = [], []
         for s, sl in zip(self.stores, self.batch.slices):
             Q = s.num_questions
             orders.append(np.ascontiguousarray(self.ep_order[sl].reshape(S, Q, -1)))
             questions.append(np.tile(np.arange(Q, dtype=np.int32), (S, 1)))
-        return pickle.dumps({
-            "code": code, "betas": [float(b) for b in betas], "stores": self.redacted,
-            "orders": orders, "questions": questions, "unrestricted": bool(unrestricted)},
-            protocol=pickle.HIGHEST_PROTOCOL)
+        return {"code": code, "betas": [float(b) for b in betas], "stores": self.redacted,
+                "orders": orders, "questions": questions, "python_layer": python_layer}
 
-
-# ------------------------------------------------------------------------------------------------
-# running one child
-# ------------------------------------------------------------------------------------------------
-
-@dataclass
-class JobResult:
-    """Raw outcome of one child process (before re-play)."""
-    ok: bool
-    error_kind: str | None = None
-    error: str | None = None
-    header: dict = field(default_factory=dict)
-    arrays: dict = field(default_factory=dict)
-    returncode: int | None = None
-    stderr: str = ""
-    wall_s: float = 0.0
-
-
-def _package_root() -> str:
-    import tts_gym
-    return str(Path(tts_gym.__file__).resolve().parent.parent)
-
-
-_PASS_ENV = ("NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT", "LD_LIBRARY_PATH")
-
-
-def child_environment() -> dict:
-    """The child's whole environment: nothing inherited but a handful of non-secret variables."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": _package_root(),
-           "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "NUMBA_NUM_THREADS": "1"}
-    for k in _PASS_ENV:
-        if k in os.environ:
-            env[k] = os.environ[k]
-    return env
-
-
-def _reader(stream, cap: int, sink: list, overflow: list, on_overflow=None) -> None:
-    size = 0
-    try:
-        while True:
-            chunk = stream.read(65536)
-            if not chunk:
-                break
-            if size < cap:
-                sink.append(chunk[:cap - size])
-            size += len(chunk)
-            if size > cap and not overflow:
-                overflow.append(size)
-                if on_overflow is not None:
-                    on_overflow()
-    except (OSError, ValueError):
-        pass
-
-
-def _killpg(proc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.kill()
-    except (ProcessLookupError, OSError):
-        pass
-
-
-def _describe_exit(rc: int, stderr: str, limits: SandboxLimits) -> tuple[str, str]:
-    tail = stderr.strip()[-1500:]
-    if rc < 0:
-        sig = -rc
-        if sig == signal.SIGXCPU:
-            return "timeout", f"CPU time limit of {limits.child_limits()['cpu_s']} s exceeded"
-        if sig == signal.SIGKILL:
-            return "killed", ("the controller process was killed (out of memory?)"
-                              + (f"\n{tail}" if tail else ""))
-        if sig == signal.SIGXFSZ:
-            return "violation", "the controller process tried to write a file"
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return "crash", f"the controller process died of signal {name}" + (f"\n{tail}" if tail else "")
-    if "MemoryError" in stderr:
-        return "memory", "memory limit exceeded (MemoryError)"
-    return "crash", f"the sandbox worker exited with status {rc} without a result" + (
-        f"\n{tail}" if tail else "")
-
-
-def decode_frame(raw: bytes) -> tuple[dict, dict]:
-    """Parse a result frame defensively (the child is untrusted). Raises ``ValueError``."""
-    if not raw.startswith(FRAME_MAGIC):
-        raise ValueError("no result frame on the child's stdout")
-    pos = len(FRAME_MAGIC)
-    if len(raw) < pos + 8:
-        raise ValueError("truncated result frame")
-    (hlen,) = struct.unpack("<Q", raw[pos:pos + 8])
-    pos += 8
-    if hlen > min(len(raw) - pos, 16 * 2**20):
-        raise ValueError("bad result header length")
-    header = json.loads(raw[pos:pos + hlen].decode("utf-8"))
-    if not isinstance(header, dict):
-        raise ValueError("result header is not an object")
-    pos += hlen
-    body = memoryview(raw)[pos:]
-    arrays = {}
-    meta = header.get("arrays") or {}
-    if not isinstance(meta, dict):
-        raise ValueError("bad array table")
-    for name, m in meta.items():
-        dtype, shape, off, nbytes = m["dtype"], m["shape"], int(m["offset"]), int(m["nbytes"])
-        if dtype not in RESULT_DTYPES or not isinstance(shape, list) or len(shape) != 1:
-            raise ValueError(f"bad array {name!r}")
-        dt = np.dtype(dtype).newbyteorder("<")
-        if off < 0 or nbytes < 0 or off + nbytes > len(body) or nbytes != int(shape[0]) * dt.itemsize:
-            raise ValueError(f"array {name!r} out of bounds")
-        arrays[name] = np.frombuffer(body[off:off + nbytes], dtype=dt).astype(dt.newbyteorder("="))
-    return header, arrays
-
-
-def run_job(search: SearchSet, code: str, betas: Sequence[float], limits: SandboxLimits, *,
-            unrestricted: bool = False, cancel: threading.Event | None = None) -> JobResult:
-    """Run one child over ``betas`` x every search episode; returns the raw :class:`JobResult`."""
-    config = {"ppid": os.getpid(), "limits": limits.child_limits(),
-              "episode_timeout": float(limits.episode_timeout_s), "print_cap": int(limits.print_cap),
-              "landlock": bool(limits.landlock), "netns": bool(limits.netns)}
-    payload = search.payload(code, betas, unrestricted=unrestricted)
-    t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tts-gym-sandbox-") as cwd:
-        os.chmod(cwd, 0o755)
-        proc = subprocess.Popen(
-            [sys.executable, "-s", "-B", "-m", "tts_gym.discovery.sandbox_worker", json.dumps(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=child_environment(), cwd=cwd, start_new_session=True, close_fds=True)
-        out, err, out_over, err_over = [], [], [], []
-        t_out = threading.Thread(target=_reader, args=(proc.stdout, limits.output_cap, out, out_over,
-                                                       lambda: _killpg(proc)), daemon=True)
-        t_err = threading.Thread(target=_reader, args=(proc.stderr, limits.stderr_cap, err, err_over),
-                                 daemon=True)
-        t_out.start()
-        t_err.start()
-
-        def feed():
-            try:
-                proc.stdin.write(payload)
-                proc.stdin.close()
-            except (BrokenPipeError, OSError):
-                pass
-        t_in = threading.Thread(target=feed, daemon=True)
-        t_in.start()
-        timed_out = False
-        deadline = t0 + float(limits.timeout_s)
-        while True:
-            try:
-                proc.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if time.monotonic() > deadline or (cancel is not None and cancel.is_set()):
-                    timed_out = time.monotonic() > deadline
-                    _killpg(proc)
-                    proc.wait()
-                    break
-        _killpg(proc)  # nothing of the group may outlive the job
-        t_out.join(5)
-        t_err.join(5)
-        t_in.join(1)
-    wall = time.monotonic() - t0
-    stderr = b"".join(err).decode("utf-8", "replace")
-    raw = b"".join(out)
-    rc = proc.returncode
-    if timed_out:
-        return JobResult(False, "timeout", f"wall-clock limit of {limits.timeout_s:g} s exceeded "
-                         f"(the controller is too slow or never returns)", returncode=rc,
-                         stderr=stderr, wall_s=wall)
-    if cancel is not None and cancel.is_set() and rc != 0:
-        return JobResult(False, "cancelled", "cancelled", returncode=rc, stderr=stderr, wall_s=wall)
-    if out_over:
-        return JobResult(False, "output", f"the child wrote more than {limits.output_cap} bytes",
-                         returncode=rc, stderr=stderr, wall_s=wall)
-    try:
-        header, arrays = decode_frame(raw)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        kind, msg = _describe_exit(rc, stderr, limits) if rc != 0 else ("crash", f"bad result: {exc}")
-        return JobResult(False, kind, msg, returncode=rc, stderr=stderr, wall_s=wall)
-    header = _sanitize_header(header, limits)
-    ok = header["ok"]
-    return JobResult(ok, None if ok else header["error_kind"] or "error",
-                     None if ok else header["error"] or "unknown error",
-                     header=header, arrays=arrays, returncode=rc, stderr=stderr, wall_s=wall)
-
-
-def _clip(x, n: int) -> str:
-    s = x if isinstance(x, str) else ("" if x is None else str(x))
-    return s if len(s) <= n else s[:n] + " [...]"
-
-
-def _sanitize_header(h: dict, limits: SandboxLimits) -> dict:
-    """Keep only known fields of the untrusted header, with plain types and bounded sizes."""
-    fe = h.get("failed_episode")
-    layers = h.get("layers")
-    probe = h.get("probe")
-    return {
-        "ok": h.get("ok") is True,
-        "error_kind": _clip(h.get("error_kind"), 40) or None,
-        "error": _clip(h.get("error"), 20_000) or None,
-        "failed_episode": ({k: (v if isinstance(v, (int, float)) else _clip(v, 200))
-                            for k, v in list(fe.items())[:8]} if isinstance(fe, dict) else None),
-        "layers": ({_clip(k, 40): _clip(v, 200) if not isinstance(v, bool) else v
-                    for k, v in list(layers.items())[:12]} if isinstance(layers, dict) else {}),
-        "stdout": _clip(h.get("stdout"), limits.print_cap + 100),
-        "seconds": h.get("seconds") if isinstance(h.get("seconds"), (int, float)) else None,
-        "violations": [_clip(v, 300) for v in (h.get("violations") or [])[:20]]
-                      if isinstance(h.get("violations"), list) else [],
-        # the unrestricted test probe's module-level RESULT (tests only), size-bounded
-        "probe": probe if isinstance(probe, dict) and len(json.dumps(probe)) < 200_000 else None,
-    }
-
-
-def run_unrestricted_probe(search: SearchSet, source: str, limits: SandboxLimits) -> JobResult:
-    """Run raw Python (full builtins, no controller rules) inside the locked-down child and return
-    its module-level ``RESULT``: used by the tests to check the OS-level layers on their own."""
-    return run_job(search, source, [0.0], limits, unrestricted=True)
+    def describe_episode(self, betas: Sequence[float], k: int) -> dict:
+        """Where episode ``k`` of a job over ``betas`` (beta-major, then this set's order) is."""
+        E = self.num_episodes
+        b, e = divmod(int(k), E)
+        return {"beta": float(betas[b]) if b < len(betas) else None,
+                "store": self.names[int(self.ep_store[e])],
+                "replicate": int(self.ep_replicate[e]),
+                "question": int(self.ep_local_question[e])}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -656,13 +392,15 @@ def _monotone_verdict(names: list, per_beta: list) -> dict:
 def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = DEFAULT_BETAS,
                         limits: SandboxLimits | None = None, executor: Executor | None = None,
                         keep_episodes: bool = True, parts: Sequence[SearchSet] | None = None,
-                        on_job=None) -> ControllerEvaluation:
+                        on_job=None, python_layer: str = "full") -> ControllerEvaluation:
     """Evaluate controller source ``code`` in the sandbox on ``search`` at every beta.
 
     One child per beta and part (``parts``: :class:`SearchSet` objects over consecutive groups of
     ``search``'s stores, with the same seeds -- e.g. one per store; default: ``[search]``), run on
     ``executor`` when given, else on a private thread pool. The first failure (in beta, then part
     order) fails the candidate and cancels the other jobs. ``on_job()`` is called as each job ends.
+    ``python_layer`` other than ``"full"`` (tests of the lower layers, see
+    :func:`~tts_gym.discovery.sandbox.runner.run_job`) skips the static rules.
     """
     limits = limits or SandboxLimits()
     betas = [float(b) for b in betas]
@@ -670,9 +408,11 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
     parts = list(parts) if parts is not None else [search]
     if [n for p in parts for n in p.names] != names or any(p.seeds != search.seeds for p in parts):
         raise ValueError("parts must split the search stores in order, with the same seeds")
+    limits.confinement()                     # refuse before anything runs
     t0 = time.monotonic()
     try:
-        check_source(code)
+        if python_layer == "full":
+            check_source(code)
     except SyntaxError as exc:
         return ControllerEvaluation(False, betas, names, "syntax",
                                     f"SyntaxError: {exc.msg} (line {exc.lineno})"
@@ -691,7 +431,8 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
     try:
         futs = []
         for b, pi in keys:
-            f = pool.submit(run_job, parts[pi], code, [b], limits, cancel=cancel)
+            f = pool.submit(run_job, parts[pi], code, [b], limits, cancel=cancel,
+                            python_layer=python_layer)
             if on_job is not None:
                 f.add_done_callback(lambda _f: on_job())
             futs.append(f)
@@ -710,22 +451,26 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
     ev = ControllerEvaluation(True, betas, names)
     ev.seconds = time.monotonic() - t0
     for res in results.values():
-        ev.layers = res.header.get("layers") or ev.layers
-        if res.header.get("stdout") and not ev.stdout:
-            ev.stdout = res.header["stdout"]
+        ev.layers = res.layers or ev.layers
+        if res.stdout and not ev.stdout:
+            ev.stdout = res.stdout
     if failed is not None:
         ev.ok, ev.error_kind, ev.error = False, failed.error_kind, failed.error
-        ev.failed_episode = failed.header.get("failed_episode")
-        if failed.header.get("stdout"):
-            ev.stdout = failed.header["stdout"]
+        key = next(k for k, r in results.items() if r is failed)
+        if failed.failed_episode is not None:
+            ev.failed_episode = parts[key[1]].describe_episode([key[0]], failed.failed_episode)
+        if failed.stdout:
+            ev.stdout = failed.stdout
         return ev
     for b in betas:
         try:
             combined = _combine([results[(b, pi)] for pi in range(len(parts))],
                                 [p.num_episodes for p in parts])
             point, episodes = _score(search, b, combined)
-        except (ValueError, KeyError) as exc:
-            ev.ok, ev.error_kind, ev.error = False, "integrity", str(exc)
+        except Exception as exc:  # noqa: BLE001 - the arrays came from the sandbox
+            ev.ok, ev.error_kind, ev.error = False, "integrity", (
+                str(exc) if isinstance(exc, ValueError) else
+                f"integrity check failed: {type(exc).__name__}: {exc}")
             return ev
         ev.per_beta.append(point)
         if keep_episodes:
@@ -752,7 +497,7 @@ def _combine(results: Sequence[JobResult], sizes: Sequence[int]) -> JobResult:
         base += int(a["actions"].shape[0])
         answers.append(a["answers"])
         costs.append(a["costs"])
-    return JobResult(True, header=results[0].header, arrays={
+    return JobResult(True, arrays={
         "actions": np.concatenate(acts), "offsets": np.concatenate(offs),
         "answers": np.concatenate(answers), "costs": np.concatenate(costs)})
 
@@ -792,61 +537,14 @@ def _score(search: SearchSet, beta: float, res: JobResult) -> tuple[dict, dict]:
     return point, rep
 
 
-# ------------------------------------------------------------------------------------------------
-# in-process use of a controller file (tts-gym eval --controller FILE)
-# ------------------------------------------------------------------------------------------------
-
-def check_controller_source(source: str) -> str | None:
-    """``None`` when ``source`` passes the sandbox's static rules, else the message."""
-    try:
-        check_source(source)
-    except SyntaxError as exc:
-        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
-    except ControllerRejected as exc:
-        return str(exc)
-    except (RecursionError, MemoryError, ValueError) as exc:
-        return f"the source cannot be parsed: {type(exc).__name__}: {exc}"
-    return None
-
-
-class FileController:
-    """An AutoTTS-style controller object (``solve(question)``) around a controller file: every
-    ``solve`` executes the file in fresh restricted globals, builds ``Controller(beta)`` and hands
-    it the restricted question object -- exactly what the sandbox does, minus the process."""
-
-    def __init__(self, path: str | os.PathLike, beta: float = 0.5) -> None:
-        import linecache
-        self.path = str(path)
-        source = Path(path).read_text()
-        try:
-            self.code = compile_controller(source, filename=self.path)
-        except SyntaxError as exc:
-            raise ControllerRejected(f"{self.path}: SyntaxError: {exc.msg} (line {exc.lineno})") from exc
-        linecache.cache[self.path] = (len(source), None, source.splitlines(True), self.path)
-        self.beta = float(beta)
-        self.config = {"beta": self.beta}
-        self.NAME = Path(path).stem
-        self.violations: list[str] = []
-
-    def solve(self, question):
-        ctrl = instantiate(self.code, self.beta)
-        return ctrl.solve(make_question(question, self.violations.append))
-
-
-def load_controller_policy(path: str | os.PathLike, beta: float = 0.5, *, name: str | None = None,
-                           strict: bool = True, timeout: float | None = None):
-    """A controller file (AutoTTS ``solve(question)`` style, as written by the discovery loop) as a
-    :class:`~tts_gym.policies.base.Policy`.
-
-    The file runs **in this process** under the same static rules and restricted namespace as in
-    the sandbox, but without the sandbox's process isolation; use it for controllers you have
-    reviewed (or evaluate them with :func:`evaluate_controller`). ``strict`` makes ``probe_more`` on
-    an unopened or finished branch an error, as in the sandbox.
-    """
-    from tts_gym.policies.autotts_adapter import AutoTTSPolicy
-    ctrl = FileController(path, beta)
-    return AutoTTSPolicy(ctrl, name=name or f"{ctrl.NAME}(beta={float(beta):g})", strict=strict,
-                         timeout=timeout)
+def run_unrestricted_probe(search: SearchSet, source: str, limits: SandboxLimits,
+                           betas: Sequence[float] = (0.0,), audit_hook: bool = False) -> JobResult:
+    """Run ``source`` as raw Python (full builtins, no static rules; the audit hook only with
+    ``audit_hook``) inside the confined per-episode processes: the tests check the lower layers on
+    their own with it. The source defines a controller as usual; what it prints comes back in
+    ``stdout``."""
+    return run_job(search, source, list(betas), limits,
+                   python_layer="hook" if audit_hook else "none")
 
 
 # cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)
