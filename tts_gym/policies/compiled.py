@@ -85,7 +85,7 @@ from tts_gym.core.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
 from tts_gym.core.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, make_state,
                              reset_episode)
 from tts_gym.policies.common import (CMC_MAX_BRANCH, CMC_MAX_ROUNDS, CMC_SCHEDULE_KEYS,
-                                     cmc_schedule, normalize_params)
+                                     cmc_schedule, external_policy, normalize_params)
 from tts_gym.core.voting import conf_lookup, conf_table, vote_push
 
 __all__ = [
@@ -735,6 +735,10 @@ def policy_param_rows(policy: str, params_list: Sequence[Mapping[str, Any]]
     Parameters are normalised with :func:`tts_gym.policies.common.normalize_params` (so ``sc``
     becomes ``asc`` with threshold 1.01); CMC rows hold the schedule of :func:`cmc_schedule`
     (columns :data:`CMC_SCHEDULE_KEYS`)."""
+    ext = external_policy(policy)
+    if ext is not None:   # a policy of its own module (tts_gym.policies.common.EXTERNAL_POLICIES)
+        rows = [[float(ext.normalize(p)[k]) for k in ext.PARAM_NAMES] for p in params_list]
+        return ext.NAME, np.asarray(rows, np.float64).reshape(len(rows), len(ext.PARAM_NAMES))
     kernel = None
     rows = []
     for params in params_list:
@@ -772,6 +776,9 @@ def positions_needed(kernel: str, policy_params: np.ndarray) -> int:
     """The most branch positions any row of ``policy_params`` can open (asc: ``max_samples``; esc:
     whole windows; parallel_probe: ``num_chains``; cmc: ``max(n_init, min(max_branch_use, 64))``)."""
     pp = np.asarray(policy_params, np.float64)
+    ext = external_policy(kernel)
+    if ext is not None:
+        return ext.positions_needed(pp)
     if pp.shape[0] == 0:
         return 1
     if kernel == "asc":
@@ -816,10 +823,12 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     else:
         kernel = "parallel_probe" if policy in ("pp", "parallel-probe") else policy
         policy_params = np.ascontiguousarray(policy_params, dtype=np.float64)
-    if kernel not in _ROLLOUTS:
+    ext = external_policy(kernel)
+    if ext is None and kernel not in _ROLLOUTS:
         raise ValueError(f"no compiled kernel {kernel!r}; choose one of {sorted(_ROLLOUTS)}")
-    if policy_params.ndim != 2 or policy_params.shape[1] != len(POLICY_PARAM_NAMES[kernel]):
-        raise ValueError(f"policy_params for {kernel!r} must be [G, {len(POLICY_PARAM_NAMES[kernel])}]")
+    n_cols = len(ext.PARAM_NAMES if ext is not None else POLICY_PARAM_NAMES[kernel])
+    if policy_params.ndim != 2 or policy_params.shape[1] != n_cols:
+        raise ValueError(f"policy_params for {kernel!r} must be [G, {n_cols}]")
     questions = np.ascontiguousarray(questions, dtype=np.int32)
     perms = np.ascontiguousarray(perms, dtype=np.int32)
     E = questions.shape[0]
@@ -851,12 +860,16 @@ def run_compiled(data: ReplayData, policy: str, params_list: Sequence[Mapping[st
     else:
         H, burst, spawn = 1, 1, 1
     Lq = M * (burst + 1) + max(spawn, 0) + 8
+    rollout, rows_i, width = _ROLLOUTS.get(kernel), _ISCRATCH_ROWS, max(A, M, Lq) + 8
+    if ext is not None:   # driver and scratch sizes from the policy's own module
+        rollout = getattr(ext, f"rollout_{ext.NAME}")
+        rows_i, F, Lq = (int(x) for x in ext.scratch_sizes(policy_params, M, A,
+                                                            int(data.probe_ids.shape[2])))
+        H, width = F - 8, max(A, 2 * M, Lq) + 8
     state = make_state(W * _SLOT_STRIDE, M)
     params = reference_env_params(M)
     table = conf_table(conf_variant)
-    rollout = _ROLLOUTS[kernel]
-    width = max(A, M, Lq) + 8
-    iscr = [np.zeros((_ISCRATCH_ROWS, width), np.int32) for _ in range(W)]
+    iscr = [np.zeros((rows_i, width), np.int32) for _ in range(W)]
     fscr = [np.zeros(H + 8, np.float64) for _ in range(W)]
     acts = [np.zeros(Lq, np.int64) for _ in range(W)]
     # tasks t = i * G + g: episode tasks[i] with parameter row g, episodes question by question
