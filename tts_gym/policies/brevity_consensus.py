@@ -44,12 +44,15 @@ Two implementations that agree episode for episode (``tests/test_brevity_consens
 and the compiled :func:`rollout_bwc` (the :mod:`tts_gym.policies.compiled` driver protocol), which
 :func:`tts_gym.policies.compiled.run_compiled` and :func:`tts_gym.evaluate` use for ``"bwc"``.
 
-Parameters (:data:`PARAM_NAMES`; the defaults :data:`DEFAULTS` are the configuration selected on
-the AIME24 search stores by ``agents/search_bwc.py``, shipped in ``agents/trained/bwc_aime24.json``).
+Parameters: :data:`PARAM_NAMES`. The shipped configurations (:data:`PRESETS`, the default
+:data:`DEFAULTS`) are selected on the AIME24 search stores by ``agents/search_bwc.py`` and stored in
+:data:`CONFIG_FILE` together with the record of the selection; ``preset=NAME`` picks one.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any, Mapping
 
 import numba as nb
@@ -63,7 +66,8 @@ from tts_gym.core.numba_cache import bind_module_cache
 from tts_gym.core.voting import conf, conf_lookup, vote_push
 from tts_gym.policies.base import ScriptedPolicy
 
-__all__ = ["NAME", "PARAM_NAMES", "INT_PARAMS", "DEFAULTS", "normalize", "BrevityConsensus",
+__all__ = ["NAME", "PARAM_NAMES", "INT_PARAMS", "DEFAULTS", "PRESETS", "DEFAULT_PRESET",
+           "CONFIG_FILE", "normalize", "BrevityConsensus",
            "rollout_bwc", "positions_needed", "scratch_sizes", "label"]
 
 NAME = "bwc"
@@ -83,12 +87,20 @@ _MINIMA = {"n_init": 1, "max_width": 1, "widen_burst": 0, "widen_after": 0, "wid
            "alpha": 0.0, "live_weight": 0.0, "lead_slack": 0.0, "conf_thresh": 0.0, "min_pool": 1,
            "patience": 0, "keep_alive": 0, "length_cap": 0.0, "burst_aligned": 1, "max_rounds": 1}
 
-DEFAULTS: dict[str, Any] = {
-    "n_init": 8, "max_width": 32, "widen_burst": 4, "widen_after": 4, "widen_conf": 0.9,
-    "alpha": 1.0, "live_weight": 0.0, "lead_slack": 1.0, "conf_thresh": 0.95, "min_pool": 2,
-    "patience": 0, "keep_alive": 2, "length_cap": 0.0, "burst_aligned": 1, "max_rounds": 200,
-}
-"""Default configuration."""
+CONFIG_FILE = Path(__file__).with_name("brevity_consensus.json")
+"""The shipped configurations (written by ``agents/search_bwc.py --ship``): named ``presets`` and
+the ``default`` one, with the record of how they were selected."""
+
+
+def _load_config() -> tuple[str, dict[str, dict[str, Any]]]:
+    data = json.loads(CONFIG_FILE.read_text())
+    presets = {str(k): dict(v) for k, v in data["presets"].items()}
+    return str(data["default"]), presets
+
+
+DEFAULT_PRESET, PRESETS = _load_config()
+DEFAULTS: dict[str, Any] = {k: PRESETS[DEFAULT_PRESET][k] for k in PARAM_NAMES}
+"""Default configuration: the shipped default preset."""
 
 TOKEN_UNIT = 1000.0
 """Tokens are divided by this before the brevity weight ``x ** -alpha`` (only sets the scale)."""
@@ -96,11 +108,22 @@ TOKEN_UNIT = 1000.0
 
 def normalize(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults filled in, integers as ``int`` and floats as ``float``; a clear ``ValueError`` for an
-    unknown name, a non-integer integer parameter or a value below its minimum."""
-    out = dict(DEFAULTS)
-    for k, v in dict(params or {}).items():
+    unknown name, a non-integer integer parameter or a value below its minimum.
+
+    ``preset`` (a name of :data:`PRESETS`) replaces the defaults by that shipped configuration; the
+    other parameters given override it. The result keeps ``preset`` when one was given."""
+    params = dict(params or {})
+    preset = params.pop("preset", None)
+    if preset is not None:
+        if str(preset) not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r} for policy {NAME!r}; known: {sorted(PRESETS)}")
+        out = {k: PRESETS[str(preset)][k] for k in PARAM_NAMES}
+    else:
+        out = dict(DEFAULTS)
+    for k, v in params.items():
         if k not in out:
-            raise ValueError(f"unknown parameter {k!r} for policy {NAME!r}; known: {sorted(out)}")
+            raise ValueError(f"unknown parameter {k!r} for policy {NAME!r}; known: "
+                             f"{sorted(out) + ['preset']}")
         out[k] = v
     for k in PARAM_NAMES:
         v = out[k]
@@ -117,14 +140,20 @@ def normalize(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         if f < _MINIMA[k]:
             raise ValueError(f"parameter {k!r} of {NAME!r} must be >= {_MINIMA[k]}, got {v!r}")
         out[k] = f
+    if preset is not None:
+        out["preset"] = str(preset)
     return out
 
 
 def label(params: Mapping[str, Any]) -> str:
-    """Display label: ``BWC`` plus the parameters that differ from :data:`DEFAULTS`."""
+    """Display label: ``BWC`` (the default preset) or ``BWC <preset>``, plus the parameters that
+    differ from that preset."""
     p = normalize(params)
-    extra = [f"{k}={p[k]:g}" for k in PARAM_NAMES if p[k] != DEFAULTS[k]]
-    return "BWC" if not extra else f"BWC({', '.join(extra)})"
+    preset = p.get("preset", DEFAULT_PRESET)
+    base = PRESETS[preset]
+    extra = [f"{k}={p[k]:g}" for k in PARAM_NAMES if p[k] != base[k]]
+    head = "BWC" if preset == DEFAULT_PRESET else f"BWC {preset}"
+    return head if not extra else f"{head} ({', '.join(extra)})"
 
 
 # ---------------------------------------------------------------------------------------------
