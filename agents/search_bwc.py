@@ -55,6 +55,9 @@ class Args:
     """models whose search-benchmark stores are searched on"""
     benchmark: str = "aime24"
     """search benchmark (AIME25/HMMT25 are held out and refused)"""
+    questions: str = "all"
+    """search on 'all' questions, or on the 'even' / 'odd' question indices only; the selected
+    targets are then also scored on the other half (a check of the selection on unseen questions)"""
     seeds: int = 20
     """reference shuffle seeds used during the search: 0, s, 2s, ... with stride 100 // seeds"""
     final_seeds: int = 100
@@ -125,15 +128,15 @@ class Dim:
 SPACE = (
     Dim("n_init", 1, 16, integer=True, log=True),
     Dim("max_width", 2, 64, integer=True, log=True),
-    Dim("widen_burst", 0, 8, integer=True),
-    Dim("widen_after", 0, 20, integer=True),
+    Dim("widen_burst", 0, 16, integer=True),
+    Dim("widen_after", 0, 40, integer=True),
     Dim("widen_conf", 0.5, 1.01),
     Dim("alpha", 0.0, 4.0),
     Dim("live_weight", 0.02, 1.0, log=True, off=0.4),
     Dim("lead_slack", 0.0, 2.0),
     Dim("conf_thresh", 0.5, 1.01),
-    Dim("min_pool", 1, 8, integer=True),
-    Dim("patience", 1, 24, integer=True, off=0.3),
+    Dim("min_pool", 1, 12, integer=True),
+    Dim("patience", 1, 32, integer=True, off=0.3),
     Dim("keep_alive", 0, 6, integer=True),
     Dim("length_cap", 1.0, 4.0, off=0.4),
     Dim("burst_aligned", 1, 4, integer=True),
@@ -284,6 +287,24 @@ def load_search_stores(args: Args):
     return [resolve_store(data, m, args.benchmark) for m in args.models]
 
 
+def question_half(store, half: str):
+    """The store restricted to its even / odd question indices (``"all"``: unchanged)."""
+    import dataclasses
+    if half == "all":
+        return store
+    if half not in ("even", "odd"):
+        raise SystemExit(f"search_bwc: --questions must be all, even or odd, got {half!r}")
+    qs = np.arange(store.num_questions)[(0 if half == "even" else 1)::2]
+    take = lambda name: np.ascontiguousarray(getattr(store, name)[qs])  # noqa: E731
+    return dataclasses.replace(
+        store, benchmark=f"{store.benchmark}[{half}]",
+        **{k: take(k) for k in ("probe_ids", "num_probes", "branch_tokens", "final_ids",
+                                "num_branches", "probe_interval", "gold_ids")},
+        answer_tables=tuple(store.answer_tables[q] for q in qs),
+        gold_answers=tuple(store.gold_answers[q] for q in qs),
+        questions=tuple(store.questions[q] for q in qs))
+
+
 def search_seeds(n: int) -> list[int]:
     n = max(1, min(100, int(n)))
     return list(range(0, 100, 100 // n))[:n]
@@ -330,7 +351,8 @@ def run(args: Args) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stores = load_search_stores(args)
+    all_stores = load_search_stores(args)
+    stores = [question_half(s, args.questions) for s in all_stores]
     ep = SearchEpisodes(stores, search_seeds(args.seeds), args.workers)
     ref = references(ep)
     budgets, cmc_cost, cmc_acc = objective_budgets(ref, args.budgets)
@@ -387,6 +409,9 @@ def run(args: Args) -> dict:
         bar.set_postfix_str(f"frontier gain {curve[-1]:+.3f} pp, {len(archive.filled())} bins")
     bar.close()
     result = select(args, stores, archive, ref, curve, hist_path)
+    if args.questions != "all":   # the selected targets on the other half of the questions
+        other = [question_half(s, "odd" if args.questions == "even" else "even") for s in all_stores]
+        result["other_half"] = validate(args, other, result)
     _atomic_write(out / "result.json", json.dumps(result, indent=1))
     if args.ship:
         _atomic_write(Path(args.ship), json.dumps(shipped_file(args, result), indent=1) + "\n")
@@ -450,6 +475,25 @@ def select(args: Args, stores, archive: Archive, ref: dict, curve: list, hist_pa
     }
 
 
+def validate(args: Args, stores, result: dict) -> dict:
+    """Mean accuracy and tokens of each selected target and of its CMC / SC@64 reference on
+    other stores (all final seeds)."""
+    ep = SearchEpisodes(stores, list(range(args.final_seeds)), args.workers)
+    ref = references(ep)
+    names = list(result["targets"])
+    acc, tok = ep.run("bwc", bwc_rows([result["targets"][n]["params"] for n in names]))
+    out = {"stores": [s.name for s in stores]}
+    for i, n in enumerate(names):
+        out[n] = {"acc_mean": round(float(acc[i].mean()), 3), "tok_mean": round(float(tok[i].mean()), 1)}
+    ca, ct = np.asarray(ref["cmc_acc"]).mean(1), np.asarray(ref["cmc_tok"]).mean(1)
+    for b in (0.5, 1.0):
+        k = ref["cmc_betas"].index(b)
+        out[f"CMC beta={b:g}"] = {"acc_mean": round(float(ca[k]), 3), "tok_mean": round(float(ct[k]), 1)}
+    out["SC@64"] = {"acc_mean": round(float(np.mean(ref["sc64_acc"])), 3),
+                    "tok_mean": round(float(np.mean(ref["sc64_tok"])), 1)}
+    return out
+
+
 def shipped_file(args: Args, result: dict) -> dict:
     """The configuration file read by :mod:`tts_gym.policies.brevity_consensus`."""
     presets = {name: t["params"] for name, t in result["targets"].items()}
@@ -473,6 +517,7 @@ def shipped_file(args: Args, result: dict) -> dict:
             "frontier": [{"preset": f"front-{i + 1:02d}", "acc_mean": f["acc_mean"],
                           "tok_mean": f["tok_mean"]} for i, f in enumerate(front)],
             "frontier_gain_search": result["curve"][-1],
+            "curve": [round(c, 4) for c in result["curve"]],
             "frontier_gain_final_seeds": result["frontier_gain_final"],
             "command": "python agents/search_bwc.py " + " ".join(sys.argv[1:]),
             "commit": git_commit(),
@@ -527,6 +572,10 @@ def main(argv=None) -> dict:
           f"{wall:.0f} s")
     for name, t in result["targets"].items():
         print(f"  {name:12s} acc {t['acc_mean']:.2f} %  tokens {t['tok_mean'] / 1000:.1f}k  {t['params']}")
+    if "other_half" in result:
+        print("  on the other half of the questions: " + "; ".join(
+            f"{k} {v['acc_mean']:.2f} % / {v['tok_mean'] / 1000:.1f}k"
+            for k, v in result["other_half"].items() if k != "stores"))
     return result
 
 
