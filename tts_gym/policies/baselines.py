@@ -32,7 +32,7 @@ from tts_gym.policies.base import ScriptedPolicy
 
 from tts_gym.policies.common import CMC_MAX_BRANCH as MAX_BRANCH
 from tts_gym.policies.common import CMC_MAX_ROUNDS as MAX_ROUNDS
-from tts_gym.policies.common import cmc_schedule, normalize_params
+from tts_gym.policies.common import cmc_schedule, external_policy, normalize_params
 from tts_gym.core.voting import conf, majority, top_two
 
 __all__ = ["SelfConsistency", "AdaptiveConsistency", "EarlyStoppingSC", "ParallelProbe",
@@ -324,6 +324,9 @@ def make_policy(name: str, **params: Any):
     extra = {k: params.pop(k) for k in ("emit_prune",) if k in params}
     key = str(name).strip().lower().replace("-", "_")
     canon, norm = normalize_params(name, params)
+    ext = external_policy(canon)
+    if ext is not None and not extra:   # a policy of its own module (common.EXTERNAL_POLICIES)
+        return ext.POLICY_CLASS(**norm)
     if key == "sc":  # normalize_params folds SC@N into ASC(threshold 1.01): same results
         return SelfConsistency(max_samples=norm["max_samples"])
     if extra and canon not in ("parallel_probe", "cmc"):

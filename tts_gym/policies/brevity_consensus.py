@@ -303,6 +303,8 @@ class BrevityConsensus(ScriptedPolicy):
 
 
 _FIN = int(FINISHED)
+POLICY_CLASS = BrevityConsensus
+"""The Python policy of this family (what ``make_policy("bwc", ...)`` builds)."""
 
 
 # ---------------------------------------------------------------------------------------------
