@@ -4,7 +4,7 @@
 
 A non-LLM proposer (MAP-Elites over token cost: an archive keeps, per log-spaced token bin, the most
 accurate configuration found; children are Gaussian mutations and uniform crossovers of archive
-elites in the unit cube of :data:`SPACE`) over the 15 parameters of
+elites in the unit cube of :data:`SPACE`) over the 17 parameters of
 :mod:`tts_gym.policies.brevity_consensus`. Every generation is ONE compiled call
 (:func:`tts_gym.policies.compiled.run_compiled`) over all children x search episodes.
 
@@ -141,6 +141,8 @@ SPACE = (
     Dim("length_cap", 1.0, 4.0, off=0.4),
     Dim("burst_aligned", 1, 4, integer=True),
     Dim("max_rounds", 8, 200, integer=True, log=True),
+    Dim("score_count", 0.02, 3.0, log=True, off=0.3),
+    Dim("score_ever", 0.05, 5.0, log=True, off=0.3),
 )
 
 

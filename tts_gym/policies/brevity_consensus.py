@@ -75,7 +75,7 @@ NAME = "bwc"
 PARAM_NAMES = (
     "n_init", "max_width", "widen_burst", "widen_after", "widen_conf", "alpha", "live_weight",
     "lead_slack", "conf_thresh", "min_pool", "patience", "keep_alive", "length_cap",
-    "burst_aligned", "max_rounds",
+    "burst_aligned", "max_rounds", "score_count", "score_ever",
 )
 """Column order of the compiled kernel's parameter rows."""
 
@@ -85,7 +85,8 @@ INT_PARAMS = frozenset({"n_init", "max_width", "widen_burst", "widen_after", "mi
 # lower bounds of the parameters (upper: max_width <= 128, widen_conf / conf_thresh free floats)
 _MINIMA = {"n_init": 1, "max_width": 1, "widen_burst": 0, "widen_after": 0, "widen_conf": 0.0,
            "alpha": 0.0, "live_weight": 0.0, "lead_slack": 0.0, "conf_thresh": 0.0, "min_pool": 1,
-           "patience": 0, "keep_alive": 0, "length_cap": 0.0, "burst_aligned": 1, "max_rounds": 1}
+           "patience": 0, "keep_alive": 0, "length_cap": 0.0, "burst_aligned": 1, "max_rounds": 1,
+           "score_count": 0.0, "score_ever": 0.0}
 
 CONFIG_FILE = Path(__file__).with_name("brevity_consensus.json")
 """The shipped configurations (written by ``agents/search_bwc.py --ship``): named ``presets`` and
@@ -181,8 +182,16 @@ class BrevityConsensus(ScriptedPolicy):
         dis: list[int] = []
         pool_w: dict[int, float] = {}        # answer -> summed brevity weight (pool order)
         pool_n: dict[int, int] = {}          # answer -> count (insertion = first occurrence)
+        seen: list[set] = []                 # per position: answers it has revealed
+        ever: dict[int, int] = {}            # answer -> positions that have revealed it
         npool = 0
         minfin = 0
+
+        def saw(pos):
+            a = int(latest[pos])
+            if a not in seen[pos]:
+                seen[pos].add(a)
+                ever[a] = ever.get(a, 0) + 1
 
         def pool_add(pos):
             nonlocal npool, minfin
@@ -201,6 +210,8 @@ class BrevityConsensus(ScriptedPolicy):
             for pos in range(len(st), view.cursor):
                 st.append(0)
                 dis.append(0)
+                seen.append(set())
+                saw(pos)
                 if view.flags[pos] & _FIN:
                     st[pos] = 1
                     pool_add(pos)
@@ -223,12 +234,21 @@ class BrevityConsensus(ScriptedPolicy):
                     a = int(latest[pos])
                     live_tot[a] = live_tot.get(a, 0.0) + b
             cands = list(pool_n) + [a for a in live_tot if a not in pool_n]
-            a1, W1, W2 = -1, 0.0, 0.0
-            for a in cands:
-                v = pool_w.get(a, 0.0) + live_weight * live_tot.get(a, 0.0)
-                if v > W1:
-                    W2, W1, a1 = W1, v, a
-                elif v > W2:
+            tot = [pool_w.get(a, 0.0) + live_weight * live_tot.get(a, 0.0) for a in cands]
+            S = 0.0
+            for v in tot:
+                S += v
+            a1, i1, best = -1, -1, 0.0
+            for i, (a, v) in enumerate(zip(cands, tot)):
+                if v > 0.0:
+                    sc = (v / S + p["score_count"] * math.log(1 + pool_n.get(a, 0))
+                          - p["score_ever"] * (ever[a] / len(st)))
+                    if i1 < 0 or sc > best:
+                        a1, i1, best = a, i, sc
+            W1 = tot[i1] if i1 >= 0 else 0.0
+            W2 = 0.0
+            for i, v in enumerate(tot):
+                if i != i1 and v > W2:
                     W2 = v
             counts = sorted(pool_n.values(), reverse=True)
             c = conf(counts[0], counts[1] if len(counts) > 1 else 0) if counts else 0.0
@@ -279,6 +299,7 @@ class BrevityConsensus(ScriptedPolicy):
                     x = yield from self.advance(view, pos)
                     if x is None:
                         break
+                    saw(pos)
                     if x[1]:
                         st[pos] = 1
                         pool_add(pos)
@@ -316,9 +337,9 @@ _JIT = dict(cache=True, nogil=True, _nrt=False)
 # the env's step function, inlined at the single call site (same source as kernels.step_episode)
 _step = nb.njit(nogil=True, _nrt=False, forceinline=True)(_kernels.step_episode.py_func)
 
-# rows of ``iscratch`` (each of length >= max(A, 2M) + 8)
-_COUNTS, _FIRST, _MARK, _CAND, _DIS, _ST, _POOL, _LIVE, _NPW = range(9)
-_ISCRATCH_ROWS = 9
+# rows of ``iscratch`` (each of length >= max(A, 2M, K + 2) + 8), then M rows of revealed answers
+_COUNTS, _FIRST, _MARK, _CAND, _DIS, _ST, _POOL, _LIVE, _NPW, _EVER, _NSEEN = range(11)
+_ISCRATCH_ROWS = 11
 
 
 @nb.njit(inline="always", **_JIT)
@@ -346,12 +367,13 @@ def _bound(pw, npw, d, pf, alpha):
 @nb.njit(**_JIT)
 def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_after, widen_conf,
                 alpha, live_weight, lead_slack, conf_thresh, min_pool, patience, keep_alive,
-                length_cap, burst_aligned, max_rounds, table, W, Wl, pw, npw, counts, first, mark,
-                cand, dis, st, pool, live, acts):
+                length_cap, burst_aligned, max_rounds, score_count, score_ever, table, W, Wl, pw, npw,
+                counts, first, mark, cand, dis, st, pool, live, ever, nseen, seen, acts):
     """One episode (slot ``e`` already reset). Scratch: per answer ``W``/``Wl`` (float) and
     ``counts``/``mark`` (int), zero on entry and exit, ``first``; per position ``dis``, ``st``,
-    ``pool``, ``live``; ``cand`` (length >= 2M); ``pw`` float table, ``npw`` int[1]; ``acts`` the
-    action queue (length >= M * (burst_aligned + 2) + n_init + 8)."""
+    ``pool``, ``live``, ``nseen``; ``ever`` per answer (zero on entry and exit); ``seen`` [M, >= K + 2]
+    (answers each position has revealed); ``cand`` (length >= 2M); ``pw`` float table, ``npw``
+    int[1]; ``acts`` the action queue (length >= M * (burst_aligned + 2) + n_init + 8)."""
     M = params.max_branches
     q = state.question[e]
     pf = np.int64(data.probe_interval[q])
@@ -380,9 +402,13 @@ def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_af
         # ---- apply the queued actions (the single env call site) ----
         for j in range(nq):
             act = acts[j]
+            is_cont = act >= NUM_GLOBAL_ACTIONS and act < NUM_GLOBAL_ACTIONS + M
+            old = state.latest[e, act - NUM_GLOBAL_ACTIONS] if is_cont else -1
             code, _c = _step(state, data, params, e, act)
-            if act >= NUM_GLOBAL_ACTIONS and act < NUM_GLOBAL_ACTIONS + M:      # CONTINUE(p)
+            if is_cont:                                                           # CONTINUE(p)
                 p = act - NUM_GLOBAL_ACTIONS
+                if code == OK and state.latest[e, p] != old:
+                    _saw(state, e, p, ever, nseen, seen)
                 if st[p] == 0 and code == OK and (state.flags[e, p] & FINISHED) != 0:
                     st[p] = 1
                     a = state.latest[e, p]
@@ -403,6 +429,8 @@ def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_af
         for p in range(nbr, state.cursor[e]):
             dis[p] = 0
             st[p] = 0
+            nseen[p] = 0
+            _saw(state, e, p, ever, nseen, seen)
             if (state.flags[e, p] & FINISHED) != 0:
                 st[p] = 1
                 a = state.latest[e, p]
@@ -436,16 +464,30 @@ def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_af
                         mark[a] = 2
                         cand[nc] = a
                         nc += 1
+            S = 0.0
+            for i in range(nc):
+                a = cand[i]
+                S += W[a] + live_weight * Wl[a]
             a1 = -1
+            i1 = -1
+            best = 0.0
+            for i in range(nc):
+                a = cand[i]
+                v = W[a] + live_weight * Wl[a]
+                if v > 0.0:
+                    sc = (v / S + score_count * math.log(1 + counts[a])
+                          - score_ever * (ever[a] / nbr))
+                    if i1 < 0 or sc > best:
+                        a1 = a
+                        i1 = i
+                        best = sc
             W1 = 0.0
             W2 = 0.0
             for i in range(nc):
                 a = cand[i]
                 v = W[a] + live_weight * Wl[a]
-                if v > W1:
-                    W2 = W1
+                if i == i1:
                     W1 = v
-                    a1 = a
                 elif v > W2:
                     W2 = v
             for p in range(nbr):        # clear the live tally
@@ -531,9 +573,25 @@ def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_af
             W[a] = 0.0
             counts[a] = 0
             mark[a] = 0
+        for p in range(nbr):
+            for i in range(nseen[p]):
+                ever[seen[p, i]] = 0
         acts[0] = _commit(state, params, e, answer)
         nq = 1
         done = True
+
+
+@nb.njit(inline="always", **_JIT)
+def _saw(state, e, p, ever, nseen, seen):
+    """Record position ``p``'s latest answer among the answers it has revealed (``ever[a]``: the
+    positions that have revealed ``a``)."""
+    a = state.latest[e, p]
+    for i in range(nseen[p]):
+        if seen[p, i] == a:
+            return
+    seen[p, nseen[p]] = a
+    nseen[p] += 1
+    ever[a] += 1
 
 
 @nb.njit(**_JIT)
@@ -589,6 +647,9 @@ def rollout_bwc(data, params, state, slot, bounds, counter, table, questions, pe
     st = iscratch[_ST]
     pool = iscratch[_POOL]
     live = iscratch[_LIVE]
+    ever = iscratch[_EVER]
+    nseen = iscratch[_NSEEN]
+    seen = iscratch[_ISCRATCH_ROWS:]
     while True:
         k = fetch_add(counter, 0, np.int64(1))
         if k >= bounds.shape[0] - 1:
@@ -601,8 +662,9 @@ def rollout_bwc(data, params, state, slot, bounds, counter, table, questions, pe
             row = policy_params[g]
             episode_bwc(state, data, params, slot, int(row[0]), int(row[1]), int(row[2]),
                         int(row[3]), row[4], row[5], row[6], row[7], row[8], int(row[9]),
-                        int(row[10]), int(row[11]), row[12], int(row[13]), int(row[14]), table,
-                        W, Wl, pw, npw, counts, first, mark, cand, dis, st, pool, live, acts)
+                        int(row[10]), int(row[11]), row[12], int(row[13]), int(row[14]), row[15],
+                        row[16], table, W, Wl, pw, npw, counts, first, mark, cand, dis, st, pool, live,
+                        ever, nseen, seen, acts)
             out_answer[g, j] = state.answer[slot]
             out_cost[g, j] = state.cost[slot]
             out_correct[g, j] = is_correct(state, data, slot)
@@ -621,13 +683,14 @@ def positions_needed(policy_params: np.ndarray) -> int:
 
 def scratch_sizes(policy_params: np.ndarray, M: int, num_answers: int, max_probes: int
                   ) -> tuple[int, int, int]:
-    """``(iscratch rows, fscratch length, action-queue length)`` for :func:`rollout_bwc`."""
+    """``(iscratch rows, fscratch length, action-queue length)`` for :func:`rollout_bwc` (the queue
+    is also at least ``max_probes + 2`` long: the iscratch rows are as wide as the queue)."""
     pp = np.asarray(policy_params, np.float64)
     burst = max(1, int(pp[:, 13].max())) if pp.shape[0] else 1
     n_init = max(1, int(pp[:, 0].max())) if pp.shape[0] else 1
-    queue = M * (burst + 2) + max(n_init, M) + 8
+    queue = max(M * (burst + 2) + max(n_init, M), max_probes + 2) + 8
     L = max(num_answers, max_probes + 2, 2 * M) + 8
-    return _ISCRATCH_ROWS, 3 * L, queue
+    return _ISCRATCH_ROWS + M, 3 * L, queue
 
 
 bind_module_cache(globals())   # cache entries also keyed on the compiled layer's sources
