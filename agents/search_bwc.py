@@ -19,9 +19,11 @@ elites in the unit cube of :data:`SPACE`) over the 17 parameters of
   log-spaced across CMC's range (its beta = 0 .. 1 costs), of the best accuracy (mean over the
   search stores) found within the budget minus CMC's best accuracy within the same budget, on the
   same episodes (percentage points).
-* Selection (after the search): the best ``--final-candidates`` of each bin are re-evaluated on all
-  100 seeds; for each target (CMC beta=0.5, CMC beta=1, 15 % of SC@64) the most accurate candidate
-  whose tokens on EVERY search store stay within ``--margin`` x the target's tokens on that store,
+* Selection (after the search): the best ``--final-candidates`` of each bin (and the best within each
+  target's cap) are re-evaluated on all 100 seeds; for each target (CMC beta=0.5, CMC beta=1, 15 % of
+  SC@64) among the candidates whose tokens on EVERY search store stay within ``--margin`` x the
+  target's tokens on that store, the one with the best lower bound (``--lcb-z`` standard errors
+  over the questions) of its per-question accuracy gain on the target's reference,
   plus the Pareto front (mean tokens, mean accuracy) of the re-evaluated candidates as presets.
 * Output: ``--out`` (history.jsonl of every evaluated configuration, state.json checkpoint; rerun with
   ``--resume`` after a stop), and with ``--ship PATH`` the shipped configuration file read by the
@@ -85,6 +87,10 @@ class Args:
     """also re-evaluated: the best configurations within each selection target's cap"""
     margin: float = 0.9
     """selection: tokens on every search store <= margin x the target's tokens on that store"""
+    lcb_z: float = 1.0
+    """selection score: mean per-question accuracy difference to the target's reference minus
+    lcb_z standard errors over the questions (0: the plain mean); favours gains spread over many
+    questions rather than a few"""
     seed: int = 0
     """proposer RNG seed"""
     workers: int | None = None
@@ -133,15 +139,15 @@ SPACE = (
     Dim("widen_conf", 0.5, 1.01),
     Dim("alpha", 0.0, 4.0),
     Dim("live_weight", 0.02, 1.0, log=True, off=0.4),
-    Dim("lead_slack", 0.0, 2.0),
+    Dim("lead_slack", 0.0, 3.0),
     Dim("conf_thresh", 0.5, 1.01),
-    Dim("min_pool", 1, 12, integer=True),
+    Dim("min_pool", 1, 16, integer=True),
     Dim("patience", 1, 32, integer=True, off=0.3),
     Dim("keep_alive", 0, 6, integer=True),
-    Dim("length_cap", 1.0, 4.0, off=0.4),
+    Dim("length_cap", 1.0, 6.0, off=0.4),
     Dim("burst_aligned", 1, 4, integer=True),
     Dim("max_rounds", 8, 200, integer=True, log=True),
-    Dim("score_count", 0.02, 3.0, log=True, off=0.3),
+    Dim("score_count", 0.02, 5.0, log=True, off=0.3),
     Dim("score_ever", 0.05, 5.0, log=True, off=0.3),
 )
 
@@ -165,20 +171,26 @@ class SearchEpisodes:
         self.names = [s.name for s in stores]
         self.workers = workers
 
-    def run(self, policy: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-store accuracy (%) and tokens per question, ``[G, stores]`` each."""
+    def run(self, policy: str, rows: np.ndarray, per_question: bool = False):
+        """Per-store accuracy (%) and tokens per question, ``[G, stores]`` each; with
+        ``per_question`` also the accuracy (%) of every question of every store, ``[G, questions]``."""
         from tts_gym.policies.compiled import run_compiled
         b = self.batch
         out = run_compiled(b.data, policy, [], b.questions, b.perms, tasks=b.episode_order,
                            policy_params=np.asarray(rows, np.float64), workers=self.workers)
         acc = np.stack([out["correct"][:, sl].mean(axis=1) * 100.0 for sl in b.slices], axis=1)
         tok = np.stack([out["cost"][:, sl].mean(axis=1) for sl in b.slices], axis=1)
-        return acc, tok
+        if not per_question:
+            return acc, tok
+        S, G = len(b.seeds), acc.shape[0]
+        pq = np.concatenate([out["correct"][:, sl].reshape(G, S, -1).mean(axis=1) * 100.0
+                             for sl in b.slices], axis=1)
+        return acc, tok, pq
 
-    def run_params(self, policy: str, params_list) -> tuple[np.ndarray, np.ndarray]:
+    def run_params(self, policy: str, params_list, per_question: bool = False):
         from tts_gym.policies.compiled import policy_param_rows
         kernel, rows = policy_param_rows(policy, params_list)
-        return self.run(kernel, rows)
+        return self.run(kernel, rows, per_question)
 
 
 def bwc_rows(params_list) -> np.ndarray:
@@ -420,12 +432,23 @@ def run(args: Args) -> dict:
     return result
 
 
+TARGETS = {"cmc-beta0.5": ("cmc", {"beta": 0.5}, 1.0), "cmc-beta1": ("cmc", {"beta": 1.0}, 1.0),
+           "sc64-15pct": ("sc", {"max_samples": 64}, 0.15)}
+"""Selection targets: (reference policy, its parameters, share of its tokens allowed)."""
+
+
 def target_caps(ref: dict) -> dict[str, np.ndarray]:
     """Per-store token caps of the selection targets (before ``margin``)."""
     tok = np.asarray(ref["cmc_tok"])
     return {"cmc-beta0.5": tok[ref["cmc_betas"].index(0.5)],
             "cmc-beta1": tok[ref["cmc_betas"].index(1.0)],
             "sc64-15pct": 0.15 * np.asarray(ref["sc64_tok"])}
+
+
+def lcb(d: np.ndarray, z: float) -> np.ndarray:
+    """Mean minus ``z`` standard errors of per-question differences ``d`` ``[G, questions]``."""
+    n = d.shape[1]
+    return d.mean(axis=1) - z * d.std(axis=1, ddof=1) / np.sqrt(n)
 
 
 def select(args: Args, stores, archive: Archive, ref: dict, curve: list, hist_path: Path) -> dict:
@@ -450,16 +473,23 @@ def select(args: Args, stores, archive: Archive, ref: dict, curve: list, hist_pa
             cands.append(hist[i]["params"])
     full = SearchEpisodes(stores, list(range(args.final_seeds)), args.workers)
     fref = references(full)
-    acc, tok = full.run("bwc", bwc_rows(cands))
+    acc, tok, pq = full.run("bwc", bwc_rows(cands), per_question=True)
     chosen = {}
     for name, cap in target_caps(fref).items():
         ok = np.all(tok <= args.margin * cap[None, :], axis=1)
         if ok.any():
-            i = int(np.flatnonzero(ok)[np.argmax(acc[ok].mean(1))])
+            fam, params, _share = TARGETS[name]
+            _a, _t, ref_pq = full.run_params(fam, [params], per_question=True)
+            score = lcb(pq - ref_pq, args.lcb_z)
+            i = int(np.flatnonzero(ok)[np.argmax(score[ok])])
+            d = pq[i] - ref_pq[0]
             chosen[name] = {"params": cands[i], "acc": acc[i].round(3).tolist(),
                             "tok": tok[i].round(1).tolist(), "acc_mean": round(float(acc[i].mean()), 3),
                             "tok_mean": round(float(tok[i].mean()), 1),
-                            "cap_tok": (args.margin * cap).round(1).tolist()}
+                            "cap_tok": (args.margin * cap).round(1).tolist(),
+                            "diff_vs_reference": round(float(d.mean()), 3),
+                            "diff_se_questions": round(float(d.std(ddof=1) / np.sqrt(d.size)), 3),
+                            "selection_score": round(float(score[i]), 3)}
     am, tm = acc.mean(1), tok.mean(1)                  # Pareto front (mean tokens, mean accuracy)
     front, best = [], -np.inf
     for i in np.argsort(tm, kind="stable"):
@@ -512,9 +542,12 @@ def shipped_file(args: Args, result: dict) -> dict:
         "presets": presets,
         "selection": {
             "stores": result["stores"], "final_seeds": result["final_seeds"],
-            "rule": f"most accurate re-evaluated candidate with tokens on every search store <= "
-                    f"{args.margin:g} x the target's tokens on that store",
-            "targets": {k: {kk: v[kk] for kk in ("acc_mean", "tok_mean", "acc", "tok", "cap_tok")}
+            "rule": f"among the re-evaluated candidates with tokens on every search store <= "
+                    f"{args.margin:g} x the target's tokens on that store, the largest mean "
+                    f"per-question accuracy difference to the target's reference minus "
+                    f"{args.lcb_z:g} standard errors over the questions",
+            "targets": {k: {kk: v[kk] for kk in ("acc_mean", "tok_mean", "acc", "tok", "cap_tok",
+                                                 "diff_vs_reference", "diff_se_questions")}
                         for k, v in result["targets"].items()},
             "frontier": [{"preset": f"front-{i + 1:02d}", "acc_mean": f["acc_mean"],
                           "tok_mean": f["tok_mean"]} for i, f in enumerate(front)],

@@ -28,15 +28,17 @@ CONFIGS = [
     {},
     {"n_init": 3, "max_width": 16, "widen_burst": 2, "widen_after": 1, "widen_conf": 0.9,
      "alpha": 1.7, "live_weight": 0.3, "lead_slack": 0.5, "conf_thresh": 0.9, "min_pool": 2,
-     "patience": 3, "keep_alive": 1, "length_cap": 1.5, "burst_aligned": 2, "max_rounds": 60},
+     "patience": 3, "keep_alive": 1, "length_cap": 1.5, "burst_aligned": 2, "max_rounds": 60,
+     "score_count": 0.7, "score_ever": 1.5},
     {"n_init": 1, "max_width": 4, "widen_burst": 0, "alpha": 0.0, "lead_slack": 0.0, "min_pool": 1,
      "max_rounds": 5, "live_weight": 0.0, "patience": 0, "length_cap": 0.0},
     {"n_init": 6, "max_width": 6, "widen_burst": 0, "alpha": 3.0, "lead_slack": 2.0,
      "conf_thresh": 1.01, "min_pool": 8, "patience": 2, "keep_alive": 0, "length_cap": 1.1,
-     "burst_aligned": 3, "max_rounds": 200},
+     "burst_aligned": 3, "max_rounds": 200, "score_count": 2.0, "score_ever": 0.0},
     {"n_init": 2, "max_width": 64, "widen_burst": 8, "widen_after": 0, "widen_conf": 1.01,
      "alpha": 0.5, "live_weight": 1.0, "lead_slack": 1.0, "conf_thresh": 0.99, "min_pool": 3,
-     "patience": 12, "keep_alive": 4, "length_cap": 0.0, "burst_aligned": 1, "max_rounds": 40},
+     "patience": 12, "keep_alive": 4, "length_cap": 0.0, "burst_aligned": 1, "max_rounds": 40,
+     "score_count": 0.0, "score_ever": 3.0},
 ]
 IDS = [f"config{i}" for i in range(len(CONFIGS))]
 FIELDS = ("answers", "costs", "correct", "steps")
@@ -154,8 +156,8 @@ def _search_module():
 
 def test_search_improves_objective_on_synthetic(tmp_path):
     search = _search_module()
-    argv = ["--data", "synthetic", "--seeds", "2", "--final-seeds", "3", "--init", "32",
-            "--generations", "6", "--population", "16", "--seed", "0", "--out", str(tmp_path / "run"),
+    argv = ["--data", "synthetic", "--seeds", "2", "--final-seeds", "2", "--init", "24",
+            "--generations", "6", "--population", "12", "--seed", "0", "--out", str(tmp_path / "run"),
             "--ship", str(tmp_path / "ship.json"), "--no-progress"]
     result = search.main(argv)
     curve = result["curve"]
