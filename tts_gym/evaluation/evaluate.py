@@ -50,9 +50,9 @@ from tts_gym.evaluation.frontier import Frontier, pareto_frontier
 from tts_gym.evaluation.progress import progress_bar
 from tts_gym.evaluation.protocols import EpisodeSet, make_episodes
 
-BUILTIN_FAMILIES = ("sc", "asc", "esc", "parallel_probe", "cmc")
+BUILTIN_FAMILIES = ("sc", "asc", "esc", "parallel_probe", "cmc", "bwc")
 FAMILY_NAMES = {"sc": "SC", "asc": "ASC", "esc": "ESC", "parallel_probe": "Parallel-Probe",
-                "cmc": "CMC", "oracle": "Oracle"}
+                "cmc": "CMC", "bwc": "BWC", "oracle": "Oracle"}
 _FAMILY_ALIASES = {"pp": "parallel_probe", "parallel-probe": "parallel_probe",
                    "parallelprobe": "parallel_probe", "self_consistency": "sc",
                    "adaptive_consistency": "asc"}
@@ -116,6 +116,10 @@ def config_label(family: str, params: Mapping[str, Any]) -> str:
         return s if not extra else f"{s} ({', '.join(extra)})"
     if family == "cmc":
         return f"CMC β={_fmt(float(p.get('beta', 0.5)))}"
+    from tts_gym.policies.common import external_policy
+    ext = external_policy(family) if family in BUILTIN_FAMILIES else None
+    if ext is not None:
+        return ext.label(p)
     inner = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(p.items()))
     return f"{family}({inner})" if inner else family
 
@@ -744,8 +748,9 @@ def record_result_traces(res: EvalResult, replicates=(0,), max_steps: int | None
         qs, orders = ep.flat()
         M = _positions(st, ep)
         by_kernel: dict[str, list[Config]] = {}
+        from tts_gym.policies.common import external_policy
         for c in res.configs:
-            if c.builtin:
+            if c.builtin and external_policy(c.family) is None:   # traces hook compiled.py only
                 by_kernel.setdefault(c.kernel_and_row()[0], []).append(c)
         for kernel, cfgs in by_kernel.items():
             steps = max(int(res.outcome(c, st).steps[list(replicates)].max()) for c in cfgs)

@@ -30,7 +30,8 @@ from typing import Any
 
 from tts_gym.policies.base import ScriptedPolicy
 
-from tts_gym.policies.common import CMC_MAX_BRANCH, CMC_MAX_ROUNDS, cmc_schedule, normalize_params
+from tts_gym.policies.common import CMC_MAX_BRANCH, CMC_MAX_ROUNDS, cmc_schedule, external_policy,
+                                     normalize_params
 from tts_gym.core.voting import conf, majority, top_two
 
 __all__ = ["SelfConsistency", "AdaptiveConsistency", "EarlyStoppingSC", "ParallelProbe",
@@ -314,6 +315,9 @@ def make_policy(name: str, **params: Any):
     extra = {k: params.pop(k) for k in ("emit_prune",) if k in params}
     key = str(name).strip().lower().replace("-", "_")
     canon, norm = normalize_params(name, params)
+    ext = external_policy(canon)
+    if ext is not None and not extra:   # a policy of its own module (common.EXTERNAL_POLICIES)
+        return ext.POLICY_CLASS(**norm)
     if key == "sc":  # normalize_params folds SC@N into ASC(threshold 1.01): same results
         return SelfConsistency(max_samples=norm["max_samples"])
     if extra and canon not in ("parallel_probe", "cmc"):

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 __all__ = [
     "CMC_MAX_BRANCH", "CMC_MAX_ROUNDS", "CMC_SCHEDULE_KEYS", "cmc_schedule",
-    "POLICY_NAMES", "POLICY_DEFAULTS", "normalize_params",
+    "POLICY_NAMES", "POLICY_DEFAULTS", "normalize_params", "EXTERNAL_POLICIES", "external_policy",
 ]
 
 CMC_MAX_BRANCH = 64
@@ -69,6 +69,22 @@ POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
     "cmc": {"beta": 0.5},
 }
 
+# Policies defined in their own modules (name -> module, imported on first use). Such a module
+# provides NAME, PARAM_NAMES, normalize(params), label(params), its Python policy class and, for
+# the compiled path (tts_gym.policies.compiled.run_compiled), rollout_<NAME>,
+# positions_needed(policy_params) and scratch_sizes(policy_params, M, num_answers, max_probes).
+EXTERNAL_POLICIES: dict[str, str] = {"bwc": "tts_gym.policies.brevity_consensus"}
+
+
+def external_policy(name: str):
+    """The module of an :data:`EXTERNAL_POLICIES` policy (``None`` for the others)."""
+    mod = EXTERNAL_POLICIES.get(str(name).strip().lower().replace("-", "_"))
+    if mod is None:
+        return None
+    import importlib
+    return importlib.import_module(mod)
+
+
 _INT_PARAMS = {"max_samples", "window_size", "num_chains", "K", "T", "prune_patience", "warm_up",
                "probe_burst", "max_steps"}
 _ALIASES = {"sc": {"n": "max_samples"}}
@@ -83,8 +99,12 @@ def normalize_params(policy: str, params: Mapping[str, Any] | None = None) -> tu
     name = str(policy).strip().lower().replace("-", "_")
     if name == "pp":
         name = "parallel_probe"
+    ext = external_policy(name)
+    if ext is not None:
+        return ext.NAME, ext.normalize(params)
     if name not in POLICY_DEFAULTS:
-        raise ValueError(f"unknown policy {policy!r}; choose one of {POLICY_NAMES}")
+        raise ValueError(f"unknown policy {policy!r}; choose one of "
+                         f"{POLICY_NAMES + tuple(EXTERNAL_POLICIES)}")
     out = dict(POLICY_DEFAULTS[name])
     aliases = _ALIASES.get(name, {})
     for k, v in dict(params or {}).items():

@@ -94,7 +94,7 @@ from tts_gym.core.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS, SAMPLE
 from tts_gym.core.kernels import (FINISHED, OK, EnvParams, ReplayData, is_correct, ix, make_state,
                                   reset_episode, step_episode)
 from tts_gym.policies.common import (CMC_MAX_BRANCH, CMC_MAX_ROUNDS, CMC_SCHEDULE_KEYS,
-                                     cmc_schedule, normalize_params)
+                                     cmc_schedule, external_policy, normalize_params)
 from tts_gym.core.voting import conf_lookup, conf_table, vote_push
 
 __all__ = [
@@ -739,6 +739,10 @@ def policy_param_rows(policy: str, params_list: Sequence[Mapping[str, Any]]
     Parameters are normalised with :func:`tts_gym.policies.common.normalize_params` (so ``sc``
     becomes ``asc`` with threshold 1.01); CMC rows hold the schedule of :func:`cmc_schedule`
     (columns :data:`CMC_SCHEDULE_KEYS`)."""
+    ext = external_policy(policy)
+    if ext is not None:   # a policy of its own module (tts_gym.policies.common.EXTERNAL_POLICIES)
+        rows = [[float(ext.normalize(p)[k]) for k in ext.PARAM_NAMES] for p in params_list]
+        return ext.NAME, np.asarray(rows, np.float64).reshape(len(rows), len(ext.PARAM_NAMES))
     kernel = None
     rows = []
     for params in params_list:
@@ -778,6 +782,9 @@ def positions_needed(kernel: str, policy_params: np.ndarray) -> int:
     """The most branch positions any row of ``policy_params`` can open (asc: ``max_samples``; esc:
     whole windows; parallel_probe: ``num_chains``; cmc: ``max(n_init, min(max_branch_use, 64))``)."""
     pp = np.asarray(policy_params, np.float64)
+    ext = external_policy(kernel)
+    if ext is not None:
+        return ext.positions_needed(pp)
     if pp.shape[0] == 0:
         return 1
     if kernel == "asc":
@@ -808,6 +815,7 @@ class RunPlan(NamedTuple):
     width: int                  # columns of the int scratch
     history: int                # length of the float scratch
     n_chunks: int
+    rows: int = _ISCRATCH_ROWS  # rows of the int scratch
 
 
 # A small evaluation is played on the calling thread: handing work to another thread costs more
@@ -824,10 +832,12 @@ def plan_run(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, A
     else:
         kernel = "parallel_probe" if policy in ("pp", "parallel-probe") else policy
         policy_params = np.ascontiguousarray(policy_params, dtype=np.float64)
-    if kernel not in ROLLOUTS:
+    ext = external_policy(kernel)
+    if ext is None and kernel not in ROLLOUTS:
         raise ValueError(f"no compiled kernel {kernel!r}; choose one of {sorted(ROLLOUTS)}")
-    if policy_params.ndim != 2 or policy_params.shape[1] != len(POLICY_PARAM_NAMES[kernel]):
-        raise ValueError(f"policy_params for {kernel!r} must be [G, {len(POLICY_PARAM_NAMES[kernel])}]")
+    n_cols = len(ext.PARAM_NAMES if ext is not None else POLICY_PARAM_NAMES[kernel])
+    if policy_params.ndim != 2 or policy_params.shape[1] != n_cols:
+        raise ValueError(f"policy_params for {kernel!r} must be [G, {n_cols}]")
     E = questions.shape[0]
     if perms.ndim != 2 or perms.shape[0] != E:
         raise ValueError(f"perms must be [E, M] with E = {E}, got {perms.shape}")
@@ -852,7 +862,13 @@ def plan_run(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, A
     else:
         H, burst, spawn = 1, 1, 1
     queue = M * (burst + 1) + max(spawn, 0) + 8
-    return RunPlan(kernel, policy_params, M, W, queue, max(A, M, queue) + 8, H + 8, n_chunks)
+    rows, width, history = _ISCRATCH_ROWS, max(A, M, queue) + 8, H + 8
+    ext = external_policy(kernel)
+    if ext is not None:   # scratch sizes from the policy's own module
+        rows, history, queue = (int(x) for x in ext.scratch_sizes(policy_params, M, A,
+                                                                  int(data.probe_ids.shape[2])))
+        width = max(A, 2 * M, queue) + 8
+    return RunPlan(kernel, policy_params, M, W, queue, width, history, n_chunks, rows)
 
 
 # Scratch buffers of finished runs, reused by the next run of the same sizes (the kernels leave the
@@ -863,14 +879,14 @@ _SCRATCH_LOCK = threading.Lock()
 
 
 def _take_scratch(plan: RunPlan):
-    key = (plan.workers, plan.M, plan.width, plan.history, plan.queue)
+    key = (plan.workers, plan.M, plan.width, plan.history, plan.queue, plan.rows)
     with _SCRATCH_LOCK:
         free = _SCRATCH.get(key)
         if free:
             return key, free.pop()
     W = plan.workers
     return key, (make_state(W * _SLOT_STRIDE, plan.M),
-                 [np.zeros((_ISCRATCH_ROWS, plan.width), np.int32) for _ in range(W)],
+                 [np.zeros((plan.rows, plan.width), np.int32) for _ in range(W)],
                  [np.zeros(plan.history, np.float64) for _ in range(W)],
                  [np.zeros(plan.queue, np.int64) for _ in range(W)])
 
@@ -899,7 +915,10 @@ def execute(plan: RunPlan, data: ReplayData, questions: np.ndarray, perms: np.nd
         pooled, scratch = _take_scratch(plan)
     own_state, iscr, fscr, acts = scratch
     state = own_state if state is None else state
-    fn = ROLLOUTS[plan.kernel] if rollout is None else rollout
+    if rollout is None:
+        ext = external_policy(plan.kernel)   # a policy of its own module
+        rollout = ROLLOUTS[plan.kernel] if ext is None else getattr(ext, f"rollout_{ext.NAME}")
+    fn = rollout
     table = conf_table(conf_variant)
     W, total = plan.workers, G * E
     # chunk k = tasks bounds[k] <= t < bounds[k + 1]; every worker makes one compiled call and
