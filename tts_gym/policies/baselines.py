@@ -30,8 +30,8 @@ from typing import Any
 
 from tts_gym.policies.base import ScriptedPolicy
 
-from tts_gym.policies.common import CMC_MAX_BRANCH, CMC_MAX_ROUNDS, cmc_schedule, external_policy,
-                                     normalize_params
+from tts_gym.policies.common import (CMC_MAX_BRANCH, CMC_MAX_ROUNDS, cmc_schedule, external_policy,
+                                     normalize_params)
 from tts_gym.core.voting import conf, majority, top_two
 
 __all__ = ["SelfConsistency", "AdaptiveConsistency", "EarlyStoppingSC", "ParallelProbe",
