@@ -609,6 +609,8 @@ class TTSReplayVectorEnv(VectorEnv):
             final_obs["positions"][ids] = self._pos[ids]
             final_obs["globals"][ids] = self._glob[ids]
             final_info = dict(infos, terminated=term, truncated=trunc)
+            if self.mask_in_info:
+                final_info["action_mask"] = self._state_masks()  # of the final states, before the resets
             infos["final_obs"], infos["_final_obs"] = final_obs, done
             infos["final_info"], infos["_final_info"] = final_info, done
             self._reset_ids(ids)
