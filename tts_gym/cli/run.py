@@ -8,7 +8,7 @@ end. Tokens are charged exactly as the replay charges them. Examples (vLLM servi
     tts-gym run --base-url http://localhost:8000 --model Qwen/Qwen3-1.7B \\
         --questions aime25.jsonl --policy cmc --param beta=0.5 -o runs/aime25-cmc
     tts-gym run ... --controller agents/controllers/cmc.py --param beta=0.5
-    tts-gym run ... --agent maskable_ppo_aime24 --param gamma=0.01
+    tts-gym run ... --agent maskable_ppo_aime24 --param cost_weight=0.01
 
 Writes ``PREFIX.json`` (summary, per-question results, configuration), ``PREFIX.csv`` (one row per
 question) and ``PREFIX.h5``, the replay store of what the run sampled (``--record-mode``; ``--no-record``
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--controller", default=None, metavar="FILE",
                    help="a controller file with solve(question) (as written by tts-gym discover); --param beta=B")
     g.add_argument("--agent", default=None, metavar="NAME",
-                   help="a trained RL agent (agents/trained/NAME or a path); --param gamma=G, greedy=true, seed=S")
+                   help="a trained RL agent (a shipped one by name, or the path of its .zip); --param cost_weight=W, greedy=true, seed=S")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="policy parameter (repeatable), e.g. --param beta=0.5")
     g.add_argument("--params", default=None, metavar="JSON", help="policy parameters as a JSON object")
@@ -75,15 +75,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _agent_policy(name: str, params: dict):
-    unknown = sorted(set(params) - {"gamma", "greedy", "seed"})
+    unknown = sorted(set(params) - {"cost_weight", "greedy", "seed"})
     if unknown:
-        raise ValueError(f"an agent takes --param gamma=G / greedy=true / seed=S, got {unknown}")
+        raise ValueError(f"an agent takes --param cost_weight=W / greedy=true / seed=S, got {unknown}")
     try:
         from tts_gym.rl import load_agent_policy
     except ImportError as exc:
         raise ValueError(f"--agent needs the rl extra (pip install 'tts_gym[rl]'): {exc}") from None
     try:
-        return load_agent_policy(name, gamma=params.get("gamma"),
+        return load_agent_policy(name, cost_weight=params.get("cost_weight"),
                                  deterministic=bool(params["greedy"]) if "greedy" in params else None,
                                  seed=int(params.get("seed", 0)))
     except FileNotFoundError as exc:
