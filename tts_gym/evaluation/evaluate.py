@@ -51,31 +51,9 @@ from tts_gym.evaluation import stats as S
 from tts_gym.evaluation.frontier import Frontier, pareto_frontier
 from tts_gym.evaluation.protocols import EpisodeSet, make_episodes
 
-BUILTIN_FAMILIES = ("sc", "asc", "esc", "parallel_probe", "cmc")
-FAMILY_NAMES = {"sc": "SC", "asc": "ASC", "esc": "ESC", "parallel_probe": "Parallel-Probe",
-                "cmc": "CMC", "oracle": "Oracle"}
-_FAMILY_ALIASES = {"pp": "parallel_probe", "parallel-probe": "parallel_probe",
-                   "parallelprobe": "parallel_probe", "self_consistency": "sc",
-                   "adaptive_consistency": "asc"}
-
-# The AutoTTS sweeps (reference CSV / driver), used by ``tts-gym compare`` and the benchmark.
-DEFAULT_SWEEPS: dict[str, dict[str, list]] = {
-    "sc": {"max_samples": [1, 2, 4, 8, 16, 32, 64]},
-    "asc": {"max_samples": [1, 4, 8, 16, 32, 64], "threshold": [0.95]},
-    "esc": {"max_samples": [16, 32, 64], "window_size": [8]},
-    "parallel_probe": {"num_chains": [1, 4, 8, 16, 32, 64]},
-    "cmc": {"beta": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]},
-}
-
-# The configurations of the AutoTTS main table (spec section 6).
-MAIN_TABLE_CONFIGS: list[tuple[str, dict]] = [
-    ("sc", {"max_samples": 64}),
-    ("asc", {"max_samples": 64, "threshold": 0.95}),
-    ("esc", {"max_samples": 64, "window_size": 8}),
-    ("parallel_probe", {"num_chains": 64, "T": 40, "prune_patience": 7, "warm_up": 15}),
-    ("cmc", {"beta": 0.5}),
-    ("cmc", {"beta": 1.0}),
-]
+from tts_gym.policies.registry import (DEFAULT_SWEEPS, FAMILY_NAMES,  # noqa: F401 (re-export)
+                                      MAIN_TABLE_CONFIGS, POLICY_NAMES as BUILTIN_FAMILIES)
+from tts_gym.policies import registry as _registry
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,42 +61,14 @@ MAIN_TABLE_CONFIGS: list[tuple[str, dict]] = [
 # ---------------------------------------------------------------------------------------------
 
 def canonical_family(name: str) -> str:
-    n = str(name).strip().lower().replace(" ", "_")
-    n = _FAMILY_ALIASES.get(n, _FAMILY_ALIASES.get(n.replace("_", "-"), n))
-    return n
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
+    """A built-in family's canonical name (aliases folded); other names folded to lower case."""
+    return _registry.canonical(name, strict=False)
 
 
 def config_label(family: str, params: Mapping[str, Any]) -> str:
-    """Display label of a configuration, e.g. ``SC@64``, ``ASC@64``, ``ESC@64``, ``PP@64``,
-    ``CMC β=0.5``; parameters differing from the protocol defaults are appended."""
-    p = dict(params)
-    if family == "sc":
-        return f"SC@{p.get('max_samples', p.get('n', 64))}"
-    if family == "asc":
-        s = f"ASC@{p.get('max_samples', 64)}"
-        thr = float(p.get("threshold", 0.95))
-        return s if thr == 0.95 else f"{s} (thr {thr:g})"
-    if family == "esc":
-        s = f"ESC@{p.get('max_samples', 64)}"
-        w = int(p.get("window_size", 8))
-        return s if w == 8 else f"{s} (w{w})"
-    if family == "parallel_probe":
-        from tts_gym.policies.common import POLICY_DEFAULTS
-        d = POLICY_DEFAULTS["parallel_probe"]
-        s = f"PP@{p.get('num_chains', 64)}"
-        extra = [f"{k}={_fmt(v)}" for k, v in sorted(p.items())
-                 if k != "num_chains" and k in d and v != d[k]]
-        return s if not extra else f"{s} ({', '.join(extra)})"
-    if family == "cmc":
-        return f"CMC β={_fmt(float(p.get('beta', 0.5)))}"
-    inner = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(p.items()))
-    return f"{family}({inner})" if inner else family
+    """Display label of a configuration (:func:`tts_gym.policies.registry.label`), e.g. ``SC@64``,
+    ``CMC β=0.5``."""
+    return _registry.label(family, params)
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,14 +100,11 @@ class Config:
 def _builtin_params(family: str, params: Mapping[str, Any]) -> dict:
     """Validated parameters of a built-in family in canonical types (as given; defaults implied).
     ``sc`` takes ``n`` or ``max_samples`` and is stored as ``{"max_samples": n}``."""
-    from tts_gym.policies.common import normalize_params
-    p = dict(params)
-    if family == "sc" and "n" in p:
-        p["max_samples"] = p.pop("n")
-    _, full = normalize_params(family, p)   # raises on unknown parameters
+    _, full = _registry.validate_params(family, params)   # raises on unknown / out-of-range values
     if family == "sc":
         return {"max_samples": full["max_samples"]}
-    return {k: full[k] for k in p}
+    spec = _registry.spec(family)
+    return {spec.param_aliases.get(k, k): full[spec.param_aliases.get(k, k)] for k in params}
 
 
 def _expand_grid(grid) -> list[dict]:
