@@ -227,11 +227,13 @@ def _positions(store, episodes: EpisodeSet) -> int:
     return M if episodes.max_positions is None else min(M, int(episodes.max_positions))
 
 
+_BLOCK_BYTES = 64 << 20   # branch orders materialised per compiled call, at most
+
+
 def run_task(store, episodes: EpisodeSet, configs: Sequence[Config], task: Task,
              workers: int | None = None) -> dict[str, np.ndarray]:
     """Execute one task: arrays ``[len(task.configs), len(task.replicates), J]`` per outcome."""
     ep = episodes.take(list(task.replicates))
-    qs, orders = ep.flat()
     M = _positions(store, ep)
     cfgs = [configs[i] for i in task.configs]
     R, J = ep.shape
@@ -246,12 +248,16 @@ def run_task(store, episodes: EpisodeSet, configs: Sequence[Config], task: Task,
             groups.setdefault(cfgs[i].kernel_and_row()[0], []).append(i)
         for kernel, idx in groups.items():
             rows = np.asarray([cfgs[i].kernel_and_row()[1] for i in idx], np.float64)
-            res = run_compiled(data, kernel, [], qs, orders[:, :M], max_branches=M, workers=workers,
-                               policy_params=rows)
-            for k in out:
-                out[k][idx] = res[k].reshape(len(idx), R, J)
+            flat = {k: v.reshape(len(cfgs), R * J) for k, v in out.items()}
+            # blocks of episodes: the branch orders of a large evaluation never exist all at once
+            for e0, e1, qs, orders in ep.blocks(_BLOCK_BYTES // (4 * M), M):
+                res = run_compiled(data, kernel, [], qs, orders, max_branches=M, workers=workers,
+                                   policy_params=rows)
+                for k in out:
+                    flat[k][idx, e0:e1] = res[k]
     for i, c in enumerate(cfgs):
         if not c.builtin:
+            qs, orders = ep.flat()
             res = _run_python(store, c, qs, orders[:, :M], M)
             for k in out:
                 out[k][i] = res[k].reshape(R, J)
@@ -308,7 +314,7 @@ class Outcome:
 
     @property
     def sum_tokens(self) -> int:
-        return int(self.cost.sum())
+        return S.exact_int_sum(self.cost)
 
     @property
     def accuracy(self) -> float:
@@ -575,8 +581,12 @@ def assemble(stores, configs, episodes, tasks, task_results, level, ci) -> tuple
     for task, res in zip(tasks, task_results):
         st = stores[task.store]
         ep = episodes[st.name]
+        whole = tuple(task.replicates) == tuple(range(ep.num_replicates))
         for ci_, c in enumerate(task.configs):
             key = (st.name, configs[c].label)
+            if whole and key not in buf:   # the task holds every replicate: keep its arrays, no copy
+                buf[key] = {k: v[ci_] for k, v in res.items()}
+                continue
             if key not in buf:
                 R, J = ep.shape
                 buf[key] = {k: np.empty((R, J), v.dtype) for k, v in res.items()}
