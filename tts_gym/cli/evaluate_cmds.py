@@ -7,6 +7,12 @@
 ``compare`` is the main command: with no data it runs on the embedded synthetic store. All commands
 accept ``--backend local|ray [--address ADDR]`` (:func:`add_backend_args`, also used by
 ``tts-gym eval``) and the protocol options (``--protocol``, ``--seeds``).
+
+Outputs are checked before any evaluation starts and written atomically (:mod:`tts_gym.files`).
+``plot`` and ``table`` evaluate store by store and keep each finished store's rows in a parts
+directory (``--parts``, default ``<output>.parts`` next to the output); a rerun after an
+interruption reuses the stores already done (same stores, protocol and configurations) and the
+directory is removed once the output is written.
 """
 from __future__ import annotations
 
@@ -16,6 +22,10 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
+
+from tts_gym.cli.args import int_in, level_type, positive_int, seeds_type
 
 EXIT_USAGE = 2
 DEFAULT_FAMILIES = ("sc", "asc", "esc", "parallel_probe", "cmc")
@@ -33,7 +43,8 @@ def add_backend_args(parser: argparse.ArgumentParser, group=None) -> None:
                    help="run in-process (default) or shard the sweep as Ray tasks")
     g.add_argument("--address", default=None,
                    help="Ray cluster to join (e.g. 'auto' or 'ray://host:10001'); default: a local Ray instance")
-    g.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    g.add_argument("--num-cpus", type=int_in(1, 4096), default=None,
+                   help="CPUs of the local Ray instance (default: all)")
 
 
 def backend_kwargs(args: argparse.Namespace) -> dict:
@@ -77,14 +88,30 @@ def add_protocol_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--protocol", default="reference",
                    choices=("reference", "subsample", "bootstrap", "branch-bootstrap"),
                    help="episodes: reference = 100 seeded shuffles (AutoTTS parity, default)")
-    g.add_argument("--seeds", type=int, default=None,
+    g.add_argument("--seeds", type=seeds_type, default=None,
                    help="reference: seeds 0..N-1 (default 100); subsample/bootstrap: replicates")
-    g.add_argument("--subsample-n", type=int, default=64, help="subsample: branches drawn per question")
-    g.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
+    g.add_argument("--subsample-n", type=positive_int, default=None,
+                   help="subsample: branches drawn per question (default 64)")
+    g.add_argument("--level", type=level_type, default=0.95,
+                   help="confidence level of the intervals, in (0, 1) (default 0.95)")
     g.add_argument("--ci", choices=("t", "bootstrap"), default="t", help="interval method over replicates")
 
 
+def check_backend_args(args: argparse.Namespace) -> None:
+    """Refuse Ray options given without ``--backend ray`` (they would be ignored)."""
+    if getattr(args, "backend", "local") == "local":
+        for flag, value in (("--address", getattr(args, "address", None)),
+                            ("--num-cpus", getattr(args, "num_cpus", None))):
+            if value is not None:
+                raise ValueError(f"{flag} applies to --backend ray only")
+    elif getattr(args, "address", None) is not None and getattr(args, "num_cpus", None) is not None:
+        raise ValueError("--num-cpus sizes a new local Ray instance; it cannot be used with --address")
+
+
 def protocol_kwargs(args: argparse.Namespace) -> dict:
+    if getattr(args, "subsample_n", None) is not None and args.protocol != "subsample":
+        raise ValueError(f"--subsample-n applies to --protocol subsample only, not {args.protocol}")
+    check_backend_args(args)
     kw: dict = {"protocol": args.protocol, "level": args.level, "ci": args.ci}
     if args.protocol in ("reference", "branch-bootstrap"):
         if args.seeds is not None:
@@ -93,7 +120,7 @@ def protocol_kwargs(args: argparse.Namespace) -> dict:
         if args.seeds is not None:
             kw["replicates"] = args.seeds
         if args.protocol == "subsample":
-            kw["n"] = args.subsample_n
+            kw["n"] = 64 if args.subsample_n is None else args.subsample_n
     return kw
 
 
@@ -108,52 +135,101 @@ def _families(spec: str | None) -> list[str]:
     return out
 
 
-def load_stores_arg(data, models=None, benchmarks=None) -> list:
-    """Stores named by the data options: one, or every store of a directory / HDF5 file (filtered)."""
+def store_sources(data, models=None, benchmarks=None) -> list[tuple[str, object]]:
+    """``(name, load)`` of every store the data options name, in table order; ``load()`` reads the
+    store when it is needed (one store in memory at a time)."""
     from tts_gym.data.resolve import data_location, resolve_store
     if data is None and not models and not benchmarks:
-        return [resolve_store()]
+        s = resolve_store()
+        return [(s.name, lambda: s)]
     if data == "synthetic" or models == ["synthetic"]:
-        return [resolve_store("synthetic")]
+        s = resolve_store("synthetic")
+        return [(s.name, lambda: s)]
     location = Path(data).expanduser() if data is not None else data_location()
     if location is None:
-        return [resolve_store(None, (models or [None])[0], (benchmarks or [None])[0])]
+        s = resolve_store(None, (models or [None])[0], (benchmarks or [None])[0])
+        return [(s.name, lambda: s)]
+    if not location.exists():
+        raise FileNotFoundError(f"{location}: no such file or directory")
     if location.is_dir():
-        from tts_gym.data.resolve import load_autotts_dir
-        found = load_autotts_dir(location)
+        from tts_gym.data.autotts import find_autotts_files, infer_names, read_autotts_json
+        files = {infer_names(f): f for f in find_autotts_files(location)}
+        loader = lambda key: (lambda: read_autotts_json(files[key]))  # noqa: E731
     elif location.suffix.lower() in (".h5", ".hdf5"):
-        from tts_gym.data.hdf5 import load_stores
-        found = load_stores(location)
+        from tts_gym.data.hdf5 import list_stores, open_store
+        files = {k: location for k in list_stores(location)}
+        loader = lambda key: (lambda: open_store(location, key[0], key[1]))  # noqa: E731
     else:
-        return [resolve_store(location)]
-    keys = [k for k in found if (not models or k[0] in models) and (not benchmarks or k[1] in benchmarks)]
+        s = resolve_store(location)
+        return [(s.name, lambda: s)]
+    keys = [k for k in files if (not models or k[0] in models) and (not benchmarks or k[1] in benchmarks)]
     if not keys:
         raise ValueError(f"no store in {location} matches model={models} benchmark={benchmarks}; "
-                         f"available: {', '.join('/'.join(k) for k in sorted(found))}")
+                         f"available: {', '.join('/'.join(k) for k in sorted(files)) or 'none'}")
     from tts_gym.evaluation.evaluate import _model_key
     keys.sort(key=lambda k: (_model_key(k[0]), k[1]))
-    return [found[k] for k in keys]
+    return [(f"{k[0]}/{k[1]}", loader(k)) for k in keys]
+
+
+def load_stores_arg(data, models=None, benchmarks=None) -> list:
+    """Stores named by the data options: one, or every store of a directory / HDF5 file (filtered)."""
+    return [load() for _, load in store_sources(data, models, benchmarks)]
+
+
+_ROW_FIELDS = {"store": str, "model": str, "benchmark": str, "family": str, "label": str,
+               "accuracy": float, "avg_tokens": float}
 
 
 def load_rows(path) -> list[dict]:
-    """Tidy rows from a results JSON (``EvalResult.to_json``) or CSV file."""
+    """Tidy rows from a results JSON (``EvalResult.to_json``) or CSV file; a malformed file is a
+    ``ValueError`` naming the file (and the row and field at fault)."""
     p = Path(path)
-    text = p.read_text()
+    if p.is_dir():
+        raise IsADirectoryError(f"{p}: is a directory, not a results file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{p}: not a results file (not UTF-8 text: {exc.reason})") from None
     if p.suffix.lower() == ".csv":
         import csv
         import io
-        rows = list(csv.DictReader(io.StringIO(text)))
-        for r in rows:
+        try:
+            rows = list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise ValueError(f"{p}: malformed CSV ({exc})") from None
+        for i, r in enumerate(rows):
             for k in ("accuracy", "acc_low", "acc_high", "avg_tokens", "tok_low", "tok_high", "level"):
-                if k in r and r[k] != "":
-                    r[k] = float(r[k])
+                if r.get(k) not in (None, ""):
+                    try:
+                        r[k] = float(r[k])
+                    except ValueError:
+                        raise ValueError(f"{p}: row {i}: field {k!r} is not a number: {r[k]!r}") from None
             for k in ("replicates", "episodes", "sum_correct", "sum_tokens"):
-                if k in r and r[k] != "":
-                    r[k] = int(r[k])
-        return rows
-    rows = json.loads(text)
-    if isinstance(rows, dict) and "rows" in rows:
-        rows = rows["rows"]
+                if r.get(k) not in (None, ""):
+                    try:
+                        r[k] = int(r[k])
+                    except ValueError:
+                        raise ValueError(f"{p}: row {i}: field {k!r} is not an integer: {r[k]!r}") from None
+    else:
+        try:
+            rows = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{p}: not a results JSON file ({exc})") from None
+        if isinstance(rows, dict) and "rows" in rows:
+            rows = rows["rows"]
+    if not isinstance(rows, list):
+        raise ValueError(f"{p}: a results file holds a list of rows, got {type(rows).__name__}")
+    import math
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise ValueError(f"{p}: row {i} must be an object, got {type(r).__name__}")
+        for k, typ in _ROW_FIELDS.items():
+            v = r.get(k)
+            ok = (isinstance(v, str) if typ is str else
+                  isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+            if not ok:
+                raise ValueError(f"{p}: row {i}: field {k!r} " + ("is missing" if k not in r else
+                                 f"must be {'a string' if typ is str else 'a finite number'}, got {v!r}"))
     return rows
 
 
@@ -179,14 +255,17 @@ def _compile_note(families) -> None:
 
 
 def _errors(name: str):
+    """One line and a non-zero status for every expected failure (see :mod:`tts_gym.cli.errors`)."""
     def deco(func):
         def wrapper(args):
             try:
                 return func(args)
-            except (ValueError, FileNotFoundError, KeyError) as exc:
-                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                print(f"tts-gym {name}: error: {msg}", file=sys.stderr)
-                return EXIT_USAGE
+            except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised
+                from tts_gym.cli.errors import report
+                code = report(f"tts-gym {name}", exc)
+                if code is None:
+                    raise
+                return code
         wrapper.__name__ = func.__name__
         wrapper.__doc__ = func.__doc__
         return wrapper
@@ -217,12 +296,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tts_gym.reports.plots import scaling_plot
     from tts_gym.data.resolve import resolve_store
 
+    from tts_gym.files import atomic_write, check_output_dir, check_output_path
+
     console = Console(stderr=False)
     t0 = time.perf_counter()
-    store = resolve_store(args.data, args.model, args.benchmark)
+    out = check_output_dir(args.out, what="--out")      # before any evaluation
+    png, js, md = out / "scaling.png", out / "results.json", out / "table.md"
+    for p in (png, js, md):
+        check_output_path(p)
     families = _families(args.policies)
+    kwargs = protocol_kwargs(args)
+    store = resolve_store(args.data, args.model, args.benchmark)
     _compile_note(families)
-    res = evaluate(_sweeps(families), store, progress=_progress_flag(args), **protocol_kwargs(args),
+    res = evaluate(_sweeps(families), store, progress=_progress_flag(args), **kwargs,
                    **backend_kwargs(args))
     ep = res.episodes[store.name]
     console.print(res.rich_table(title=f"{store.name}: {ep.describe()}, {ep.num_episodes} episodes "
@@ -239,15 +325,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                  f"{oracle.accuracy[-1]:.2f}% at {oracle.tokens[-1]:,.0f} tokens/q)")
     lines.append(f"  {'oracle pass@n':<15} {frontier_score(so.sc_frontier(), rng):6.2f}")
     console.print("\n".join(lines))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    png = out / "scaling.png"
     scaling_plot(res, path=png, suptitle=f"accuracy vs tokens -- {store.name}", ncols=1,
                  panel_size=(7.5, 5.0))
-    res.to_json(out / "results.json")
-    (out / "table.md").write_text(res.to_markdown() + "\n")
-    console.print(f"wrote {png}, {out / 'results.json'}, {out / 'table.md'} "
-                  f"({time.perf_counter() - t0:.1f}s)")
+    res.to_json(js)
+    atomic_write(md, res.to_markdown() + "\n")
+    console.print(f"wrote {png}, {js}, {md} ({time.perf_counter() - t0:.1f}s)")
     return 0
 
 
@@ -255,30 +337,156 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # plot and table
 # ---------------------------------------------------------------------------------------------
 
-def _rows_from_args(args, configs) -> tuple[list[dict], object]:
-    """Rows from --results, else evaluate ``configs`` on the stores of the data options."""
+_PARTS_VERSION = 1
+
+
+def _store_digest(store) -> str:
+    """A content digest of a store (tensors and strings): finished parts are reused only for the
+    same data."""
+    import hashlib
+    h = hashlib.blake2b(digest_size=16)
+    h.update(store.name.encode())
+    for name in ("probe_ids", "num_probes", "branch_tokens", "final_ids", "num_branches",
+                 "probe_interval", "gold_ids"):
+        a = getattr(store, name)
+        h.update(f"{name}{a.dtype}{a.shape}".encode())
+        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+    h.update(store.answer_tables._blob)
+    h.update(np.ascontiguousarray(store.answer_tables._ends).tobytes())
+    h.update("\x00".join(store.gold_answers).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _parts_dir(args) -> Path | None:
+    if getattr(args, "parts", None):
+        return Path(args.parts).expanduser()
+    target = getattr(args, "save", None) or getattr(args, "output", None)
+    return None if not target else Path(str(target) + ".parts")
+
+
+def _part_file(parts: Path, name: str) -> Path:
+    import hashlib
+    safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in name)
+    return parts / f"{safe}.{hashlib.sha1(name.encode()).hexdigest()[:8]}.json"
+
+
+def _oracle_json(res, name: str) -> dict:
+    from tts_gym.evaluation.oracle import schedule_oracle
+    o = res.oracle(name)
+    so = schedule_oracle(next(x for x in res.stores if x.name == name), res.episodes[name])
+    return {"oracle": {"label": o.label, "tokens": o.tokens.tolist(), "accuracy": o.accuracy.tolist(),
+                       "sum_tokens": [int(v) for v in o.sum_tokens], "correct": [int(v) for v in o.correct],
+                       "num_episodes": int(o.num_episodes)},
+            "pass_at_n": [np.asarray(so.sc_tokens, float).tolist(), np.asarray(so.sc_accuracy, float).tolist()]}
+
+
+def _oracle_from_json(d: dict):
+    from tts_gym.evaluation.oracle import OracleCurve
+    o = d["oracle"]
+    return (OracleCurve(o["label"], np.asarray(o["tokens"], float), np.asarray(o["accuracy"], float),
+                        np.asarray(o["sum_tokens"], np.int64), np.asarray(o["correct"], np.int64),
+                        int(o["num_episodes"])),
+            tuple(np.asarray(v, float) for v in d["pass_at_n"]))
+
+
+def _rows_from_args(args, configs, *, oracles: bool = False):
+    """``(rows, oracle curves, pass@n curves)`` from --results, else by evaluating ``configs`` on
+    the stores of the data options one store at a time, each finished store kept in the parts
+    directory (reused by a rerun: see the module docstring)."""
     if args.results:
-        return load_rows(args.results), None
+        given = [f for f, v in (("--data", args.data), ("--model", args.model), ("--benchmark", args.benchmark),
+                                ("--save", getattr(args, "save", None)), ("--parts", getattr(args, "parts", None)),
+                                ("--policies", getattr(args, "policies", None)),
+                                ("--seeds", args.seeds), ("--subsample-n", args.subsample_n))
+                 if v is not None]
+        if args.protocol != "reference":
+            given.append("--protocol")
+        if getattr(args, "backend", "local") != "local":
+            given.append("--backend")
+        if given:
+            raise ValueError(f"--results reads finished rows; {', '.join(given)} would be ignored")
+        return load_rows(args.results), None, None
     from tts_gym.evaluation.evaluate import evaluate
-    stores = load_stores_arg(args.data, args.model, args.benchmark)
-    _compile_note({c[0] if isinstance(c, tuple) else getattr(c, "policy", "sc") for c in configs})
-    res = evaluate(configs, stores, progress=_progress_flag(args), **protocol_kwargs(args),
-                   **backend_kwargs(args))
-    if getattr(args, "save", None):
-        res.to_json(args.save)
-    return res.rows, res
+    from tts_gym.files import atomic_write, check_output_dir
+    kwargs = protocol_kwargs(args)
+    sources = store_sources(args.data, args.model, args.benchmark)
+    parts = _parts_dir(args)
+    if parts is not None:
+        check_output_dir(parts, what="--parts")
+    cfg_key = [[c.family, c.params, c.label] for c in _configs_of(configs)]
+    proto_key = {k: (list(v) if isinstance(v, range) else v) for k, v in kwargs.items()}
+    _compile_note({c[0] for c in cfg_key})
+    rows, curves, passes, reused = [], {}, {}, 0
+    for name, load in sources:
+        store = load()
+        key = {"version": _PARTS_VERSION, "store": name, "digest": _store_digest(store),
+               "protocol": proto_key, "configs": cfg_key, "oracles": bool(oracles)}
+        pf = _part_file(parts, name) if parts is not None else None
+        part = None
+        if pf is not None and pf.is_file() and not getattr(args, "restart", False):
+            try:
+                part = json.loads(pf.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                part = None
+            if not isinstance(part, dict) or part.get("key") != json.loads(json.dumps(key, default=str)):
+                part = None
+        if part is None:
+            res = evaluate(configs, store, progress=_progress_flag(args), **kwargs, **backend_kwargs(args))
+            part = {"key": key, "rows": res.rows}
+            if oracles:
+                part.update(_oracle_json(res, name))
+            if pf is not None:
+                atomic_write(pf, json.dumps(part, default=str))
+        else:
+            reused += 1
+        rows.extend(part["rows"])
+        if oracles:
+            curves[name], passes[name] = _oracle_from_json(part)
+        del store
+    if reused:
+        print(f"reused {reused} finished store(s) from {parts}", file=sys.stderr)
+    return rows, (curves if oracles else None), (passes if oracles else None)
+
+
+def _configs_of(configs):
+    from tts_gym.evaluation.evaluate import _as_configs
+    return _as_configs(configs)
+
+
+def _finish_parts(args) -> None:
+    """Remove the parts directory once the output is written."""
+    import shutil
+    parts = _parts_dir(args)
+    if parts is not None and parts.is_dir() and not getattr(args, "keep_parts", False):
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+def _check_outputs(args) -> None:
+    from tts_gym.files import check_output_path
+    for flag in ("output", "save"):
+        target = getattr(args, flag, None)
+        if target:
+            check_output_path(target, what=f"--{flag}")
 
 
 @_errors("plot")
 def cmd_plot(args: argparse.Namespace) -> int:
     """Scaling curves (accuracy vs tokens per question, log x), one panel per store, PNG."""
     from tts_gym.reports.plots import scaling_plot
-    rows, res = _rows_from_args(args, _sweeps(_families(args.policies)))
+    _check_outputs(args)
+    rows, oracles, passes = _rows_from_args(args, _sweeps(_families(args.policies)),
+                                            oracles=not args.no_oracle)
     if not rows:
         raise ValueError("no rows to plot")
-    target = res if (res is not None and not args.no_oracle) else rows
-    kw = {"oracles": False} if (res is not None and args.no_oracle) else {}
-    scaling_plot(target, path=args.output, ncols=args.ncols, errorbars=not args.no_errorbars, **kw)
+    if args.results or args.no_oracle:
+        scaling_plot(rows, path=args.output, ncols=args.ncols, errorbars=not args.no_errorbars)
+    else:
+        scaling_plot(rows, path=args.output, ncols=args.ncols, errorbars=not args.no_errorbars,
+                     oracles=oracles, pass_at_n=passes)
+    if getattr(args, "save", None):
+        from tts_gym.files import atomic_write
+        atomic_write(args.save, json.dumps(rows, indent=1, default=str))
+    _finish_parts(args)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -287,11 +495,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     """The AutoTTS main table (methods x benchmarks, search vs held-out) as markdown."""
     from tts_gym.evaluation.evaluate import MAIN_TABLE_CONFIGS, main_table
-    rows, _ = _rows_from_args(args, list(MAIN_TABLE_CONFIGS))
+    from tts_gym.files import atomic_write
+    _check_outputs(args)
+    rows, _, _ = _rows_from_args(args, list(MAIN_TABLE_CONFIGS))
+    if not rows:
+        raise ValueError("no rows to tabulate")
     md = main_table(rows, search=args.search)
+    if getattr(args, "save", None):
+        atomic_write(args.save, json.dumps(rows, indent=1, default=str))
     if args.output:
-        Path(args.output).write_text(md + "\n")
+        atomic_write(args.output, md + "\n")
         print(f"wrote {args.output}", file=sys.stderr)
+    _finish_parts(args)
     print(md)
     return 0
 
@@ -299,6 +514,14 @@ def cmd_table(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 # registration
 # ---------------------------------------------------------------------------------------------
+
+def _add_parts_args(p) -> None:
+    p.add_argument("--parts", default=None, metavar="DIR",
+                   help="where finished stores are kept while the command runs, reused by a rerun "
+                        "(default: <output>.parts, or <save>.parts)")
+    p.add_argument("--restart", action="store_true", help="ignore finished stores in --parts")
+    p.add_argument("--keep-parts", action="store_true", help="keep --parts after success")
+
 
 def register(sub) -> None:
     p = sub.add_parser("compare", help="evaluate the built-in policies on a store: table + scaling plot",
@@ -318,10 +541,11 @@ def register(sub) -> None:
     add_data_args(p, multi=True)
     p.add_argument("--policies", default=None, help="comma-separated families to sweep (default: all)")
     p.add_argument("-o", "--output", default="scaling.png", help="PNG path (default: scaling.png)")
-    p.add_argument("--ncols", type=int, default=3)
+    p.add_argument("--ncols", type=int_in(1, 64), default=3)
     p.add_argument("--no-errorbars", action="store_true")
     p.add_argument("--no-oracle", action="store_true", help="omit the oracle curves")
     p.add_argument("--save", default=None, help="also write the evaluated rows as JSON")
+    _add_parts_args(p)
     p.add_argument("--no-progress", action="store_true")
     add_protocol_args(p)
     add_backend_args(p)
@@ -334,6 +558,7 @@ def register(sub) -> None:
     p.add_argument("--search", default="aime24", help="the search benchmark (default: aime24); others are held out")
     p.add_argument("-o", "--output", default=None, help="also write the markdown to this file")
     p.add_argument("--save", default=None, help="also write the evaluated rows as JSON")
+    _add_parts_args(p)
     p.add_argument("--no-progress", action="store_true")
     add_protocol_args(p)
     add_backend_args(p)

@@ -452,15 +452,15 @@ class EvalResult:
             w.writerow({k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
                         for k, v in r.items()})
         if path is not None:
-            with open(path, "w", newline="") as fh:
-                fh.write(buf.getvalue())
+            from tts_gym.files import atomic_write
+            atomic_write(path, buf.getvalue())
         return buf.getvalue()
 
     def to_json(self, path=None) -> str:
         s = json.dumps(self.rows, indent=1, default=str)
         if path is not None:
-            with open(path, "w") as fh:
-                fh.write(s)
+            from tts_gym.files import atomic_write
+            atomic_write(path, s)
         return s
 
     def to_markdown(self, ci: bool = True) -> str:
@@ -653,8 +653,14 @@ def evaluate(policies, stores=None, *, params: Mapping | None = None, grid=None,
     workers: numba threads per compiled call (default: numba's thread count).
     progress: show progress bars (``None``: when stderr is a terminal).
     """
+    import math
     import time
     t0 = time.perf_counter()
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level) \
+            or not 0.0 < level < 1.0:
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
+    if ci not in ("t", "bootstrap"):
+        raise ValueError(f"ci must be 't' or 'bootstrap', got {ci!r}")
     configs = _as_configs(policies, params, grid)
     store_list = _as_stores(stores)
     if seeds is not None:

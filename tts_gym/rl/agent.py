@@ -72,11 +72,14 @@ def save_agent(model, path, config: Mapping[str, Any]) -> tuple[Path, Path]:
     base = Path(os.fspath(path))
     if base.suffix == ".zip":
         base = base.with_suffix("")
+    import io
+
+    from tts_gym.files import atomic_write
     base.parent.mkdir(parents=True, exist_ok=True)
-    model.save(str(base) + ".zip")
-    with open(str(base) + ".json", "w") as fh:
-        json.dump(dict(config), fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
+    buf = io.BytesIO()            # SB3 writes a file object as is (a path would get ".zip" appended)
+    model.save(buf)
+    atomic_write(str(base) + ".zip", buf.getvalue())
+    atomic_write(str(base) + ".json", json.dumps(dict(config), indent=2, sort_keys=False, default=str) + "\n")
     return Path(str(base) + ".zip"), Path(str(base) + ".json")
 
 

@@ -242,6 +242,21 @@ class HeldInEvalCallback(BaseCallback):
         return True
 
 
+class AtomicCheckpointCallback(CheckpointCallback):
+    """SB3's checkpoint callback, each checkpoint written atomically (a kill leaves the previous
+    checkpoints whole)."""
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.save_freq == 0:
+            import io
+
+            from tts_gym.files import atomic_write
+            buf = io.BytesIO()
+            self.model.save(buf)
+            atomic_write(self._checkpoint_path(extension="zip"), buf.getvalue())
+        return True
+
+
 def standard_callbacks(args: argparse.Namespace, stores, env, model_config: dict, run_dir: Path):
     """Episode stats + held-in evaluation + checkpoints, as configured by :func:`add_common_args`."""
     cbs: list[BaseCallback] = [EpisodeStatsCallback()]
@@ -251,6 +266,6 @@ def standard_callbacks(args: argparse.Namespace, stores, env, model_config: dict
                                   args.eval_freq)
         cbs.append(held)
     if args.checkpoint_freq:
-        cbs.append(CheckpointCallback(max(1, args.checkpoint_freq // env.num_envs), str(run_dir / "checkpoints"),
-                                      name_prefix=args.name))
+        cbs.append(AtomicCheckpointCallback(max(1, args.checkpoint_freq // env.num_envs),
+                                            str(run_dir / "checkpoints"), name_prefix=args.name))
     return CallbackList(cbs), held
