@@ -7,7 +7,7 @@ bad values, malformed or foreign files, missing files, permissions,     2
 unknown stores (``ValueError``, ``StoreFormatError``, ``LookupError``,
 ``FileNotFoundError``, ``PermissionError``, ``IsADirectoryError``, ...)
 unreachable servers, HTTP errors, timeouts, API errors, a full disk,    1
-other I/O errors, running out of memory
+other I/O errors, running out of memory (``tts-gym data fetch``: 2)
 the reader of stdout went away (``BrokenPipeError``)                    141
 interrupted (``KeyboardInterrupt``)                                     130
 ======================================================================  ======
@@ -70,7 +70,8 @@ def classify(exc: BaseException) -> tuple[int, str] | None:
         return EXIT_FAILURE, f"Messages API request failed: {type(exc).__name__}: {_first_line(exc)}"
     cls = type(exc).__name__
     if cls in ("CompletionError", "FetchError", "CollectError", "MissingAPIKey"):
-        return (EXIT_USAGE if cls == "MissingAPIKey" else EXIT_FAILURE), _first_line(exc)
+        # fetch documents status 2 for "no network" (the data commands' input errors)
+        return (EXIT_USAGE if cls in ("MissingAPIKey", "FetchError") else EXIT_FAILURE), _first_line(exc)
     if _is_network(exc):
         return EXIT_FAILURE, f"network error: {_first_line(exc)}"
     if isinstance(exc, OutputPathError):

@@ -338,9 +338,9 @@ class _JsonStream:
                 val, end = _DECODER.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
                 maybe_cut = exc.pos >= len(self.buf) - _NEAR_END or exc.msg.startswith("Unterminated")
-                if maybe_cut and self.fill(len(self.buf) - self.pos):
+                if maybe_cut and not self.eof and self.fill(len(self.buf) - self.pos):
                     continue
-                if maybe_cut and self.eof:
+                if self.eof and (exc.pos >= len(self.buf.rstrip(_WS)) or exc.msg.startswith("Unterminated")):
                     raise self.truncated() from None
                 raise self.corrupt(exc.msg, exc.pos) from None
             except RecursionError:
@@ -543,3 +543,31 @@ def import_autotts(src: str | os.PathLike | Iterable[str | os.PathLike], model: 
             raise ValueError(f"two sources give the same store {key[0]}/{key[1]}: {origin[key]} and {f}")
         stores[key], origin[key] = store, f
     return dict(sorted(stores.items()))
+
+
+def import_autotts_to_hdf5(src: str | os.PathLike | Iterable[str | os.PathLike], output: str | os.PathLike, *,
+                           model: str | None = None, benchmark: str | None = None, append: bool = False,
+                           compression: str | None = "gzip") -> list[tuple[str, str]]:
+    """Import AutoTTS JSON straight into an HDF5 file, streaming: one block of questions is parsed,
+    validated and written at a time, so a store larger than memory imports. The file is written
+    atomically: on any fault nothing (and no temporary file) is left, an existing file is untouched.
+    Returns the ``(model, benchmark)`` written."""
+    from tts_gym.data.hdf5 import write_store_blocks
+    sources = [src] if isinstance(src, (str, os.PathLike)) else list(src)
+    files: list[Path] = []
+    for s in sources:
+        files.extend(find_autotts_files(s))
+    if (model or benchmark) and len(files) > 1:
+        raise ValueError("model/benchmark overrides need a single source file")
+    keys: dict[tuple[str, str], Path] = {}
+    items = []
+    for f in files:
+        inferred = infer_names(f)
+        key = (model or inferred[0], benchmark or inferred[1])
+        if key in keys:
+            raise ValueError(f"two sources give the same store {key[0]}/{key[1]}: {keys[key]} and {f}")
+        keys[key] = f
+        attrs = {"source": "autotts-json", "source_file": f"{inferred[0]}/{f.name}"}
+        items.append((key[0], key[1], attrs, iter_store_blocks(f, key[0], key[1], attrs=attrs)))
+    write_store_blocks(output, items, append=append, compression=compression)
+    return sorted(keys)

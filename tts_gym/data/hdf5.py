@@ -120,7 +120,7 @@ class StoreWriter:
         self._ds: dict[str, Any] = {}
         self._strings = h5py.string_dtype("utf-8")
         off = grp.create_dataset("answer_offsets", shape=(1,), maxshape=(None,), dtype=np.int64,
-                                 chunks=(16384,), **self.comp)
+                                 chunks=(16384,), fletcher32=True, **self.comp)
         off[0] = 0
         self._ds["answer_offsets"] = off
 
@@ -139,11 +139,13 @@ class StoreWriter:
                 ds = self.grp.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
                                              chunks=(min(rows, 1 << 18) if dtype is not self._strings
                                                      else 16384,),
-                                             fillvalue=fill, **self.comp)
+                                             fillvalue=fill, fletcher32=dtype is not self._strings,
+                                             **self.comp)
             else:
                 rows = _chunk_rows(max(width, 1), np.dtype(dtype).itemsize)
                 ds = self.grp.create_dataset(name, shape=(0, width), maxshape=(None, None), dtype=dtype,
-                                             chunks=(rows, max(width, 1)), fillvalue=fill, **self.comp)
+                                             chunks=(rows, max(width, 1)), fillvalue=fill, fletcher32=True,
+                                             **self.comp)
             self._ds[name] = ds
         return ds
 
