@@ -103,10 +103,12 @@ def _load_any(path: str):
 @_errors_exit_2
 def cmd_info(args: argparse.Namespace) -> int:
     from tts_gym.data.resolve import summarize_store
-    stores = _load_any(args.file)
-    if args.model or args.benchmark:
-        stores = {k: v for k, v in stores.items()
-                  if (args.model is None or k[0] == args.model) and (args.benchmark is None or k[1] == args.benchmark)}
+    from tts_gym.cli.evaluate_cmds import store_sources
+    if not Path(args.file).exists():
+        raise FileNotFoundError(f"{args.file}: no such file or directory")
+    sources = store_sources(args.file, [args.model] if args.model else None,
+                            [args.benchmark] if args.benchmark else None)
+    stores = {tuple(name.split("/", 1)): load() for name, load in sources}
     from tts_gym.data.answers import answer_merging_summary, format_answer_merging
     rows = [summarize_store(s) for s in stores.values()]
     # answer merging (math equivalence, recorded by `tts-gym collect --answer-merging`): its effect

@@ -20,20 +20,22 @@ EXIT_USAGE = 2
 
 
 def register(sub) -> None:
+    from tts_gym.cli.args import (float_in, int_in, non_negative_float, positive_float, probability,
+                                  seeds_type)
     from tts_gym.discovery.loop import DEFAULT_MODELS
     from tts_gym.discovery.sandbox import DEFAULT_BETAS
     p = sub.add_parser("discover", help="discover test-time-scaling controllers with an LLM proposer",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=10, help="proposal rounds (default 10)")
+    p.add_argument("--rounds", type=int_in(0, 100_000), default=10, help="proposal rounds (default 10)")
     p.add_argument("--model", default="claude-opus-4-5", help="Claude model id of the proposer")
     p.add_argument("--out", required=True, help="run directory (history, scores, final report)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--candidates-per-round", "-K", type=int, default=1, dest="candidates_per_round")
-    p.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS))
-    p.add_argument("--select-beta", type=float, default=0.5,
+    p.add_argument("--candidates-per-round", "-K", type=int_in(1, 1000), default=1, dest="candidates_per_round")
+    p.add_argument("--betas", type=probability, nargs="+", default=list(DEFAULT_BETAS))
+    p.add_argument("--select-beta", type=probability, default=0.5,
                    help="beta at which candidates are ranked (one of --betas; default 0.5)")
-    p.add_argument("--seeds", type=int, default=20, help="shuffle seeds 0..S-1 during the search (20)")
-    p.add_argument("--final-seeds", type=int, default=100, help="seeds of the final report (100)")
+    p.add_argument("--seeds", type=seeds_type, default=20, help="shuffle seeds 0..S-1 during the search (20)")
+    p.add_argument("--final-seeds", type=seeds_type, default=100, help="seeds of the final report (100)")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--search-benchmarks", nargs="+", default=["aime24"])
     p.add_argument("--heldout-benchmarks", nargs="+", default=["aime25", "hmmt25"])
@@ -44,22 +46,22 @@ def register(sub) -> None:
     p.add_argument("--seed-controller", action="append", default=[], dest="seed_controllers",
                    metavar="FILE", help="controller file evaluated before round 0 and shown to the "
                                         "proposer (repeatable), e.g. agents/controllers/cmc.py")
-    p.add_argument("--max-tokens", type=int, default=16000, help="max_tokens of each request")
-    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--max-tokens", type=int_in(1, 10_000_000), default=16000, help="max_tokens of each request")
+    p.add_argument("--temperature", type=float_in(0.0, 2.0), default=None)
     p.add_argument("--base-url", default=None, help="Messages API base URL (default: the SDK's)")
-    p.add_argument("--max-retries", type=int, default=2, help="SDK retries of a failed request")
-    p.add_argument("--max-usd", type=float, default=None, help="stop starting rounds beyond this cost")
-    p.add_argument("--price-input", type=float, default=None, help="$ per million input tokens "
+    p.add_argument("--max-retries", type=int_in(0, 100), default=2, help="SDK retries of a failed request")
+    p.add_argument("--max-usd", type=positive_float, default=None, help="stop starting rounds beyond this cost")
+    p.add_argument("--price-input", type=non_negative_float, default=None, help="$ per million input tokens "
                                                                    "(overrides the price table)")
-    p.add_argument("--price-output", type=float, default=None, help="$ per million output tokens")
-    p.add_argument("--jobs", type=int, default=0, help="parallel sandbox processes (default: CPUs)")
-    p.add_argument("--job-timeout", type=float, default=None,
+    p.add_argument("--price-output", type=non_negative_float, default=None, help="$ per million output tokens")
+    p.add_argument("--jobs", type=int_in(0, 4096), default=0, help="parallel sandbox processes (default: CPUs)")
+    p.add_argument("--job-timeout", type=positive_float, default=None,
                    help="wall-clock seconds per sandbox job (one beta x one store; default "
                         "60 + 0.5 per episode)")
-    p.add_argument("--episode-timeout", type=float, default=20.0, help="seconds per question (20)")
-    p.add_argument("--memory-mb", type=int, default=2048, help="memory budget per sandbox (MB)")
-    p.add_argument("--trace-episodes", type=int, default=3, help="trace summaries per candidate")
-    p.add_argument("--max-prompt-chars", type=int, default=120_000)
+    p.add_argument("--episode-timeout", type=positive_float, default=20.0, help="seconds per question (20)")
+    p.add_argument("--memory-mb", type=int_in(64, 1 << 22), default=2048, help="memory budget per sandbox (MB)")
+    p.add_argument("--trace-episodes", type=int_in(0, 10_000), default=3, help="trace summaries per candidate")
+    p.add_argument("--max-prompt-chars", type=int_in(1000, 10**9), default=120_000)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_discover)
 
@@ -209,6 +211,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from tts_gym.discovery.proposer import MissingAPIKey, Proposer, ProposerConfig
     console = Console(stderr=True)
     try:
+        from tts_gym.files import check_output_dir
+        check_output_dir(args.out, what="--out")   # before any evaluation or request
         cfg = _config(args)
     except ValueError as exc:
         print(f"tts-gym discover: error: {exc}", file=sys.stderr)
@@ -227,7 +231,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
             summary = run_discovery(cfg, args.out, resume=args.resume, proposer=proposer,
                                     progress=display)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"tts-gym discover: error: {exc}", file=sys.stderr)
+        print(f"tts-gym discover: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
         return EXIT_USAGE
     print_summary(console, summary, cfg.select_beta)
     return 0

@@ -40,12 +40,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _os_message(exc: OSError) -> str:
+    """``path: what went wrong`` (the system's wording, lower case)."""
     text = _first_line(exc)
-    name = exc.filename
-    if name is not None and str(name) not in text:
-        text = f"{name}: {exc.strerror or text}"
-    elif exc.strerror and text.startswith("[Errno"):
-        text = exc.strerror + (f": {name}" if name is not None else "")
+    name, why = exc.filename, exc.strerror
+    if why and (text.startswith("[Errno") or name is not None and str(name) not in text):
+        why = why[:1].lower() + why[1:]
+        return f"{name}: {why}" if name is not None else why
     return text
 
 
