@@ -67,7 +67,7 @@ MAX_QUESTIONS = 2**31 - 1
 COMPACT_ANSWERS = 2**15 - 1
 """Answer tables up to this size keep ``probe_ids`` as int16 (else int32)."""
 
-_VALIDATE_BLOCK = 1 << 23  # elements of [Q, N, K] checked at once: bounded temporaries
+_VALIDATE_BLOCK = 1 << 22  # elements of [Q, N, K] checked at once: bounded temporaries
 
 _CANONICAL = {"num_probes": np.int32, "branch_tokens": np.int64, "final_ids": np.int32,
               "num_branches": np.int32, "probe_interval": np.int32, "gold_ids": np.int32}
@@ -511,9 +511,10 @@ class ReplayStore:
             fail(f"must be in [1, {MAX_PROBE_INTERVAL}], got {int(pf[q])}", "probe_interval", q,
                  kind="bad_probe_freq")
         sizes = tables.sizes()
-        if self.probe_ids.dtype == np.int16 and sizes.size and int(sizes.max()) > COMPACT_ANSWERS:
+        limit = COMPACT_ANSWERS if self.probe_ids.dtype == np.int16 else 2**31 - 1
+        if sizes.size and int(sizes.max()) > limit:
             q = int(np.argmax(sizes))
-            fail(f"int16 probe ids cannot address the question's {int(sizes[q])} answers",
+            fail(f"{self.probe_ids.dtype} probe ids cannot address the question's {int(sizes[q])} answers",
                  "probe_ids", q, kind="bad_dtype")
         step = max(1, _VALIDATE_BLOCK // max(1, N * max(K, 1)))
         kpos = np.arange(K, dtype=np.int32)
@@ -561,7 +562,8 @@ class ReplayStore:
                      "final_ids", q, b, kind="bad_answer_id")
             ids = self.probe_ids[q0:q1]
             in_probe = kpos[None, None, :] < kp[:, :, None]
-            bad = in_probe & ((ids < 0) | (ids >= sz[:, None, None]))
+            szi = sz.astype(ids.dtype)   # sizes fit the id dtype (checked above): no widened copy of ids
+            bad = in_probe & ((ids < 0) | (ids >= szi[:, None, None]))
             bad |= ~in_probe & (ids != PAD_ID)
             if bad.any():
                 q, b, k = (int(v[0]) for v in np.nonzero(bad))
