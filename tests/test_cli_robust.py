@@ -166,6 +166,11 @@ CASES = {
         (["--policy", "sc", "--data", "{d}/empty_dir"], "no AutoTTS store files"),
         (["--policy", "sc", "--data", "{d}/good.h5", "--model", "x"], "holds no store"),
         (["--policy", "sc", "--data", "synthetic", "--benchmark", "nope"], "seed<N>"),
+        (["--agent", "maskable_ppo_aime24", "--param", "gamma=abc"], "'gamma' must be a number in [0, inf)"),
+        (["--agent", "maskable_ppo_aime24", "--param", "gamma=-1"], "got -1"),
+        (["--agent", "maskable_ppo_aime24", "--param", "greedy=maybe"], "'greedy' must be true or false"),
+        (["--agent", "maskable_ppo_aime24", "--param", "seed=1.5"], "'seed' must be an integer"),
+        (["--agent", "nope"], "no agent 'nope'"),
     ],
 }
 

@@ -264,7 +264,14 @@ def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | No
     unknown = sorted(set(p) - {"gamma", "greedy", "seed"})
     if unknown:
         raise ValueError(f"an agent takes --param gamma=G / greedy=true / seed=S, got {unknown}")
-    pol = load_agent_policy(name_or_path, gamma=p.get("gamma"),
-                            deterministic=bool(p["greedy"]) if "greedy" in p else None, seed=int(p.get("seed", 0)))
+    import math
+    g, greedy, seed = p.get("gamma"), p.get("greedy"), p.get("seed", 0)
+    if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0):
+        raise ValueError(f"agent: parameter 'gamma' must be a number in [0, inf), got {g!r}")
+    if greedy is not None and not isinstance(greedy, bool):
+        raise ValueError(f"agent: parameter 'greedy' must be true or false, got {greedy!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"agent: parameter 'seed' must be an integer in [0, 2**63-1], got {seed!r}")
+    pol = load_agent_policy(name_or_path, gamma=None if g is None else float(g), deterministic=greedy, seed=seed)
     shown = {"gamma": pol.gamma, "greedy": pol.deterministic}
     return evaluate_reference_python(store, pol, seeds, name=f"agent:{pol.agent_name}", params=shown)
