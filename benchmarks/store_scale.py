@@ -10,6 +10,10 @@ and the peak RSS, with peak / file-size ratios side by side. Target: every 100k 
     python benchmarks/store_scale.py                         # 1k, 10k, 100k questions
     python benchmarks/store_scale.py --questions 1000 10000 --seeds 100 --dir /tmp/stores
 
+A second table shows the streaming JSON import (``tts-gym data import``, :func:`tts_gym.data.autotts.
+import_autotts_to_hdf5`) of the same kind of store written as AutoTTS JSON: its peak stays about
+flat while the JSON grows, i.e. a JSON file larger than memory imports.
+
 The evaluation is the reference protocol through :func:`tts_gym.evaluation.protocol.evaluate_compiled`
 (what ``tts-gym eval`` runs); ``--api evaluate`` uses :func:`tts_gym.evaluate` instead. The numba
 kernels are compiled (or loaded from the cache) in a warm-up subprocess first, so compile time and
@@ -67,6 +71,39 @@ out["peak_mb"] = peak_mib()
 print(json.dumps(out))
 """
 
+_IMPORT_CHILD = r"""
+import json, sys, time
+
+
+def peak_mib():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+
+
+from tts_gym.data.autotts import import_autotts_to_hdf5
+base = peak_mib()
+t0 = time.perf_counter()
+import_autotts_to_hdf5(sys.argv[1], sys.argv[2])
+print(json.dumps({"import_s": time.perf_counter() - t0, "peak_mb": peak_mib(), "baseline_mb": base}))
+"""
+
+
+def make_json(path: Path, questions: int, branches: int, seed: int) -> None:
+    """AutoTTS JSON of a synthetic store, written block by block."""
+    from tts_gym.data.synthetic import synthesize_blocks
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w") as fh:
+        fh.write("[")
+        first = True
+        for block in synthesize_blocks(questions, branches, seed, block_questions=2000):
+            for rec in block.to_records():
+                fh.write(("" if first else ",\n") + json.dumps(rec))
+                first = False
+        fh.write("]\n")
+    os.replace(tmp, path)
+
 
 def make_store(path: Path, questions: int, branches: int, seed: int) -> float:
     from tts_gym.data.hdf5 import write_store_blocks
@@ -100,6 +137,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="generator seed")
     ap.add_argument("--dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "tts_gym_store_scale")
     ap.add_argument("--api", choices=("compiled", "evaluate"), default="compiled")
+    ap.add_argument("--import-questions", type=int, nargs="*", default=[1_000, 10_000],
+                    help="sizes of the streamed JSON import measured (none: skip)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -151,8 +190,33 @@ def main() -> int:
         worst = max((r[c].get("peak_mb", float("inf")) for c in CASES), default=float("nan"))
         print(f"{r['questions']:,} questions: worst peak {worst:,.0f} MiB "
               f"({'under' if worst < 2048 else 'OVER'} the 2 GiB target)")
+    imports = []
+    if args.import_questions:
+        print(f"\nstreamed JSON import (AutoTTS JSON -> HDF5, {args.branches} branches per question)\n")
+        print(f"{'questions':>10} {'JSON MiB':>9} {'import s':>9} {'peak MiB':>9} {'peak - base':>12} {'/JSON':>6}")
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        for q in args.import_questions:
+            src = args.dir / "json" / f"m{q}" / f"scale{q}.json"
+            src.parent.mkdir(parents=True, exist_ok=True)
+            if not src.exists():
+                print(f"writing {src} ...", file=sys.stderr, flush=True)
+                make_json(src, q, args.branches, args.seed)
+            out = args.dir / f"imported_{q}.h5"
+            proc = subprocess.run([sys.executable, "-c", _IMPORT_CHILD, str(src), str(out)],
+                                  capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                print(f"{q:>10,} error: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            jmb = src.stat().st_size / 2**20
+            print(f"{q:>10,} {jmb:9.1f} {r['import_s']:9.2f} {r['peak_mb']:9.0f} "
+                  f"{r['peak_mb'] - r['baseline_mb']:12.0f} {(r['peak_mb'] - r['baseline_mb']) / jmb:5.2f}x",
+                  flush=True)
+            imports.append({"questions": q, "json_mib": jmb, **r})
+            out.unlink(missing_ok=True)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        from tts_gym.files import atomic_write
+        atomic_write(args.json, json.dumps({"stores": report, "imports": imports}, indent=1))
     return 0
 
 

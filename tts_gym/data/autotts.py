@@ -397,14 +397,18 @@ def iter_json_array(path: str | os.PathLike) -> Iterator[Any]:
 
 
 BLOCK_QUESTIONS = 1024
-"""Questions packed together while streaming a JSON import."""
+"""Questions packed together while streaming a JSON import (at most)."""
+BLOCK_ANSWERS = 1 << 18
+"""Answers (probes and finals) packed together while streaming a JSON import (about; bounds the
+parsed records held at once to a few tens of MB whatever the file's size)."""
 
 
 def iter_store_blocks(path: str | os.PathLike, model: str | None = None, benchmark: str | None = None,
-                      *, block_questions: int = BLOCK_QUESTIONS, attrs: dict | None = None,
-                      ) -> Iterator[ReplayStore]:
-    """Stream one AutoTTS JSON file as validated stores of ``block_questions`` consecutive questions
-    (store order; each block validated, messages naming the file and the file's question index)."""
+                      *, block_questions: int = BLOCK_QUESTIONS, block_answers: int = BLOCK_ANSWERS,
+                      attrs: dict | None = None) -> Iterator[ReplayStore]:
+    """Stream one AutoTTS JSON file as validated stores of consecutive questions (at most
+    ``block_questions`` of them, about ``block_answers`` answers; store order; each block validated,
+    messages naming the file and the file's question index)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -416,15 +420,17 @@ def iter_store_blocks(path: str | os.PathLike, model: str | None = None, benchma
                  {"source": "autotts-json", "source_file": f"{inferred[0]}/{path.name}"})
     first_pf: int | None = None
     block: list[dict[str, Any]] = []
-    q0 = 0
+    q0 = answers = 0
     for q, rec in enumerate(iter_json_array(path)):
         pf = validate_record(rec, q, path, first_pf)
         first_pf = pf if first_pf is None else first_pf
         block.append(rec)
-        if len(block) >= block_questions:
+        answers += sum(len(br[0]) + 1 for br in rec["each_branch"])
+        if len(block) >= block_questions or answers >= block_answers:
             yield build_store(model, benchmark, block, attrs).validate(path, question_offset=q0)
             q0 += len(block)
             block = []
+            answers = 0
     if block:
         yield build_store(model, benchmark, block, attrs).validate(path, question_offset=q0)
     elif q0 == 0:
