@@ -69,12 +69,3 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def refuse_together(parser_prog: str, args: argparse.Namespace, *pairs: tuple[str, str, object]) -> None:
-    """Raise ``ValueError`` when two options that cannot go together are both given.
-
-    ``pairs``: ``(flag_a, flag_b, condition)`` with ``condition`` true when both are set."""
-    for a, b, both in pairs:
-        if both:
-            raise ValueError(f"{a} and {b} cannot be used together")

@@ -62,6 +62,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 @_errors_exit_2
 def cmd_fetch(args: argparse.Namespace) -> int:
     from tts_gym.data.fetch import fetch_autotts
+    from tts_gym.files import check_output_dir, check_output_path
+    if args.output:
+        check_output_path(args.output, what="output")     # before any download
+    if args.cache_dir:
+        check_output_dir(args.cache_dir, what="--cache-dir")
     out = fetch_autotts(args.output, cache_dir=args.cache_dir, base_url=args.base_url, timeout=args.timeout,
                         progress=not args.no_progress and not args.quiet, verify_checksums=not args.no_verify,
                         force=args.force)

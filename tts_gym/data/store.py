@@ -230,33 +230,23 @@ class AnswerTables(Sequence):
         if a1 <= a0:
             return []
         b0, b1 = self._span(a0, a1)
-        ends = self._ends[a0:a1].tolist()
+        ends = (self._ends[a0:a1] - b0).tolist()
+        starts = [0] + ends[:-1]
         raw = self._blob[b0:b1]
         if raw.isascii():
             text = raw.decode("ascii")
-            out, prev = [], b0
-            for e in ends:
-                out.append(text[prev - b0:e - b0])
-                prev = e
-            return out
-        out, prev = [], b0
-        blob = self._blob
-        for e in ends:
-            out.append(blob[prev:e].decode("utf-8"))
-            prev = e
-        return out
+            return [text[i:j] for i, j in zip(starts, ends)]
+        return [raw[i:j].decode("utf-8") for i, j in zip(starts, ends)]
 
     def flat_bytes(self, a0: int = 0, a1: int | None = None) -> list[bytes]:
         """As :meth:`flat`, UTF-8 encoded."""
         a1 = self.num_answers if a1 is None else a1
         if a1 <= a0:
             return []
-        b0, _ = self._span(a0, a1)
-        out, prev, blob = [], b0, self._blob
-        for e in self._ends[a0:a1].tolist():
-            out.append(blob[prev:e])
-            prev = e
-        return out
+        b0, b1 = self._span(a0, a1)
+        ends = (self._ends[a0:a1] - b0).tolist()
+        raw = self._blob[b0:b1]
+        return [raw[i:j] for i, j in zip([0] + ends[:-1], ends)]
 
     def __getitem__(self, q):
         if isinstance(q, slice):
