@@ -822,7 +822,8 @@ def plan_run(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, A
     if policy_params is None:
         kernel, policy_params = policy_param_rows(policy, params_list)
     else:
-        kernel = "parallel_probe" if policy in ("pp", "parallel-probe") else policy
+        from tts_gym.policies.registry import canonical
+        kernel = policy if policy in _ROLLOUTS else canonical(policy)
         policy_params = np.ascontiguousarray(policy_params, dtype=np.float64)
     if kernel not in ROLLOUTS:
         raise ValueError(f"no compiled kernel {kernel!r}; choose one of {sorted(ROLLOUTS)}")
