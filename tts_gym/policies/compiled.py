@@ -823,7 +823,7 @@ def plan_run(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, A
         kernel, policy_params = policy_param_rows(policy, params_list)
     else:
         from tts_gym.policies.registry import canonical
-        kernel = policy if policy in _ROLLOUTS else canonical(policy)
+        kernel = policy if policy in ROLLOUTS else canonical(policy)
         policy_params = np.ascontiguousarray(policy_params, dtype=np.float64)
     if kernel not in ROLLOUTS:
         raise ValueError(f"no compiled kernel {kernel!r}; choose one of {sorted(ROLLOUTS)}")
