@@ -213,7 +213,7 @@ def test_unreadable_permission(tmp_path, monkeypatch):
 
 
 def test_unknown_store_lists_what_is_held(h5):
-    with pytest.raises(StoreNotFoundError, match="holds no store model='x' benchmark='b'; it holds: m/b"):
+    with pytest.raises(StoreNotFoundError, match="holds no store x/b; it holds: m/b"):
         open_store(h5, "x", "b")
     with h5py.File(h5, "a") as f:
         f["stray"] = np.arange(2)   # a dataset where a model group would be: ignored
