@@ -126,7 +126,7 @@ CASES = {
         (["--results", "{d}/rows_empty.json"], "no rows"),
         (["--results", "{d}/rows_missing.json", "--seeds", "3"], "--seeds would be ignored"),
         (["--data", "{d}/garbage.h5", "-o", "{d}/t.md"], "not an HDF5 file"),
-        (["--data", "{d}/good.h5", "--model", "nobody", "-o", "{d}/t.md"], "no store in"),
+        (["--data", "{d}/good.h5", "--model", "nobody", "-o", "{d}/t.md"], "holds no store"),
         (["--results", "{d}/rows_empty.json", "-o", "{d}/a_file/t.md"], "not a directory"),
     ],
     ("discover",): [
