@@ -22,6 +22,7 @@ import tts_gym
 from tts_gym.cli.dataclass_args import parse_dataclass
 from tts_gym.data.catalog import HELDOUT_BENCHMARKS, MODELS, SEARCH_BENCHMARKS
 from tts_gym.data.resolve import resolve_stores
+from tts_gym.files import atomic_path, atomic_write
 from tts_gym.evaluation.evaluate import MAIN_TABLE_CONFIGS, Sweep, config_label, main_table
 from tts_gym.evaluation.protocol import evaluate_compiled, evaluate_grid_compiled
 from tts_gym.rl import load_agent_policy, set_torch_threads
@@ -102,7 +103,7 @@ def main(argv=None):
     write_report(args, cfg, rows, rl_labels, base_full, wall, curves, sweep_params)
     plot(args.plot, curves, rows)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+        atomic_write(args.json, json.dumps(rows, indent=1, default=str))
     print(Path(args.out).read_text())
 
 
@@ -186,7 +187,7 @@ def write_report(args, cfg, rows, rl_labels, base_full, wall, curves, sweep_para
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
+    atomic_write(args.out, "\n".join(lines))
 
 
 def plot(path, curves, rows):
@@ -210,8 +211,8 @@ def plot(path, curves, rows):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
 
 
 if __name__ == "__main__":

@@ -71,20 +71,28 @@ def test_position_cap_matches_python(name, params):
 
 
 def test_degenerate_parameters():
+    """Parameters outside their declared ranges are refused (naming parameter, value and range);
+    the kernels stay safe on degenerate rows given directly: no window, no chain, no round ->
+    no answer at zero cost."""
     store = ragged_store()
     b = ProtocolBatch(store, (0, 1))
-    # ESC with max_samples < window_size: zero windows -> None at zero cost
-    r = evaluate_compiled(b, "esc", {"max_samples": 3, "window_size": 8})
-    assert (r.answers == -1).all() and (r.costs == 0).all() and (r.steps == 1).all()
-    assert r.sumC == 0 and r.accuracy == 0.0
+    for policy, params, fragment in (
+            ("esc", {"max_samples": 3, "window_size": 8}, r"'window_size' must be an integer in \[1, max_samples=3\], got 8"),
+            ("sc", {"n": 0}, r"'n' must be an integer in \[1, 2147483647\], got 0"),
+            ("parallel_probe", {"num_chains": 0}, "'num_chains'.*got 0"),
+            ("parallel_probe", {"max_steps": 0}, "'max_steps'.*got 0")):
+        with pytest.raises(ValueError, match=fragment):
+            evaluate_compiled(b, policy, params)
     # ASC@1: one full read, its answer
     r = evaluate_compiled(b, "asc", {"max_samples": 1, "threshold": 0.95})
     assert (r.steps == 2).all()
-    # SC@0 / PP with no chains / PP with max_steps 0: nothing to vote on
-    for policy, params in (("sc", {"n": 0}), ("parallel_probe", {"num_chains": 0}),
-                           ("parallel_probe", {"max_steps": 0})):
-        r = evaluate_compiled(b, policy, params)
-        assert (r.answers == -1).all(), policy
+    for kernel, row in (("esc", [3, 8]), ("asc", [0, 1.01]), ("parallel_probe", [0, 40, 7, 15, 1, 100]),
+                        ("parallel_probe", [64, 40, 7, 15, 1, 0])):
+        out = run_compiled(b.data, kernel, [], b.questions, b.perms, max_branches=b.max_branches,
+                           policy_params=np.array([row], np.float64))
+        assert (out["answer"] == -1).all(), (kernel, row)
+        if kernel == "esc":
+            assert (out["cost"] == 0).all() and (out["steps"] == 1).all()
 
 
 def test_grid_rows_are_independent():

@@ -27,7 +27,7 @@ def test_shapes_and_names():
     assert (s.model, s.benchmark, s.name) == ("m", "seed2", "m/seed2")
     Q, N, K = s.probe_ids.shape
     assert (Q, N) == (7, 5) and K <= 40
-    assert s.probe_ids.dtype == np.int32 and s.branch_tokens.dtype == np.int64
+    assert s.probe_ids.dtype == np.int16 and s.branch_tokens.dtype == np.int64  # compact answer ids
     assert s.num_branches.tolist() == [5] * 7 and s.probe_interval.tolist() == [250] * 7
     s.validate()
     assert synthesize(2, 2, benchmark="custom").benchmark == "custom"

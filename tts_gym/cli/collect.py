@@ -16,6 +16,8 @@ import json
 import os
 import sys
 from pathlib import Path
+from tts_gym.cli.args import float_in, int_in, positive_float, positive_int
+from tts_gym.data.store import MAX_BRANCHES, MAX_PROBE_INTERVAL
 
 HELP = "sample reasoning trajectories from an OpenAI-compatible server into a replay store"
 
@@ -44,12 +46,12 @@ def add_server_arguments(p: argparse.ArgumentParser, *, concurrency: int = 64):
                    help="bearer token (default: $TTS_GYM_API_KEY or $OPENAI_API_KEY if set)")
     g.add_argument("--extra-body", default=None, metavar="JSON",
                    help='extra request fields, e.g. \'{"skip_special_tokens": false}\'')
-    g.add_argument("--concurrency", type=int, default=concurrency,
+    g.add_argument("--concurrency", type=int_in(1, 100_000), default=concurrency,
                    help=f"max requests in flight (default {concurrency})")
-    g.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds (default 600)")
-    g.add_argument("--max-retries", type=int, default=8,
+    g.add_argument("--timeout", type=positive_float, default=600.0, help="per-request timeout in seconds (default 600)")
+    g.add_argument("--max-retries", type=int_in(0, 1000), default=8,
                    help="retries on 5xx/429/timeouts/connection errors, exponential backoff (default 8)")
-    g.add_argument("--backoff", type=float, default=0.5, help="first backoff delay in seconds (default 0.5)")
+    g.add_argument("--backoff", type=float_in(0.0, 3600.0), default=0.5, help="first backoff delay in seconds (default 0.5)")
     return g
 
 
@@ -62,13 +64,14 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, branches: int = 128,
                                            DEFAULT_PROBE_SUFFIX_AFTER_THINK, DEFAULT_TEMPLATE, FINAL_MODES)
 
     g = p.add_argument_group("sampling")
-    g.add_argument("--branches", type=int, default=branches, help=branches_help)
-    g.add_argument("--interval", type=int, default=500, help="probe interval Δ in tokens (default 500)")
-    g.add_argument("--max-tokens", type=int, default=32768, help="token cap per trajectory (default 32768)")
-    g.add_argument("--temperature", type=float, default=0.6,
+    g.add_argument("--branches", type=int_in(1, MAX_BRANCHES), default=branches, help=branches_help)
+    g.add_argument("--interval", type=int_in(1, MAX_PROBE_INTERVAL), default=500, help="probe interval Δ in tokens (default 500)")
+    g.add_argument("--max-tokens", type=int_in(1, 2**31 - 1), default=32768, help="token cap per trajectory (default 32768)")
+    g.add_argument("--temperature", type=float_in(0.0, 100.0), default=0.6,
                    help="sampling temperature of the trajectories (default 0.6, Qwen3's thinking mode)")
-    g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top-p (default 0.95)")
-    g.add_argument("--seed", type=int, default=0, help="base of the per-request seeds (default 0)")
+    g.add_argument("--top-p", type=float_in(0.0, 1.0, low_open=True), default=0.95,
+                   help="nucleus sampling top-p (default 0.95)")
+    g.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0, help="base of the per-request seeds (default 0)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
     g = p.add_argument_group("prompt")
@@ -85,8 +88,9 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, branches: int = 128,
     g.add_argument("--probe-suffix-after-think", default=DEFAULT_PROBE_SUFFIX_AFTER_THINK,
                    help="suffix once the text holds --think-end")
     g.add_argument("--think-end", default="</think>", help="tag that closes the thinking section")
-    g.add_argument("--probe-max-tokens", type=int, default=16, help="tokens decoded per probe (default 16)")
-    g.add_argument("--probe-temperature", type=float, default=0.0,
+    g.add_argument("--probe-max-tokens", type=int_in(1, 1_000_000), default=16,
+                   help="tokens decoded per probe (default 16)")
+    g.add_argument("--probe-temperature", type=float_in(0.0, 100.0), default=0.0,
                    help="sampling temperature of the probes (default 0: greedy)")
     g.add_argument("--probe-unclosed", choices=("keep", "err"), default="keep",
                    help="a probe whose box is not closed within the decoded tokens: keep the text or ERR")
@@ -121,13 +125,13 @@ def api_key_from(args: argparse.Namespace) -> str | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = add_server_arguments(p)
-    g.add_argument("--questions-in-flight", type=int, default=2,
+    g.add_argument("--questions-in-flight", type=int_in(1, 100_000), default=2,
                    help="questions sampled at once; finished ones are checkpointed (default 2)")
 
     g = p.add_argument_group("data")
     g.add_argument("--questions", required=True, metavar="FILE.jsonl",
                    help='one JSON object per line: {"question": ..., "gold_answer": ..., "id": optional}')
-    g.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    g.add_argument("--limit", type=positive_int, default=None, help="only the first N questions")
     g.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="HDF5 store file to write")
     g.add_argument("--store-model", default=None,
                    help="model name of the store (default: last path component of --model)")
@@ -158,15 +162,20 @@ def run(args: argparse.Namespace) -> int:
                                            load_questions)
 
     out = Path(args.output)
+    if args.overwrite and args.append:
+        print("tts-gym collect: error: --overwrite and --append cannot be used together", file=sys.stderr)
+        return 2
+    from tts_gym.files import check_output_path
+    check_output_path(out, what="output", create_parent=False)   # before any request
     if out.exists() and not (args.overwrite or args.append):
-        print(f"tts-gym collect: {out} exists: pass --overwrite to replace it or --append to add to it",
+        print(f"tts-gym collect: error: {out} exists: pass --overwrite to replace it or --append to add to it",
               file=sys.stderr)
         return 2
     try:
         cfg = config_from_args(args, append_final_probe=args.append_final_probe)
         questions = load_questions(args.questions, args.limit)
     except (CollectError, ValueError) as exc:
-        print(f"tts-gym collect: {exc}", file=sys.stderr)
+        print(f"tts-gym collect: error: {exc}", file=sys.stderr)
         return 2
     if args.answer_merging == "math-verify":
         from tts_gym.data.answers import math_verify_available
@@ -189,11 +198,15 @@ def run(args: argparse.Namespace) -> int:
             client_kwargs={"timeout": args.timeout, "max_retries": args.max_retries,
                            "backoff_base": args.backoff, "api_key": api_key})
     except CollectError as exc:
-        print(f"tts-gym collect: {exc}", file=sys.stderr)
+        print(f"tts-gym collect: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except Exception as exc:  # CompletionError, StoreFormatError, ...: the checkpoints stay
-        print(f"tts-gym collect: {type(exc).__name__}: {exc}\n(finished questions are checkpointed in "
-              f"{ckpt}; rerun the same command to resume)", file=sys.stderr)
+        from tts_gym.cli.errors import classify
+        hit = classify(exc)
+        if hit is None:
+            raise
+        print(f"tts-gym collect: error: {hit[1]} (finished questions are checkpointed in {ckpt}; rerun "
+              f"the same command to resume)", file=sys.stderr)
         return 1
     for line in format_summary(result):
         print(line)

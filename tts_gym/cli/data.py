@@ -43,9 +43,11 @@ def _errors_exit_2(func):
         try:
             return func(args)
         except (StoreFormatError, StoreNotFoundError, OSError, ValueError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            print(f"tts-gym data {args.data_command}: error: {msg}", file=sys.stderr)
-            return EXIT_USAGE
+            from tts_gym.cli.errors import report
+            code = report(f"tts-gym data {args.data_command}", exc)
+            if code is None:
+                raise
+            return code
     return wrapper
 
 
@@ -54,21 +56,32 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(text, file=sys.stderr)
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    """The output location, checked before any long work."""
+    from tts_gym.files import check_output_path
+    check_output_path(args.output, what="output", create_parent=False)
+
+
 @_errors_exit_2
 def cmd_import(args: argparse.Namespace) -> int:
-    from tts_gym.data.autotts import import_autotts
-    from tts_gym.data.hdf5 import save_stores
+    from tts_gym.data.autotts import import_autotts_to_hdf5
+    _check_output(args)
     t0 = time.perf_counter()
-    stores = import_autotts(args.src, model=args.model, benchmark=args.benchmark)
-    save_stores(args.output, stores, append=args.append, compression=args.compression)
-    _say(args, f"imported {len(stores)} store(s) into {args.output} in {time.perf_counter() - t0:.2f}s: "
-               + ", ".join(f"{m}/{b}" for m, b in stores))
+    keys = import_autotts_to_hdf5(args.src, args.output, model=args.model, benchmark=args.benchmark,
+                                  append=args.append, compression=args.compression)
+    _say(args, f"imported {len(keys)} store(s) into {args.output} in {time.perf_counter() - t0:.2f}s: "
+               + ", ".join(f"{m}/{b}" for m, b in keys))
     return 0
 
 
 @_errors_exit_2
 def cmd_fetch(args: argparse.Namespace) -> int:
     from tts_gym.data.fetch import fetch_autotts
+    from tts_gym.files import check_output_dir, check_output_path
+    if args.output:
+        check_output_path(args.output, what="output")     # before any download
+    if args.cache_dir:
+        check_output_dir(args.cache_dir, what="--cache-dir")
     out = fetch_autotts(args.output, cache_dir=args.cache_dir, base_url=args.base_url, timeout=args.timeout,
                         progress=show_progress(args), verify_checksums=not args.no_verify,
                         force=args.force)
@@ -78,15 +91,22 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 @_errors_exit_2
 def cmd_synth(args: argparse.Namespace) -> int:
-    from tts_gym.data.hdf5 import save_stores
-    from tts_gym.data.synthetic import synthesize
+    from tts_gym.data.hdf5 import write_store_blocks
+    from tts_gym.data.synthetic import synthesize_blocks
+    _check_output(args)
     t0 = time.perf_counter()
-    store = synthesize(args.questions, args.branches, seed=args.seed, model=args.model,
-                       benchmark=args.benchmark, probe_interval=args.probe_interval)
-    t1 = time.perf_counter()
-    save_stores(args.output, [store], append=args.append, compression=args.compression)
-    _say(args, f"wrote {store.name} ({args.questions} questions x {args.branches} branches) to {args.output} "
-               f"(generated in {t1 - t0:.2f}s, written in {time.perf_counter() - t1:.2f}s)")
+    blocks = synthesize_blocks(args.questions, args.branches, args.seed, model=args.model,
+                               benchmark=args.benchmark, probe_interval=args.probe_interval)
+    first = next(blocks)   # large stores are generated and written block by block
+
+    def all_blocks():
+        yield first
+        yield from blocks
+
+    write_store_blocks(args.output, [(first.model, first.benchmark, first.attrs, all_blocks())],
+                       append=args.append, compression=args.compression)
+    _say(args, f"wrote {first.name} ({args.questions} questions x {args.branches} branches) to {args.output} "
+               f"in {time.perf_counter() - t0:.2f}s")
     return 0
 
 
@@ -130,6 +150,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from tts_gym.cli.args import float_in, int_in
+    from tts_gym.data.store import MAX_BRANCHES, MAX_PROBE_INTERVAL
     p = subparsers.add_parser("data", help="fetch, import, synthesise and describe replay stores",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="data_command", required=True, title="commands", metavar="COMMAND")
@@ -158,7 +180,7 @@ def register(subparsers) -> None:
                     help="download cache (default: $TTS_GYM_CACHE, else ~/.cache/tts_gym)")
     sp.add_argument("--base-url", metavar="URL",
                     help="where the <model>/<benchmark>.json files are (default: the AutoTTS release on GitHub)")
-    sp.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+    sp.add_argument("--timeout", type=float_in(0, 3600, low_open=True), default=5.0, metavar="SECONDS",
                     help="connection/read timeout in seconds (default 5)")
     sp.add_argument("--force", action="store_true", help="download even when the cache is valid")
     sp.add_argument("--no-verify", action="store_true",
@@ -170,13 +192,13 @@ def register(subparsers) -> None:
     sp = sub.add_parser("synth", help="write a seeded synthetic store",
                         description="Write a synthetic store: seeded, with AutoTTS-like trajectory "
                                     "lengths, answer changes and accuracy.")
-    sp.add_argument("--questions", type=int, default=30, metavar="N", help="questions (default 30)")
-    sp.add_argument("--branches", type=int, default=128, metavar="N",
+    sp.add_argument("--questions", type=int_in(1, 2**31 - 1), default=30, metavar="N", help="questions (default 30)")
+    sp.add_argument("--branches", type=int_in(1, MAX_BRANCHES), default=128, metavar="N",
                     help="trajectories per question (default 128)")
-    sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sp.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0, help="random seed (default 0)")
     sp.add_argument("--model", default="synthetic", metavar="NAME", help="model name of the store (default synthetic)")
     sp.add_argument("--benchmark", metavar="NAME", help="benchmark name of the store (default: seed<SEED>)")
-    sp.add_argument("--probe-interval", type=int, default=500, metavar="TOKENS",
+    sp.add_argument("--probe-interval", type=int_in(1, MAX_PROBE_INTERVAL), default=500, metavar="TOKENS",
                     help="tokens between two intermediate answers (default 500)")
     add_output(sp)
     sp.set_defaults(func=cmd_synth)

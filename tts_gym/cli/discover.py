@@ -47,25 +47,27 @@ examples:
 
 
 def register(sub) -> None:
+    from tts_gym.cli.args import (float_in, int_in, non_negative_float, positive_float, probability,
+                                  seeds_type)
     from tts_gym.data.catalog import HELDOUT_BENCHMARKS, MODELS, SEARCH_BENCHMARKS
     from tts_gym.discovery.sandbox import DEFAULT_BETAS
     p = sub.add_parser("discover", help="discover test-time-scaling controllers with an LLM proposer",
                        description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=10, metavar="N", help="proposal rounds (default 10)")
+    p.add_argument("--rounds", type=int_in(0, 100_000), default=10, metavar="N", help="proposal rounds (default 10)")
     p.add_argument("--model", default="claude-opus-4-5", help="Claude model id of the proposer")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (history, scores, final report)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--candidates-per-round", "-K", type=int, default=1, dest="candidates_per_round",
+    p.add_argument("--candidates-per-round", "-K", type=int_in(1, 1000), default=1, dest="candidates_per_round",
                    metavar="K", help="controllers proposed per round (default 1)")
-    p.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS), metavar="BETA",
+    p.add_argument("--betas", type=probability, nargs="+", default=list(DEFAULT_BETAS), metavar="BETA",
                    help=f"values of the knob each candidate is scored at (default "
                         f"{' '.join(f'{b:g}' for b in DEFAULT_BETAS)})")
-    p.add_argument("--select-beta", type=float, default=0.5, metavar="BETA",
+    p.add_argument("--select-beta", type=probability, default=0.5, metavar="BETA",
                    help="beta at which candidates are ranked (one of --betas; default 0.5)")
-    p.add_argument("--seeds", type=int, default=20, metavar="N",
+    p.add_argument("--seeds", type=seeds_type, default=20, metavar="N",
                    help="shuffle seeds 0..N-1 during the search (default 20)")
-    p.add_argument("--final-seeds", type=int, default=100, metavar="N",
+    p.add_argument("--final-seeds", type=seeds_type, default=100, metavar="N",
                    help="shuffle seeds of the final report (default 100)")
     p.add_argument("--models", nargs="+", default=list(MODELS), metavar="NAME",
                    help=f"models whose stores are used (default: {' '.join(MODELS)})")
@@ -82,32 +84,32 @@ def register(sub) -> None:
     p.add_argument("--seed-controller", action="append", default=[], dest="seed_controllers",
                    metavar="FILE", help="controller file evaluated before round 0 and shown to the "
                                         "proposer (repeatable), e.g. agents/controllers/cmc.py")
-    p.add_argument("--max-tokens", type=int, default=16000, metavar="N",
+    p.add_argument("--max-tokens", type=int_in(1, 10_000_000), default=16000, metavar="N",
                    help="maximum output tokens of each request (default 16000)")
-    p.add_argument("--temperature", type=float, default=None,
+    p.add_argument("--temperature", type=float_in(0.0, 2.0), default=None,
                    help="sampling temperature of the proposer (default: the API's)")
     p.add_argument("--base-url", default=None, metavar="URL",
                    help="Messages API base URL (default: the SDK's)")
-    p.add_argument("--max-retries", type=int, default=2, metavar="N",
+    p.add_argument("--max-retries", type=int_in(0, 100), default=2, metavar="N",
                    help="retries of a failed request (default 2)")
-    p.add_argument("--max-usd", type=float, default=None, metavar="USD",
+    p.add_argument("--max-usd", type=positive_float, default=None, metavar="USD",
                    help="start no new round once the API cost exceeds this")
-    p.add_argument("--price-input", type=float, default=None, metavar="USD",
+    p.add_argument("--price-input", type=non_negative_float, default=None, metavar="USD",
                    help="$ per million input tokens (default: the built-in price of --model)")
-    p.add_argument("--price-output", type=float, default=None, metavar="USD",
+    p.add_argument("--price-output", type=non_negative_float, default=None, metavar="USD",
                    help="$ per million output tokens (default: the built-in price of --model)")
-    p.add_argument("--jobs", type=int, default=0, metavar="N",
+    p.add_argument("--jobs", type=int_in(0, 4096), default=0, metavar="N",
                    help="parallel sandbox processes (default: one per CPU)")
-    p.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--job-timeout", type=positive_float, default=None, metavar="SECONDS",
                    help="wall-clock seconds per sandbox job (one beta x one store; default "
                         "60 + 0.5 per episode)")
-    p.add_argument("--episode-timeout", type=float, default=20.0, metavar="SECONDS",
+    p.add_argument("--episode-timeout", type=positive_float, default=20.0, metavar="SECONDS",
                    help="seconds a controller may take per question (default 20)")
-    p.add_argument("--memory-mb", type=int, default=2048, metavar="MB",
+    p.add_argument("--memory-mb", type=int_in(64, 1 << 22), default=2048, metavar="MB",
                    help="memory budget per sandbox in MB (default 2048)")
-    p.add_argument("--trace-episodes", type=int, default=3, metavar="N",
+    p.add_argument("--trace-episodes", type=int_in(0, 10_000), default=3, metavar="N",
                    help="execution traces per candidate shown to the proposer (default 3)")
-    p.add_argument("--max-prompt-chars", type=int, default=120_000, metavar="N",
+    p.add_argument("--max-prompt-chars", type=int_in(1000, 10**9), default=120_000, metavar="N",
                    help="cap on the characters of a prompt: beyond it, traces and code of earlier "
                         "candidates are shortened (default 120000)")
     p.add_argument("--allow-unsandboxed", action="store_true",
@@ -280,6 +282,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from tts_gym.discovery.sandbox.confinement import SandboxUnavailable, require
     console = output.console(stderr=True)
     try:
+        from tts_gym.files import check_output_dir
+        check_output_dir(args.out, what="--out")   # before any evaluation or request
         cfg = _config(args)
         require(cfg.allow_unsandboxed)
     except SandboxUnavailable as exc:
@@ -303,7 +307,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
             summary = run_discovery(cfg, args.out, resume=args.resume, proposer=proposer,
                                     progress=display)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"tts-gym discover: error: {exc}", file=sys.stderr)
+        print(f"tts-gym discover: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
         return EXIT_USAGE
     print_summary(console, summary, cfg.select_beta)
     return 0

@@ -66,7 +66,7 @@ What to evaluate, one of:
   --controller FILE   a controller file (a class Controller(beta) with solve(question), as
                       `tts-gym discover` writes them); --param beta=B
   --agent NAME        a trained RL agent: the shipped maskable_ppo_aime24 or the path of an
-                      agent's .zip; --param gamma=G (its cost weight), greedy=true|false, seed=S;
+                      agent's .zip; --param cost_weight=W, greedy=true|false, seed=S;
                       needs `pip install 'tts_gym[rl]'`
 
 Bad input prints one line and exits with status 2.
@@ -77,7 +77,7 @@ examples:
   tts-gym eval --policy asc --param max_samples=64 --param threshold=0.95
   tts-gym eval --policy cmc --param beta=0.5 --model Qwen3-1.7B --benchmark aime24 --json
   tts-gym eval --controller agents/controllers/cmc.py --param beta=0.5 --seeds 20
-  tts-gym eval --agent maskable_ppo_aime24 --param gamma=0.01 --seeds 10
+  tts-gym eval --agent maskable_ppo_aime24 --param cost_weight=0.01 --seeds 10
 """
 
 
@@ -93,9 +93,12 @@ def parse_params(pairs: list[str], params_json: str | None = None) -> dict:
     """``--params JSON`` then each ``--param KEY=VALUE`` (later ones win)."""
     out: dict = {}
     if params_json:
-        obj = json.loads(params_json)
+        try:
+            obj = json.loads(params_json)
+        except ValueError as exc:
+            raise ValueError(f"--params is not valid JSON ({exc})") from None
         if not isinstance(obj, dict):
-            raise ValueError("--params must be a JSON object")
+            raise ValueError(f"--params must be a JSON object, got {type(obj).__name__}")
         out.update(obj)
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -188,14 +191,16 @@ def _controller_params(params: dict) -> dict:
     unknown = sorted(set(params) - {"beta"})
     if unknown:
         raise ValueError(f"a controller file takes only --param beta=B, got {unknown}")
-    return {"beta": float(params.get("beta", 0.5))}
+    from tts_gym.policies.registry import PolicyParamError, validate_params
+    try:   # the same declared range as CMC's beta
+        return {"beta": validate_params("cmc", {"beta": params.get("beta", 0.5)})[1]["beta"]}
+    except PolicyParamError as exc:
+        raise ValueError(f"controller: {str(exc).split(': ', 1)[1]}") from None
 
 
 def _display_params(policy: str, params: dict) -> dict:
-    from tts_gym.policies.common import normalize_params
-    name, full = normalize_params(policy, params)
-    if policy.strip().lower() == "sc":
-        return {"max_samples": full["max_samples"]}
+    from tts_gym.policies.registry import validate_params
+    name, full = validate_params(policy, params)   # names, values and ranges of the registry
     return full
 
 
@@ -212,6 +217,24 @@ def _print_table(summary: dict) -> None:
                   str(summary["tokens_int"]), str(summary["sumC"]), str(summary["sumTT"]),
                   str(summary["seeds"]), str(summary["questions"]), f"{summary['seconds']:.2f}")
     console.print(table)
+
+
+def _check_flags(args: argparse.Namespace, builtin: bool) -> None:
+    """Refuse options that would be ignored by the chosen implementation."""
+    backend = getattr(args, "backend", "local")
+    if args.impl == "python" or not builtin:
+        what = "--impl python" if builtin else ("--controller" if getattr(args, "controller", None) else "--agent")
+        if args.workers is not None:
+            raise ValueError(f"--workers sets the compiled kernels' threads; it has no effect with {what}")
+        if args.conf_variant != "exact":
+            raise ValueError(f"--conf-variant applies to the compiled kernels; it has no effect with {what}")
+    if backend == "local":
+        for flag, value in (("--address", getattr(args, "address", None)),
+                            ("--num-cpus", getattr(args, "num_cpus", None))):
+            if value is not None:
+                raise ValueError(f"{flag} applies to --backend ray only")
+    elif getattr(args, "address", None) is not None and getattr(args, "num_cpus", None) is not None:
+        raise ValueError("--num-cpus sizes a new local Ray instance; it cannot be used with --address")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -241,10 +264,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         elif not args.policy:
             raise ValueError("give --policy (a built-in policy) or --controller FILE")
         else:
-            policy = args.policy.strip().lower().replace("-", "_")
-            display = _display_params(policy, params)      # validates names and types
-        if args.seeds < 1:
-            raise ValueError("--seeds must be >= 1")
+            from tts_gym.policies.registry import canonical
+            policy = canonical(args.policy)
+            display = _display_params(policy, params)      # validates names, types and ranges
+        _check_flags(args, builtin=not (agent or getattr(args, "controller", None)))
         store = resolve_store(args.data, args.model, args.benchmark)
         seeds = range(args.seeds)
         t0 = time.perf_counter()
@@ -259,9 +282,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = impl(store, policy, params, seeds, args)
         seconds = time.perf_counter() - t0
     except (StoreFormatError, StoreNotFoundError, OSError, ValueError, KeyError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"tts-gym eval: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
+        from tts_gym.cli.errors import report
+        code = report("tts-gym eval", exc)
+        if code is None:
+            raise
+        return code
     summary = result.summary()
     controller = getattr(args, "controller", None)
     summary.update(policy="parallel_probe" if policy == "pp" else policy, params=display,
@@ -280,6 +305,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from tts_gym.cli.args import seeds_type, workers_type
     from tts_gym.core.voting import CONF_VARIANTS
     p = sub.add_parser("eval", help="evaluate one policy, controller file or RL agent (reference protocol)",
                        description=DESCRIPTION, epilog=EPILOG,
@@ -313,13 +339,13 @@ def register(sub) -> None:
     g = p.add_argument_group("protocol")
     g.add_argument("--protocol", choices=("reference",), default="reference",
                    help="reference = the AutoTTS evaluation (seeded shuffles, exact scoring)")
-    g.add_argument("--seeds", type=int, default=100, metavar="N",
+    g.add_argument("--seeds", type=seeds_type, default=100, metavar="N",
                    help="shuffle seeds 0..N-1 (default 100, as in AutoTTS)")
     g = p.add_argument_group("execution")
     g.add_argument("--impl", choices=sorted(IMPLS), default="compiled",
                    help="compiled (default): the whole protocol in compiled code; python: the same "
                         "policy played step by step through the Gymnasium env (slower, same results)")
-    g.add_argument("--workers", type=int, default=None, metavar="N",
+    g.add_argument("--workers", type=workers_type, default=None, metavar="N",
                    help="threads of the compiled replay (default: all cores); results do not depend on it")
     g.add_argument("--conf-variant", choices=CONF_VARIANTS, default="exact",
                    help="how the majority-confidence table of ASC and CMC is rounded (both reproduce "

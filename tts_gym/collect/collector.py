@@ -220,20 +220,8 @@ def load_questions(path: str | os.PathLike, limit: int | None = None, *,
 
 # -- checkpoints ---------------------------------------------------------------------------------
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, ensure_ascii=False, separators=(",", ":"))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - some filesystems refuse directory fsync
-        pass
+    from tts_gym.files import atomic_write
+    atomic_write(path, json.dumps(obj, ensure_ascii=False, separators=(",", ":")), mkdir=False)
 
 
 class CheckpointDir:

@@ -71,7 +71,7 @@ ERROR_MESSAGES = {
 
 class ReplayData(NamedTuple):
     """Store tensors (see :class:`tts_gym.data.store.ReplayStore`), several stores stacked along Q."""
-    probe_ids: np.ndarray       # int32 [Q, N, K]
+    probe_ids: np.ndarray       # int16 (int32 for large answer tables) [Q, N, K]
     num_probes: np.ndarray      # int32 [Q, N]
     branch_tokens: np.ndarray   # int64 [Q, N]
     final_ids: np.ndarray       # int32 [Q, N]
@@ -121,12 +121,27 @@ def make_state(num_envs: int, max_branches: int) -> EnvState:
 
 
 def pack_stores(stores) -> ReplayData:
-    """Stack one or more :class:`~tts_gym.data.store.ReplayStore` along the question axis (padding N, K)."""
+    """Stack one or more :class:`~tts_gym.data.store.ReplayStore` along the question axis (padding N, K).
+
+    A single store's writeable arrays are used as they are (no copy; read-only ones are copied, so
+    the compiled kernels see one array type); ``probe_ids`` keeps the stores' compact dtype."""
     stores = list(stores)
+    num_answers = np.concatenate([np.asarray(s.answer_tables.sizes()) for s in stores]).astype(np.int32)
+    if len(stores) == 1:
+        s = stores[0]
+
+        def arr(name, dt=None):
+            a = np.ascontiguousarray(getattr(s, name), dtype=dt)
+            return a if a.flags.writeable else a.copy()
+        return ReplayData(probe_ids=arr("probe_ids"), num_probes=arr("num_probes", np.int32),
+                          branch_tokens=arr("branch_tokens", np.int64), final_ids=arr("final_ids", np.int32),
+                          num_branches=arr("num_branches", np.int32),
+                          probe_interval=arr("probe_interval", np.int32), gold_ids=arr("gold_ids", np.int32),
+                          num_answers=num_answers)
     Q = sum(s.num_questions for s in stores)
     N = max(s.max_branches for s in stores)
     K = max(s.max_probes for s in stores)
-    probe_ids = np.full((Q, N, K), -1, np.int32)
+    probe_ids = np.full((Q, N, K), -1, np.result_type(*[s.probe_ids.dtype for s in stores]))
     num_probes = np.zeros((Q, N), np.int32)
     branch_tokens = np.zeros((Q, N), np.int64)
     final_ids = np.full((Q, N), -1, np.int32)
@@ -141,7 +156,6 @@ def pack_stores(stores) -> ReplayData:
         q0 = q1
     cat = lambda name, dt: np.ascontiguousarray(  # noqa: E731
         np.concatenate([np.asarray(getattr(s, name)) for s in stores]), dtype=dt)
-    num_answers = np.array([len(t) for s in stores for t in s.answer_tables], np.int32)
     return ReplayData(probe_ids=probe_ids, num_probes=num_probes, branch_tokens=branch_tokens,
                       final_ids=final_ids, num_branches=cat("num_branches", np.int32),
                       probe_interval=cat("probe_interval", np.int32),

@@ -5,15 +5,17 @@ known stores, AutoTTS JSON import, the HDF5 container, and the public-data fetch
 """
 from __future__ import annotations
 
-from tts_gym.data.autotts import StoreFormatError, import_autotts, read_autotts_json, validate_records
+from tts_gym.data.autotts import (StoreFormatError, import_autotts, import_autotts_to_hdf5, read_autotts_json,
+                                  validate_records)
 from tts_gym.data.fetch import FetchError, fetch_autotts
 from tts_gym.data.catalog import StoreNotFoundError
-from tts_gym.data.hdf5 import SCHEMA_VERSION, list_stores, load_stores, open_store, save_stores
+from tts_gym.data.hdf5 import (SCHEMA_VERSION, iter_stores, list_stores, load_stores, open_store, save_stores,
+                               write_store_blocks)
 from tts_gym.data.resolve import resolve_store, resolve_stores
 
 __all__ = [
     "StoreFormatError", "StoreNotFoundError", "SCHEMA_VERSION",
-    "import_autotts", "read_autotts_json", "validate_records",
-    "open_store", "list_stores", "load_stores", "save_stores", "FetchError", "fetch_autotts",
-    "resolve_stores", "resolve_store",
+    "import_autotts", "import_autotts_to_hdf5", "read_autotts_json", "validate_records",
+    "open_store", "list_stores", "load_stores", "iter_stores", "save_stores", "write_store_blocks",
+    "FetchError", "fetch_autotts", "resolve_stores", "resolve_store",
 ]

@@ -63,9 +63,10 @@ def select_stores(keys: Sequence[tuple[str, str]], models, benchmarks, where: st
     elif benchmarks:
         missing = [f"benchmark {b}" for b in benchmarks if not any(k[1] == b for k in keys)]
     else:
-        missing = [] if keys else ["any store"]
+        missing = [] if keys else [""]
     if missing:
-        raise StoreNotFoundError(f"{where} holds no {', '.join(missing)}; it holds: {held}")
+        what = ", ".join(m for m in missing if m)
+        raise StoreNotFoundError(f"{where} holds no store{' ' + what if what else ''}; it holds: {held}")
     found = [k for k in keys if (not models or k[0] in models) and (not benchmarks or k[1] in benchmarks)]
 
     def order(k):

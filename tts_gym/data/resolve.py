@@ -41,7 +41,7 @@ from typing import Any, Callable
 from tts_gym.data.catalog import SYNTHETIC, StoreNotFoundError, select_stores
 from tts_gym.data.store import ReplayStore
 
-__all__ = ["resolve_stores", "resolve_store", "default_store", "data_location", "cache_dir",
+__all__ = ["resolve_stores", "resolve_store", "store_sources", "default_store", "data_location", "cache_dir",
            "fetched_store_path", "StoreNotFoundError", "ENV_DATA", "ENV_CACHE"]
 
 ENV_DATA = "TTS_GYM_DATA"
@@ -191,12 +191,21 @@ def _candidates(data: Any, models, benchmarks) -> Candidates:
                     f"list of them, got {type(data).__name__}")
 
 
+def store_sources(data: Any = None, model: str | Sequence[str] | None = None,
+                  benchmark: str | Sequence[str] | None = None) -> list[tuple[str, Callable[[], ReplayStore]]]:
+    """``("model/benchmark", load)`` for each store :func:`resolve_stores` would return, in the same
+    order, without reading any: ``load()`` reads that store, so a long job over many stores holds
+    one at a time. Raises as :func:`resolve_stores` does."""
+    return [(f"{m}/{b}", load) for (m, b), load in
+            _candidates(data, _names(model, "model"), _names(benchmark, "benchmark"))]
+
+
 def resolve_stores(data: Any = None, model: str | Sequence[str] | None = None,
                    benchmark: str | Sequence[str] | None = None) -> list[ReplayStore]:
     """The replay stores ``data`` names, narrowed by ``model``/``benchmark`` (see the module
     docstring for the accepted inputs). Raises :class:`StoreNotFoundError` (listing what exists)
     when something named is not there."""
-    return [load() for _, load in _candidates(data, _names(model, "model"), _names(benchmark, "benchmark"))]
+    return [load() for _, load in store_sources(data, model, benchmark)]
 
 
 def resolve_store(data: Any = None, model: str | Sequence[str] | None = None,

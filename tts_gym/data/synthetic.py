@@ -31,11 +31,13 @@ give an identical store.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
 
-from tts_gym.data.store import GOLD_ABSENT, PAD_ID, ReplayStore
+from tts_gym.data.store import (GOLD_ABSENT, MAX_BRANCHES, MAX_PROBE_INTERVAL, PAD_ID, AnswerTables,
+                                ReplayStore, answer_dtype)
 
 # Empirical distribution of d = ceil(T / pf) - K over the 46,080 branches of the 12 real stores.
 _D_PROBS = np.array([7090, 20487, 10593, 4896, 1906, 630, 248, 131, 85, 14], dtype=np.float64)
@@ -142,6 +144,57 @@ def _intern(seq_q: np.ndarray, seq: np.ndarray, Q: int):
     return ids, table_q, table_code, table_start
 
 
+_INT_BOUNDS = {"num_questions": (1, 2**31 - 1), "num_branches": (1, MAX_BRANCHES), "seed": (0, 2**63 - 1),
+               "probe_interval": (1, MAX_PROBE_INTERVAL), "max_probes": (1, 2**16),
+               "max_tokens": (1, 2**31 - 1)}
+_FLOAT_BOUNDS = {"skill": (-50.0, 50.0), "difficulty_spread": (0.0, 50.0), "unsolvable_share": (0.0, 1.0),
+                 "wrong_answer_exponent": (1.05, 10.0), "err_final_rate": (0.0, 1.0),
+                 "err_probe_rate": (0.0, 1.0), "mean_log_tokens": (0.0, 20.0)}
+
+
+def _check_params(**params) -> None:
+    """Generator parameters inside their ranges (ValueError naming parameter, value and range)."""
+    import math
+    for name, v in params.items():
+        if name in _INT_BOUNDS:
+            lo, hi = _INT_BOUNDS[name]
+            ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi
+            if not ok:
+                raise ValueError(f"synthesize: {name} must be an integer in [{lo}, {hi}], got {v!r}")
+        else:
+            lo, hi = _FLOAT_BOUNDS[name]
+            ok = (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                  and math.isfinite(float(v)) and lo <= float(v) <= hi)
+            if not ok:
+                raise ValueError(f"synthesize: {name} must be a number in [{lo:g}, {hi:g}], got {v!r}")
+
+
+BLOCK_BRANCHES = 1 << 20
+"""Branches generated at once by :func:`synthesize_blocks` (bounds the generator's memory)."""
+
+
+def synthesize_blocks(num_questions: int, num_branches: int = 128, seed: int = 0, *,
+                      block_questions: int | None = None, model: str = "synthetic",
+                      benchmark: str | None = None, **kwargs):
+    """A large synthetic store as consecutive blocks of questions (each a :class:`ReplayStore` of
+    ``block_questions`` questions, default ``BLOCK_BRANCHES // num_branches``), for writing with
+    :func:`tts_gym.data.hdf5.write_store_blocks` in bounded memory. Block ``i`` is
+    ``synthesize(..., seed=seed * 1_000_003 + i)`` with its questions renumbered; a store of a
+    single block is exactly ``synthesize(num_questions, num_branches, seed)``."""
+    _check_params(num_questions=num_questions, num_branches=num_branches, seed=seed)
+    Q, N = int(num_questions), int(num_branches)
+    B = max(1, int(block_questions) if block_questions else BLOCK_BRANCHES // N)
+    name = f"seed{seed}" if benchmark is None else benchmark
+    if B >= Q:
+        yield synthesize(Q, N, seed, model=model, benchmark=name, **kwargs)
+        return
+    for i, q0 in enumerate(range(0, Q, B)):
+        part = synthesize(min(B, Q - q0), N, seed * 1_000_003 + i, model=model, benchmark=name, **kwargs)
+        yield dataclasses.replace(
+            part, questions=tuple(f"Synthetic question {q0 + q} (seed {seed})" for q in range(part.num_questions)),
+            attrs={**part.attrs, "seed": int(seed), "block_questions": B})
+
+
 def synthesize(num_questions: int = 30, num_branches: int = 128, seed: int = 0, *,
                model: str = "synthetic", benchmark: str | None = None, probe_interval: int = 500,
                max_probes: int = 80, skill: float = 0.3, difficulty_spread: float = 3.5,
@@ -158,11 +211,12 @@ def synthesize(num_questions: int = 30, num_branches: int = 128, seed: int = 0, 
     answers). Token counts are in ``[1000, max_tokens + 549]``; at most ``max_probes`` probes per branch.
     Cost: 100k questions x 16 branches (51 M probes) take ~12 s of CPU and ~1.6 GB peak memory.
     """
+    _check_params(num_questions=num_questions, num_branches=num_branches, seed=seed,
+                  probe_interval=probe_interval, max_probes=max_probes, skill=skill,
+                  difficulty_spread=difficulty_spread, unsolvable_share=unsolvable_share,
+                  wrong_answer_exponent=wrong_answer_exponent, err_final_rate=err_final_rate,
+                  err_probe_rate=err_probe_rate, mean_log_tokens=mean_log_tokens, max_tokens=max_tokens)
     Q, N, pf = int(num_questions), int(num_branches), int(probe_interval)
-    if Q < 1 or N < 1:
-        raise ValueError("num_questions and num_branches must be >= 1")
-    if pf < 1 or max_probes < 1:
-        raise ValueError("probe_interval and max_probes must be >= 1")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7715]))
     M = Q * N
 
@@ -272,19 +326,19 @@ def synthesize(num_questions: int = 30, num_branches: int = 128, seed: int = 0, 
     strings[wrong] = _wrong_strings(golds[wq], mult[wq], shift[wq], wr, salt)
     flat = strings.tolist()
     del strings
-    bounds = table_start.tolist()
-    tables = tuple(tuple(flat[bounds[q]:bounds[q + 1]]) for q in range(Q))
+    tables = AnswerTables.from_flat(flat, table_start)
+    del flat
     gold_ids = np.full(Q, GOLD_ABSENT, dtype=np.int32)
     gold_ids[table_q[is_gold]] = (np.flatnonzero(is_gold) - table_start[table_q[is_gold]]).astype(np.int32)
 
     # -- padded tensors --------------------------------------------------------------------------
     Kmax = int(K.max())
-    probe_ids = np.full((Q, N, Kmax), PAD_ID, dtype=np.int32)
+    probe_ids = np.full((Q, N, Kmax), PAD_ID, dtype=answer_dtype(int(np.diff(table_start).max())))
     final_ids = ids[starts[1:] - 1].reshape(Q, N)
     ids[starts[1:] - 1] = PAD_ID  # drop the finals from the sequence: what remains are the probes
     probe_ids[np.arange(Kmax, dtype=np.int32)[None, None, :] < K.reshape(Q, N)[:, :, None]] = \
         ids[ids != PAD_ID]
-    return ReplayStore(
+    store = ReplayStore(
         model=model, benchmark=f"seed{seed}" if benchmark is None else benchmark,
         probe_ids=probe_ids, num_probes=K.reshape(Q, N),
         branch_tokens=tokens.reshape(Q, N), final_ids=final_ids,
@@ -298,3 +352,4 @@ def synthesize(num_questions: int = 30, num_branches: int = 128, seed: int = 0, 
                           "err_probe_rate": err_probe_rate, "mean_log_tokens": mean_log_tokens,
                           "max_tokens": max_tokens, "max_probes": max_probes}},
     )
+    return store.validate()

@@ -49,32 +49,11 @@ from tts_gym.evaluation import stats as S
 from tts_gym.evaluation.frontier import Frontier, pareto_frontier
 from tts_gym.evaluation.progress import progress_bar
 from tts_gym.evaluation.protocols import EpisodeSet, make_episodes
+from tts_gym.policies.registry import (DEFAULT_SWEEPS, FAMILY_NAMES,  # noqa: F401 (re-export)
+                                      MAIN_TABLE_CONFIGS, POLICY_NAMES, EXTERNAL_POLICIES)
+from tts_gym.policies import registry as _registry
 
-BUILTIN_FAMILIES = ("sc", "asc", "esc", "parallel_probe", "cmc", "bwc")
-FAMILY_NAMES = {"sc": "SC", "asc": "ASC", "esc": "ESC", "parallel_probe": "Parallel-Probe",
-                "cmc": "CMC", "bwc": "BWC", "oracle": "Oracle"}
-_FAMILY_ALIASES = {"pp": "parallel_probe", "parallel-probe": "parallel_probe",
-                   "parallelprobe": "parallel_probe", "self_consistency": "sc",
-                   "adaptive_consistency": "asc"}
-
-# The AutoTTS sweeps (reference CSV / driver), used by ``tts-gym compare`` and the benchmark.
-DEFAULT_SWEEPS: dict[str, dict[str, list]] = {
-    "sc": {"max_samples": [1, 2, 4, 8, 16, 32, 64]},
-    "asc": {"max_samples": [1, 4, 8, 16, 32, 64], "threshold": [0.95]},
-    "esc": {"max_samples": [16, 32, 64], "window_size": [8]},
-    "parallel_probe": {"num_chains": [1, 4, 8, 16, 32, 64]},
-    "cmc": {"beta": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]},
-}
-
-# The configurations of the AutoTTS main table (``docs/replay-semantics.md``, "Parity targets").
-MAIN_TABLE_CONFIGS: list[tuple[str, dict]] = [
-    ("sc", {"max_samples": 64}),
-    ("asc", {"max_samples": 64, "threshold": 0.95}),
-    ("esc", {"max_samples": 64, "window_size": 8}),
-    ("parallel_probe", {"num_chains": 64, "T": 40, "prune_patience": 7, "warm_up": 15}),
-    ("cmc", {"beta": 0.5}),
-    ("cmc", {"beta": 1.0}),
-]
+BUILTIN_FAMILIES = POLICY_NAMES + tuple(EXTERNAL_POLICIES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,46 +61,14 @@ MAIN_TABLE_CONFIGS: list[tuple[str, dict]] = [
 # ---------------------------------------------------------------------------------------------
 
 def canonical_family(name: str) -> str:
-    n = str(name).strip().lower().replace(" ", "_")
-    n = _FAMILY_ALIASES.get(n, _FAMILY_ALIASES.get(n.replace("_", "-"), n))
-    return n
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
+    """A built-in family's canonical name (aliases folded); other names folded to lower case."""
+    return _registry.canonical(name, strict=False)
 
 
 def config_label(family: str, params: Mapping[str, Any]) -> str:
-    """Display label of a configuration, e.g. ``SC@64``, ``ASC@64``, ``ESC@64``, ``PP@64``,
-    ``CMC β=0.5``; parameters differing from the protocol defaults are appended."""
-    p = dict(params)
-    if family == "sc":
-        return f"SC@{p.get('max_samples', p.get('n', 64))}"
-    if family == "asc":
-        s = f"ASC@{p.get('max_samples', 64)}"
-        thr = float(p.get("threshold", 0.95))
-        return s if thr == 0.95 else f"{s} (thr {thr:g})"
-    if family == "esc":
-        s = f"ESC@{p.get('max_samples', 64)}"
-        w = int(p.get("window_size", 8))
-        return s if w == 8 else f"{s} (w{w})"
-    if family == "parallel_probe":
-        from tts_gym.policies.common import POLICY_DEFAULTS
-        d = POLICY_DEFAULTS["parallel_probe"]
-        s = f"PP@{p.get('num_chains', 64)}"
-        extra = [f"{k}={_fmt(v)}" for k, v in sorted(p.items())
-                 if k != "num_chains" and k in d and v != d[k]]
-        return s if not extra else f"{s} ({', '.join(extra)})"
-    if family == "cmc":
-        return f"CMC β={_fmt(float(p.get('beta', 0.5)))}"
-    from tts_gym.policies.common import external_policy
-    ext = external_policy(family) if family in BUILTIN_FAMILIES else None
-    if ext is not None:
-        return ext.label(p)
-    inner = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(p.items()))
-    return f"{family}({inner})" if inner else family
+    """Display label of a configuration (:func:`tts_gym.policies.registry.label`), e.g. ``SC@64``,
+    ``CMC β=0.5``."""
+    return _registry.label(family, params)
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,14 +118,11 @@ def _kernel_row(family: str, key: tuple, params: Mapping[str, Any]) -> tuple[str
 def _builtin_params(family: str, params: Mapping[str, Any]) -> dict:
     """Validated parameters of a built-in family in canonical types (as given; defaults implied).
     ``sc`` takes ``n`` or ``max_samples`` and is stored as ``{"max_samples": n}``."""
-    from tts_gym.policies.common import normalize_params
-    p = dict(params)
-    if family == "sc" and "n" in p:
-        p["max_samples"] = p.pop("n")
-    _, full = normalize_params(family, p)   # raises on unknown parameters
+    _, full = _registry.validate_params(family, params)   # raises on unknown / out-of-range values
     if family == "sc":
         return {"max_samples": full["max_samples"]}
-    return {k: full[k] for k in p}
+    spec = _registry.spec(family)
+    return {spec.param_aliases.get(k, k): full[spec.param_aliases.get(k, k)] for k in params}
 
 
 def _expand_grid(grid) -> list[dict]:
@@ -301,45 +245,62 @@ def _positions(store, episodes: EpisodeSet) -> int:
     return M if episodes.max_positions is None else min(M, int(episodes.max_positions))
 
 
+_BLOCK_BYTES = 64 << 20   # branch orders materialised per compiled call, at most
+
+
 def run_task(store, episodes: EpisodeSet, configs: Sequence[Config], task: Task,
              workers: int | None = None) -> dict[str, np.ndarray]:
     """Execute one task: arrays ``[len(task.configs), len(task.replicates), J]`` per outcome."""
     ep = episodes.take(task.replicates)
-    qs, orders = ep.flat()
     M = _positions(store, ep)
     cfgs = [configs[i] for i in task.configs]
     R, J = ep.shape
-    C = len(cfgs)
+    C, E = len(cfgs), R * J
     builtin = [i for i, c in enumerate(cfgs) if c.builtin]
     groups: dict[str, list[int]] = {}
     for i in builtin:
         groups.setdefault(cfgs[i].kernel_and_row()[0], []).append(i)
-    if len(groups) == 1 and len(builtin) == C:   # one compiled run gives every output as it is
+    block = max(1, _BLOCK_BYTES // (4 * M))
+    if E <= block and len(groups) == 1 and len(builtin) == C:   # one compiled run gives every output as it is
         kernel, idx = next(iter(groups.items()))
-        res = _run_builtin(store, kernel, [cfgs[i] for i in idx], ep, qs, orders, M, workers)
+        qs, orders = ep.flat()
+        res = _run_builtin(store, kernel, [cfgs[i] for i in idx], qs, orders, ep.play_order(), M, workers)
         return {k: v.reshape(C, R, J) for k, v in res.items()}
     out = {k: np.empty((C, R, J), dt) for k, dt in
            (("answer", np.int32), ("cost", np.int64), ("correct", np.bool_), ("steps", np.int32))}
+    flat = {k: v.reshape(C, E) for k, v in out.items()}
     for kernel, idx in groups.items():
-        res = _run_builtin(store, kernel, [cfgs[i] for i in idx], ep, qs, orders, M, workers)
-        for k in out:
-            out[k][idx] = res[k].reshape(len(idx), R, J)
+        sub = [cfgs[i] for i in idx]
+        if E <= block:
+            qs, orders = ep.flat()
+            res = _run_builtin(store, kernel, sub, qs, orders, ep.play_order(), M, workers)
+            for k in out:
+                out[k][idx] = res[k].reshape(len(idx), R, J)
+            continue
+        from tts_gym.policies.compiled import episode_order
+        # blocks of episodes: the branch orders of a large evaluation never exist all at once
+        for e0, e1, qs, orders in ep.blocks(block, M):
+            res = _run_builtin(store, kernel, sub, qs, orders, episode_order(qs), M, workers)
+            for k in out:
+                flat[k][idx, e0:e1] = res[k]
     for i, c in enumerate(cfgs):
         if not c.builtin:
+            qs, orders = ep.flat()
             res = _run_python(store, c, qs, orders[:, :M], M)
             for k in out:
                 out[k][i] = res[k].reshape(R, J)
     return out
 
 
-def _run_builtin(store, kernel: str, cfgs: Sequence[Config], ep: EpisodeSet, qs, orders, M: int,
+def _run_builtin(store, kernel: str, cfgs: Sequence[Config], qs, orders, tasks, M: int,
                  workers) -> dict[str, np.ndarray]:
-    """The built-in configurations ``cfgs`` of one compiled kernel on ``ep``'s episodes."""
+    """The built-in configurations ``cfgs`` of one compiled kernel on the episodes ``(qs, orders)``,
+    played in the order ``tasks`` (:func:`tts_gym.policies.compiled.episode_order` of ``qs``)."""
     from tts_gym.policies.compiled import execute, plan_run
     data = _packed(store)
     rows = np.asarray([c.kernel_and_row()[1] for c in cfgs], np.float64)
     plan = plan_run(data, kernel, [], qs, orders, max_branches=M, workers=workers, policy_params=rows)
-    return execute(plan, data, qs, orders, ep.play_order())
+    return execute(plan, data, qs, orders, tasks)
 
 
 def _make_python_policy(config: Config):
@@ -394,7 +355,7 @@ class Outcome:
 
     @property
     def sum_tokens(self) -> int:
-        return int(self.cost.sum())
+        return S.exact_int_sum(self.cost)
 
     @property
     def accuracy(self) -> float:
@@ -534,15 +495,15 @@ class EvalResult:
             w.writerow({k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
                         for k, v in r.items()})
         if path is not None:
-            with open(path, "w", newline="") as fh:
-                fh.write(buf.getvalue())
+            from tts_gym.files import atomic_write
+            atomic_write(path, buf.getvalue())
         return buf.getvalue()
 
     def to_json(self, path=None) -> str:
         s = json.dumps(self.rows, indent=1, default=str)
         if path is not None:
-            with open(path, "w") as fh:
-                fh.write(s)
+            from tts_gym.files import atomic_write
+            atomic_write(path, s)
         return s
 
     def to_markdown(self, ci: bool = True) -> str:
@@ -647,10 +608,10 @@ def assemble(stores, configs, episodes, tasks, task_results, level, ci) -> tuple
     for task, res in zip(tasks, task_results):
         st = stores[task.store]
         ep = episodes[st.name]
-        whole = len(task.replicates) == ep.num_replicates   # the task holds every replicate
+        whole = tuple(task.replicates) == tuple(range(ep.num_replicates))
         for ci_, c in enumerate(task.configs):
             key = (st.name, configs[c].label)
-            if whole:
+            if whole and key not in buf:   # the task holds every replicate: keep its arrays, no copy
                 buf[key] = {k: v[ci_] for k, v in res.items()}
                 continue
             if key not in buf:
@@ -712,8 +673,14 @@ def evaluate(policies, stores=None, *, params: Mapping | None = None, grid=None,
     workers: numba threads per compiled call (default: numba's thread count).
     progress: show progress bars (``None``: when stderr is a terminal).
     """
+    import math
     import time
     t0 = time.perf_counter()
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level) \
+            or not 0.0 < level < 1.0:
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
+    if ci not in ("t", "bootstrap"):
+        raise ValueError(f"ci must be 't' or 'bootstrap', got {ci!r}")
     configs = _as_configs(policies, params, grid)
     store_list = _as_stores(stores)
     if seeds is not None:

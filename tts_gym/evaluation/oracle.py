@@ -329,7 +329,7 @@ def sc_vote_oracle(store, n: int = 64, episodes=None) -> VoteOracle:
     qs, orders = ep.flat()
     E = qs.shape[0]
     first, full, m = np.empty(E, np.int64), np.empty(E, np.int64), np.empty(E, np.int64)
-    num_answers = np.asarray([len(t) for t in store.answer_tables], np.int32)
+    num_answers = np.asarray(store.answer_tables.sizes(), np.int32)
     _sc_vote(qs, orders, min(int(n), _limit(store, ep)), store.num_branches, store.branch_tokens,
              store.final_ids, store.gold_ids, num_answers, first, full, m)
     return VoteOracle(f"vote oracle SC@{n}", first.reshape(ep.shape), full.reshape(ep.shape))

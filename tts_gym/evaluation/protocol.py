@@ -33,7 +33,9 @@ import numpy as np
 
 from tts_gym.core.kernels import ReplayData, pack_stores
 from tts_gym.core.orders import reference_permutation
+from tts_gym.evaluation.stats import exact_int_sum
 from tts_gym.policies.common import normalize_params
+from tts_gym.policies.registry import canonical
 from tts_gym.data.store import ReplayStore
 
 __all__ = [
@@ -123,7 +125,12 @@ class ProtocolBatch:
     """Stores packed once, with the episodes of the reference protocol for ``seeds``.
 
     Episode order: store by store, seed-major, then questions in store order. ``questions`` /
-    ``perms`` are the kernel inputs; ``slices[i]`` the episode range of ``stores[i]``."""
+    ``perms`` are the kernel inputs (built on first access); ``slices[i]`` the episode range of
+    ``stores[i]``. :meth:`blocks` gives the same inputs in blocks of episodes, so an evaluation of
+    many questions never holds every branch order at once (``S * Q * M`` int32: 2.6 GB for 100
+    seeds x 100k questions x 64 positions)."""
+
+    BLOCK_BYTES = 64 << 20   # branch orders per block, at most
 
     def __init__(self, stores: ReplayStore | Sequence[ReplayStore], seeds=REFERENCE_SEEDS):
         self.single = isinstance(stores, ReplayStore)
@@ -131,27 +138,78 @@ class ProtocolBatch:
         if not self.stores:
             raise ValueError("no store given")
         self.seeds = tuple(int(s) for s in seeds)
+        if not self.seeds:
+            raise ValueError("no seed given")
         self.data: ReplayData = pack_stores(self.stores)
-        self.max_branches = int(self.data.probe_ids.shape[1])
-        S, M = len(self.seeds), self.max_branches
-        questions, perms, slices = [], [], []
+        self.max_branches = int(self.data.num_probes.shape[1])
+        S = len(self.seeds)
+        slices, q0s = [], []
         q0 = e0 = 0
         for store in self.stores:
             Q = store.num_questions
-            nbr = np.asarray(store.num_branches)
-            qs = np.tile(np.arange(q0, q0 + Q, dtype=np.int32), S)
-            pm = np.zeros((S, Q, M), np.int32)
-            for si, s in enumerate(self.seeds):
-                for n in np.unique(nbr):   # one permutation per distinct branch count
-                    pm[si, nbr == n, :n] = reference_permutation(s, int(n))
-            questions.append(qs)
-            perms.append(pm.reshape(S * Q, M))
             slices.append(slice(e0, e0 + S * Q))
+            q0s.append(q0)
             q0 += Q
             e0 += S * Q
-        self.questions = np.ascontiguousarray(np.concatenate(questions), dtype=np.int32)
-        self.perms = np.ascontiguousarray(np.concatenate(perms), dtype=np.int32)
         self.slices = tuple(slices)
+        self._q0 = tuple(q0s)
+        self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def _perm(self, seed: int, n: int) -> np.ndarray:
+        key = (seed, n)
+        hit = self._perm_cache.get(key)
+        if hit is None:
+            hit = self._perm_cache[key] = reference_permutation(seed, n)
+        return hit
+
+    def _fill(self, e0: int, e1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel inputs ``(questions, perms)`` of the flat episodes ``e0 <= e < e1``."""
+        M = self.max_branches
+        qs = np.empty(e1 - e0, np.int32)
+        pm = np.zeros((e1 - e0, M), np.int32)
+        for store, sl, q0 in zip(self.stores, self.slices, self._q0):
+            lo, hi = max(e0, sl.start), min(e1, sl.stop)
+            if lo >= hi:
+                continue
+            Q = store.num_questions
+            nbr = np.asarray(store.num_branches)
+            for si in range((lo - sl.start) // Q, (hi - 1 - sl.start) // Q + 1):
+                a = max(lo, sl.start + si * Q)
+                b = min(hi, sl.start + (si + 1) * Q)
+                j0, j1 = a - sl.start - si * Q, b - sl.start - si * Q
+                rows = slice(a - e0, b - e0)
+                qs[rows] = np.arange(q0 + j0, q0 + j1, dtype=np.int32)
+                sub = nbr[j0:j1]
+                block = pm[rows]
+                for n in np.unique(sub):   # one permutation per distinct branch count
+                    block[sub == n, :n] = self._perm(self.seeds[si], int(n))
+        return qs, pm
+
+    def blocks(self, max_episodes: int | None = None):
+        """``(e0, e1, questions, perms, tasks)`` per block of at most ``max_episodes`` episodes
+        (default: :attr:`BLOCK_BYTES` of branch orders); one block when everything fits."""
+        E = self.num_episodes
+        step = max_episodes or max(1, self.BLOCK_BYTES // (4 * self.max_branches))
+        if E <= step:
+            yield 0, E, self.questions, self.perms, self.episode_order
+            return
+        from tts_gym.policies.compiled import episode_order
+        for e0 in range(0, E, step):
+            e1 = min(E, e0 + step)
+            qs, pm = self._fill(e0, e1)
+            yield e0, e1, qs, pm, episode_order(qs)
+
+    @functools.cached_property
+    def _inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._fill(0, self.num_episodes)
+
+    @property
+    def questions(self) -> np.ndarray:
+        return self._inputs[0]
+
+    @property
+    def perms(self) -> np.ndarray:
+        return self._inputs[1]
 
     @functools.cached_property
     def episode_order(self) -> np.ndarray:
@@ -161,7 +219,7 @@ class ProtocolBatch:
 
     @property
     def num_episodes(self) -> int:
-        return int(self.questions.shape[0])
+        return sum(sl.stop - sl.start for sl in self.slices)
 
     def results(self, policy: str, params_list: Sequence[Mapping[str, Any]],
                 out: Mapping[str, np.ndarray], backend: str = "compiled") -> list[list[ProtocolResult]]:
@@ -176,7 +234,7 @@ class ProtocolBatch:
                 correct, costs = cut("correct"), cut("cost")
                 row.append(ProtocolResult(
                     store=store.name, policy=policy, params=dict(params), seeds=self.seeds,
-                    sumC=int(correct.sum()), sumTT=int(costs.sum(dtype=np.int64)),
+                    sumC=int(correct.sum()), sumTT=exact_int_sum(costs),
                     answers=cut("answer"), costs=costs, correct=correct, steps=cut("steps"),
                     backend=backend))
             res.append(row)
@@ -199,11 +257,11 @@ def evaluate_grid_compiled(stores, policy: str, params_grid: Sequence[Mapping[st
     ``stores``: a :class:`ReplayStore`, a sequence of them, or a :class:`ProtocolBatch`.
     Returns ``[G]`` results, each a :class:`ProtocolResult` for a single store or a list (one per
     store, in order) for several. ``params`` of each result is the normalised parameter dict."""
-    from tts_gym.policies.compiled import run_compiled
+    from tts_gym.policies.compiled import policy_param_rows, run_compiled
 
     batch = _as_batch(stores, seeds)
     normalized = [normalize_params(policy, p) for p in params_grid]
-    name = str(policy).strip().lower().replace("-", "_")
+    name = canonical(policy)
     shown = [dict(params) for params in params_grid]
     for d, (kern, p) in zip(shown, normalized):   # full parameter set as used
         if name == "sc":
@@ -211,10 +269,20 @@ def evaluate_grid_compiled(stores, policy: str, params_grid: Sequence[Mapping[st
             d.update({"max_samples": p["max_samples"]})
         else:
             d.update(p)
-    out = run_compiled(batch.data, policy, list(params_grid), batch.questions, batch.perms,
-                       max_branches=batch.max_branches, workers=workers, conf_variant=conf_variant,
-                       tasks=batch.episode_order)
-    res = batch.results("parallel_probe" if name == "pp" else name, shown, out)
+    kernel, rows = policy_param_rows(policy, list(params_grid))
+    G, E = rows.shape[0], batch.num_episodes
+    out = None
+    for e0, e1, qs, perms, tasks in batch.blocks():   # one block unless the orders are large
+        part = run_compiled(batch.data, kernel, [], qs, perms, max_branches=batch.max_branches,
+                            workers=workers, conf_variant=conf_variant, policy_params=rows, tasks=tasks)
+        if e1 - e0 == E:
+            out = part
+            break
+        if out is None:
+            out = {k: np.empty((G, E), v.dtype) for k, v in part.items()}
+        for k in out:
+            out[k][:, e0:e1] = part[k]
+    res = batch.results(name, shown, out)
     return [r[0] if batch.single else r for r in res]
 
 

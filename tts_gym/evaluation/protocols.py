@@ -95,13 +95,41 @@ class EpisodeSet:
             order = self.__dict__["_play_order"] = episode_order(self.flat()[0])
         return order
 
+    def blocks(self, max_episodes: int, width: int | None = None):
+        """``(e0, e1, questions [e1 - e0], orders [e1 - e0, width])`` over the flat episodes
+        (replicate-major, as :meth:`flat`) in contiguous blocks of at most ``max_episodes``: the
+        orders of a large evaluation are materialised one block at a time (``orders`` may be a
+        broadcast view, see :func:`reference`). ``width``: leading order columns kept."""
+        R, J = self.questions.shape
+        N = self.orders.shape[2] if width is None else int(width)
+        E = R * J
+        if E <= max_episodes:
+            qs, orders = self.flat()
+            yield 0, E, qs, np.ascontiguousarray(orders[:, :N])
+            return
+        step = max(1, int(max_episodes))
+        for e0 in range(0, E, step):
+            e1 = min(E, e0 + step)
+            qs = np.empty(e1 - e0, np.int32)
+            orders = np.empty((e1 - e0, N), np.int32)
+            for r in range(e0 // J, (e1 - 1) // J + 1):
+                j0, j1 = max(e0 - r * J, 0), min(e1 - r * J, J)
+                qs[r * J + j0 - e0:r * J + j1 - e0] = self.questions[r, j0:j1]
+                orders[r * J + j0 - e0:r * J + j1 - e0] = self.orders[r, j0:j1, :N]
+            yield e0, e1, qs, orders
+
     def take(self, replicates) -> "EpisodeSet":
         """The sub-set of replicates ``replicates`` (indices into this set), e.g. one shard (this set
         itself when ``replicates`` is all of them in order)."""
         r = np.asarray(replicates, dtype=np.int64)
         if r.shape == (self.num_replicates,) and (r == np.arange(self.num_replicates)).all():
             return self
-        return EpisodeSet(self.protocol, self.questions[r], self.orders[r], self.replicate_ids[r],
+        if self.orders.ndim == 3 and self.orders.strides[1] == 0:   # one order per replicate, broadcast
+            R, J, N = self.orders.shape
+            orders = np.broadcast_to(self.orders[r, :1, :], (r.size, J, N))
+        else:
+            orders = self.orders[r]
+        return EpisodeSet(self.protocol, self.questions[r], orders, self.replicate_ids[r],
                           self.groups[r], self.max_positions, dict(self.params))
 
     def describe(self) -> str:
@@ -118,9 +146,16 @@ def _num_branches(store) -> np.ndarray:
 
 
 def _reference_orders(store, seeds) -> np.ndarray:
-    """``[S, Q, N]`` reference branch orders: one permutation per (seed, distinct branch count)."""
+    """``[S, Q, N]`` reference branch orders: one permutation per (seed, distinct branch count); when
+    every question has the store's ``N`` branches, a read-only broadcast of one order per seed (no
+    ``S * Q * N`` array: 2.6 GB for 100k questions x 64)."""
     nb = _num_branches(store)
     Q, N = store.num_questions, store.max_branches
+    if Q and bool((nb == N).all()):
+        per_seed = np.zeros((len(seeds), 1, N), np.int32)
+        for r, s in enumerate(seeds):
+            per_seed[r, 0] = reference_permutation(int(s), N)
+        return np.broadcast_to(per_seed, (len(seeds), Q, N))
     orders = np.zeros((len(seeds), Q, N), np.int32)
     for n in np.unique(nb):
         n = int(n)

@@ -192,3 +192,22 @@ def paired_difference(correct_a, correct_b, cost_a=None, cost_b=None, *, level: 
     return PairedComparison(label_a, label_b, acc_iv, tok_iv, p,
                             wins=int((a_ok & ~b_ok).sum()), losses=int((~a_ok & b_ok).sum()),
                             ties=int((a_ok == b_ok).sum()))
+
+
+def exact_int_sum(values: np.ndarray) -> int:
+    """The exact sum of an integer array as a Python int (int64 accumulation when it cannot
+    overflow; otherwise the high and low 32-bit halves are summed separately)."""
+    a = np.asarray(values)
+    if a.size == 0:
+        return 0
+    a = a.astype(np.int64, copy=False).ravel()
+    bound = max(abs(int(a.max())), abs(int(a.min())))
+    if bound * a.size < 2**63:
+        return int(a.sum(dtype=np.int64))
+    hi = a >> 32                      # arithmetic shift: a == hi * 2**32 + lo, 0 <= lo < 2**32
+    lo = a & 0xFFFFFFFF
+    step = 1 << 30                    # |hi| < 2**31 and lo < 2**32: chunk sums stay in int64
+    total = 0
+    for i in range(0, a.size, step):
+        total += int(hi[i:i + step].sum(dtype=np.int64)) * 2**32 + int(lo[i:i + step].sum(dtype=np.int64))
+    return total

@@ -30,8 +30,7 @@ from typing import Any
 
 from tts_gym.policies.base import ScriptedPolicy
 
-from tts_gym.policies.common import (CMC_MAX_BRANCH, CMC_MAX_ROUNDS, cmc_schedule, external_policy,
-                                     normalize_params)
+from tts_gym.policies.common import CMC_MAX_BRANCH, CMC_MAX_ROUNDS, cmc_schedule, external_policy
 from tts_gym.core.voting import conf, majority, top_two
 
 __all__ = ["SelfConsistency", "AdaptiveConsistency", "EarlyStoppingSC", "ParallelProbe",
@@ -307,18 +306,17 @@ def make_policy(name: str, **params: Any):
     """Build a baseline policy by registry name with the reference CSV parameter names, e.g.
     ``make_policy("asc", max_samples=64, threshold=0.95)`` or ``make_policy("cmc", beta=0.5)``.
 
-    Names and parameters are validated and defaulted by
-    :func:`tts_gym.policies.common.normalize_params` (the same rules as the compiled fast path:
-    ``"pp"`` / ``"parallel-probe"`` are accepted, ``sc`` also takes ``n``, missing parameters take
-    the reference driver's values). ``emit_prune`` (``parallel_probe``, ``cmc``) is passed through.
+    Names, aliases (``"pp"``, ``"parallel-probe"``, ``n`` for SC), defaults and parameter ranges are
+    those of :mod:`tts_gym.policies.registry` (the same rules as the compiled fast path).
+    ``emit_prune`` (``parallel_probe``, ``cmc``) is passed through.
     """
+    from tts_gym.policies.registry import validate_params
     extra = {k: params.pop(k) for k in ("emit_prune",) if k in params}
-    key = str(name).strip().lower().replace("-", "_")
-    canon, norm = normalize_params(name, params)
+    canon, norm = validate_params(name, params)
     ext = external_policy(canon)
-    if ext is not None and not extra:   # a policy of its own module (common.EXTERNAL_POLICIES)
+    if ext is not None and not extra:   # a family of its own module (registry.EXTERNAL_POLICIES)
         return ext.POLICY_CLASS(**norm)
-    if key == "sc":  # normalize_params folds SC@N into ASC(threshold 1.01): same results
+    if canon == "sc":
         return SelfConsistency(max_samples=norm["max_samples"])
     if extra and canon not in ("parallel_probe", "cmc"):
         raise ValueError(f"emit_prune applies to parallel_probe and cmc only, not {name!r}")

@@ -3,11 +3,18 @@
 
 * the CMC beta schedule (:func:`cmc_schedule`, ``docs/replay-semantics.md``, "CMC") and CMC's fixed caps;
 * the policy names, parameter names and defaults of the evaluation protocol
-  (:func:`normalize_params`), using the reference CSV's parameter names.
+  (:func:`normalize_params`, declared in :mod:`tts_gym.policies.registry` with their ranges),
+  using the reference CSV's parameter names.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+
+from tts_gym.policies.registry import POLICY_NAMES, SC_THRESHOLD  # noqa: F401 (re-export)
+from tts_gym.policies.registry import REGISTRY as _REGISTRY
+from tts_gym.policies.registry import defaults as _defaults
+from tts_gym.policies.registry import normalize as normalize_params
+from tts_gym.policies.registry import EXTERNAL_POLICIES, external_policy  # noqa: F401 (re-export)
 
 __all__ = [
     "CMC_MAX_BRANCH", "CMC_MAX_ROUNDS", "CMC_SCHEDULE_KEYS", "cmc_schedule",
@@ -52,77 +59,9 @@ def cmc_schedule(beta: float | None = 0.5) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# policy names and parameters of the evaluation protocol
+# policy names and parameters of the evaluation protocol: declared once, in the registry
 # ---------------------------------------------------------------------------------------------
 
-POLICY_NAMES = ("sc", "asc", "esc", "parallel_probe", "cmc")
 
-POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # SC@N is ASC with a threshold no confidence can exceed (replay semantics, "SC@N"; the reference used 1.01)
-    "sc": {"max_samples": 64},
-    "asc": {"max_samples": 64, "threshold": 0.95},
-    "esc": {"max_samples": 64, "window_size": 8},
-    # the configuration the reference driver runs (the constructor's own defaults T=14,
-    # prune_patience=8, warm_up=10 are never used for published figures); K, eps_* are unused
-    "parallel_probe": {"num_chains": 64, "K": 5, "T": 40, "eps_inter": 5.0, "eps_intra": 5.0,
-                       "prune_patience": 7, "warm_up": 15, "probe_burst": 1, "max_steps": 100},
-    "cmc": {"beta": 0.5},
-}
-
-# Policies defined in their own modules (name -> module, imported on first use). Such a module
-# provides NAME, PARAM_NAMES, normalize(params), label(params), its Python policy class and, for
-# the compiled path (tts_gym.policies.compiled.run_compiled), rollout_<NAME>,
-# positions_needed(policy_params) and scratch_sizes(policy_params, M, num_answers, max_probes).
-EXTERNAL_POLICIES: dict[str, str] = {"bwc": "tts_gym.policies.brevity_consensus"}
-
-
-def external_policy(name: str):
-    """The module of an :data:`EXTERNAL_POLICIES` policy (``None`` for the others)."""
-    mod = EXTERNAL_POLICIES.get(str(name).strip().lower().replace("-", "_"))
-    if mod is None:
-        return None
-    import importlib
-    return importlib.import_module(mod)
-
-
-_INT_PARAMS = {"max_samples", "window_size", "num_chains", "K", "T", "prune_patience", "warm_up",
-               "probe_burst", "max_steps"}
-_ALIASES = {"sc": {"n": "max_samples"}}
-SC_THRESHOLD = 1.01
-
-
-def normalize_params(policy: str, params: Mapping[str, Any] | None = None) -> tuple[str, dict]:
-    """Canonical ``(policy, params)``: defaults filled in, integer parameters as ``int``, ``beta`` and
-    ``threshold`` as ``float``. ``sc`` accepts ``n`` or ``max_samples`` and becomes
-    ``("asc", {"max_samples": n, "threshold": 1.01})``. ``parallel_probe`` also accepts
-    ``"pp"`` / ``"parallel-probe"`` as policy name. Unknown parameters raise ``ValueError``."""
-    name = str(policy).strip().lower().replace("-", "_")
-    if name == "pp":
-        name = "parallel_probe"
-    ext = external_policy(name)
-    if ext is not None:
-        return ext.NAME, ext.normalize(params)
-    if name not in POLICY_DEFAULTS:
-        raise ValueError(f"unknown policy {policy!r}; choose one of "
-                         f"{POLICY_NAMES + tuple(EXTERNAL_POLICIES)}")
-    out = dict(POLICY_DEFAULTS[name])
-    aliases = _ALIASES.get(name, {})
-    for k, v in dict(params or {}).items():
-        k = aliases.get(k) or k
-        if k not in out:
-            raise ValueError(f"unknown parameter {k!r} for policy {name!r}; "
-                             f"known: {sorted(out) + sorted(aliases)}")
-        out[k] = v
-    for k in out:
-        if k in _INT_PARAMS:
-            v = out[k]
-            if isinstance(v, str):
-                v = float(v)
-            if float(v) != int(float(v)):
-                raise ValueError(f"parameter {k!r} of {name!r} must be an integer, got {out[k]!r}")
-            out[k] = int(float(v))
-        elif k in ("threshold", "beta", "eps_inter", "eps_intra"):
-            out[k] = float(out[k])
-    if name == "sc":
-        return "asc", {"max_samples": out["max_samples"], "threshold": SC_THRESHOLD}
-    return name, out
+POLICY_DEFAULTS: dict[str, dict[str, Any]] = {name: _defaults(name) for name in _REGISTRY}
+"""Every built-in family's parameters with the reference driver's values (see the registry)."""

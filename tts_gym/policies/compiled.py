@@ -830,7 +830,8 @@ def plan_run(data: ReplayData, policy: str, params_list: Sequence[Mapping[str, A
     if policy_params is None:
         kernel, policy_params = policy_param_rows(policy, params_list)
     else:
-        kernel = "parallel_probe" if policy in ("pp", "parallel-probe") else policy
+        from tts_gym.policies.registry import canonical
+        kernel = policy if policy in ROLLOUTS else canonical(policy)
         policy_params = np.ascontiguousarray(policy_params, dtype=np.float64)
     ext = external_policy(kernel)
     if ext is None and kernel not in ROLLOUTS:

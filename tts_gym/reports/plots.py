@@ -223,6 +223,8 @@ def scaling_plot(rows, stores: Sequence[str] | None = None, path: str | os.PathL
                            ncols=min(len(labels), 7), frameon=False)
         fig.suptitle(suptitle if suptitle is not None else scaling_title(stores, synthetic))
         if path is not None:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            fig.savefig(path)
+            from tts_gym.files import atomic_path
+            fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+            with atomic_path(path) as tmp:   # a killed run leaves the previous figure whole
+                fig.savefig(tmp, format=fmt)
     return fig

@@ -77,11 +77,14 @@ def save_agent(model, path, config: Mapping[str, Any]) -> tuple[Path, Path]:
     base = Path(os.fspath(path))
     if base.suffix == ".zip":
         base = base.with_suffix("")
+    import io
+
+    from tts_gym.files import atomic_write
     base.parent.mkdir(parents=True, exist_ok=True)
-    model.save(str(base) + ".zip")
-    with open(str(base) + ".json", "w") as fh:
-        json.dump(dict(config), fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
+    buf = io.BytesIO()            # SB3 writes a file object as is (a path would get ".zip" appended)
+    model.save(buf)
+    atomic_write(str(base) + ".zip", buf.getvalue())
+    atomic_write(str(base) + ".json", json.dumps(dict(config), indent=2, sort_keys=False, default=str) + "\n")
     return Path(str(base) + ".zip"), Path(str(base) + ".json")
 
 
@@ -292,8 +295,16 @@ def evaluate_agent_reference(store, name_or_path, params: Mapping[str, Any] | No
     unknown = sorted(set(p) - {"cost_weight", "greedy", "seed"})
     if unknown:
         raise ValueError(f"an agent takes --param cost_weight=W / greedy=true / seed=S, got {unknown}")
-    pol = load_agent_policy(name_or_path, cost_weight=p.get("cost_weight"),
-                            deterministic=bool(p["greedy"]) if "greedy" in p else None, seed=int(p.get("seed", 0)))
+    import math
+    w, greedy, seed = p.get("cost_weight"), p.get("greedy"), p.get("seed", 0)
+    if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0):
+        raise ValueError(f"agent: parameter 'cost_weight' must be a number in [0, inf), got {w!r}")
+    if greedy is not None and not isinstance(greedy, bool):
+        raise ValueError(f"agent: parameter 'greedy' must be true or false, got {greedy!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"agent: parameter 'seed' must be an integer in [0, 2**63-1], got {seed!r}")
+    pol = load_agent_policy(name_or_path, cost_weight=None if w is None else float(w), deterministic=greedy,
+                            seed=seed)
     shown = {"cost_weight": pol.cost_weight, "greedy": pol.deterministic}
     return evaluate_reference_python(store, pol, seeds, name=f"agent:{pol.agent_name}", params=shown,
                                      progress=progress)

@@ -89,8 +89,8 @@ def learn_and_save(model, env, stores, args, algo: str):
                                      args.eval_freq)
         callbacks.append(held_in)
     if args.checkpoint_freq:
-        callbacks.append(CheckpointCallback(max(1, args.checkpoint_freq // env.num_envs),
-                                            str(run_dir / "checkpoints"), name_prefix=args.name))
+        callbacks.append(AtomicCheckpointCallback(max(1, args.checkpoint_freq // env.num_envs),
+                                                  str(run_dir / "checkpoints"), name_prefix=args.name))
     model.learn(args.timesteps, callback=CallbackList(callbacks), tb_log_name=args.name,
                 progress_bar=args.progress)
     final = held_in.evaluate_now() if held_in else None
@@ -220,4 +220,19 @@ class HeldInEvalCallback(BaseCallback):
         if self.eval_freq > 0 and self.num_timesteps >= self._next:
             self._next += self.eval_freq
             self.evaluate_now()
+        return True
+
+
+class AtomicCheckpointCallback(CheckpointCallback):
+    """SB3's checkpoint callback, each checkpoint written atomically (a kill leaves the previous
+    checkpoints whole)."""
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.save_freq == 0:
+            import io
+
+            from tts_gym.files import atomic_write
+            buf = io.BytesIO()
+            self.model.save(buf)
+            atomic_write(self._checkpoint_path(extension="zip"), buf.getvalue())
         return True
