@@ -50,8 +50,9 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, branches: int = 128,
     g.add_argument("--branches", type=int, default=branches, help=branches_help)
     g.add_argument("--interval", type=int, default=500, help="probe interval Δ in tokens (default 500)")
     g.add_argument("--max-tokens", type=int, default=32768, help="token cap per trajectory (default 32768)")
-    g.add_argument("--temperature", type=float, default=0.6)
-    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--temperature", type=float, default=0.6,
+                   help="sampling temperature of the trajectories (default 0.6, Qwen3's thinking mode)")
+    g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top-p (default 0.95)")
     g.add_argument("--seed", type=int, default=0, help="base of the per-request seeds (default 0)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
@@ -70,11 +71,14 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, branches: int = 128,
                    help="suffix once the text holds --think-end")
     g.add_argument("--think-end", default="</think>", help="tag that closes the thinking section")
     g.add_argument("--probe-max-tokens", type=int, default=16, help="tokens decoded per probe (default 16)")
-    g.add_argument("--probe-temperature", type=float, default=0.0, help="default 0 (greedy)")
+    g.add_argument("--probe-temperature", type=float, default=0.0,
+                   help="sampling temperature of the probes (default 0: greedy)")
     g.add_argument("--probe-unclosed", choices=("keep", "err"), default="keep",
                    help="a probe whose box is not closed within the decoded tokens: keep the text or ERR")
     g.add_argument("--final-answer", choices=FINAL_MODES, default="extract-or-force",
-                   help="how the final answer is obtained (default extract-or-force)")
+                   help="the final answer: extract = the last \\boxed{} of the trajectory (ERR if "
+                        "none); force = an answer-forcing probe at its end; extract-or-force (default) "
+                        "= extract, forcing for a trajectory cut at --max-tokens or without a box")
     return g
 
 
@@ -115,7 +119,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--benchmark", default=None, help="benchmark name of the store (default: questions file stem)")
     g.add_argument("--append", action="store_true", help="keep the other stores already in OUT.h5")
     g.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
-    g.add_argument("--checkpoint-dir", default=None, help="default: OUT.h5.ckpt next to the output")
+    g.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="where finished questions are checkpointed (default: OUT.h5.ckpt next to the output)")
     g.add_argument("--restart", action="store_true", help="discard existing checkpoints")
     g.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoints after success")
     g.add_argument("--answer-merging", choices=("none", "math-verify"), default="none",

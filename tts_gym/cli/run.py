@@ -1,20 +1,5 @@
-"""``tts-gym run``: play a policy live against an OpenAI-compatible completions server.
-
-The policy objects that ``tts-gym eval`` replays act on live requests instead (``tts_gym.online``):
-BRANCH starts a new sampled trajectory, CONTINUE(i) generates its next Δ tokens, PROBE asks for the
-intermediate answer with the collector's answer-forcing continuation, SAMPLE reads a branch to its
-end. Tokens are charged exactly as the replay charges them. Examples (vLLM serving Qwen3-1.7B)::
-
-    tts-gym run --base-url http://localhost:8000 --model Qwen/Qwen3-1.7B \\
-        --questions aime25.jsonl --policy cmc --param beta=0.5 -o runs/aime25-cmc
-    tts-gym run ... --controller agents/controllers/cmc.py --param beta=0.5
-    tts-gym run ... --agent maskable_ppo_aime24 --param gamma=0.01
-
-Writes ``PREFIX.json`` (summary, per-question results, configuration), ``PREFIX.csv`` (one row per
-question) and ``PREFIX.h5``, the replay store of what the run sampled (``--record-mode``; ``--no-record``
-to skip it). Finished questions are checkpointed in ``PREFIX.ckpt/``: a run stopped by a dead server
-or Ctrl-C resumes when the same command is rerun.
-"""
+"""``tts-gym run``: play a policy live against an OpenAI-compatible completions server
+(see :mod:`tts_gym.online`)."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +7,26 @@ import sys
 from pathlib import Path
 
 HELP = "play a policy live against an OpenAI-compatible server (answers, tokens, a replay store)"
+
+DESCRIPTION = """\
+Play a policy live: the policies that eval replays act on a running model instead. BRANCH starts a
+new sampled trajectory, CONTINUE generates its next --interval tokens, PROBE asks for the answer it
+would give at that point (the answer-forcing suffix of collect), SAMPLE reads a trajectory to its
+end. Tokens are counted exactly as the replay counts them; answer-forcing tokens are reported apart.
+
+Writes PREFIX.json (summary, answers, tokens, requests, wall time per question), PREFIX.csv (one row
+per question) and PREFIX.h5, the replay store of what the run sampled (--no-record skips it).
+Answered questions are checkpointed in PREFIX.ckpt/: a run stopped by a dead server or Ctrl-C
+resumes when the same command is rerun. Needs pip install 'tts_gym[collect]'.
+"""
+
+EPILOG = """\
+examples (vLLM serving Qwen3-1.7B on port 8000):
+  tts-gym run --base-url http://localhost:8000 --model Qwen/Qwen3-1.7B --template chatml-think \\
+      --questions aime25.jsonl --policy cmc --param beta=0.5 -o runs/aime25-cmc
+  tts-gym run ... --controller agents/controllers/cmc.py --param beta=0.5
+  tts-gym run ... --agent maskable_ppo_aime24 --param cost_weight=0.01
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--controller", default=None, metavar="FILE",
                    help="a controller file with solve(question) (as written by tts-gym discover); --param beta=B")
     g.add_argument("--agent", default=None, metavar="NAME",
-                   help="a trained RL agent (agents/trained/NAME or a path); --param gamma=G, greedy=true, seed=S")
+                   help="a trained RL agent (agents/trained/NAME or a path); --param cost_weight=W, greedy=true, seed=S")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="policy parameter (repeatable), e.g. --param beta=0.5")
     g.add_argument("--params", default=None, metavar="JSON", help="policy parameters as a JSON object")
@@ -71,20 +76,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     g.add_argument("--restart", action="store_true", help="discard the checkpoints of an interrupted run")
     g.add_argument("--keep-checkpoints", action="store_true", help="keep PREFIX.ckpt/ after success")
-    g.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
+    g.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto",
+                   help="progress display: a rich bar, one line per question, or none; auto (default) = rich "
+                        "on a terminal, lines otherwise")
+    g.add_argument("--no-progress", dest="progress", action="store_const", const="none",
+                   help="same as --progress none")
 
 
 def _agent_policy(name: str, params: dict):
-    unknown = sorted(set(params) - {"gamma", "greedy", "seed"})
+    unknown = sorted(set(params) - {"cost_weight", "gamma", "greedy", "seed"})
     if unknown:
-        raise ValueError(f"an agent takes --param gamma=G / greedy=true / seed=S, got {unknown}")
+        raise ValueError(f"an agent takes --param cost_weight=W (or gamma=W) / greedy=true / seed=S, got {unknown}")
     try:
         from tts_gym.rl import load_agent_policy
     except ImportError as exc:
         raise ValueError(f"--agent needs the rl extra (pip install 'tts_gym[rl]'): {exc}") from None
+    weight = params.get("cost_weight", params.get("gamma"))
     try:
-        return load_agent_policy(name, gamma=params.get("gamma"),
-                                 deterministic=bool(params["greedy"]) if "greedy" in params else None,
+        # the agent's operating point (its cost weight) is load_agent_policy's second argument
+        return load_agent_policy(name, weight, deterministic=bool(params["greedy"]) if "greedy" in params else None,
                                  seed=int(params.get("seed", 0)))
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
@@ -163,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help=HELP, description=__doc__,
+    p = subparsers.add_parser("run", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
@@ -171,7 +181,7 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``python -m tts_gym.cli.run``), same as ``tts-gym run``."""
-    parser = argparse.ArgumentParser(prog="tts-gym run", description=__doc__,
+    parser = argparse.ArgumentParser(prog="tts-gym run", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
