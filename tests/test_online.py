@@ -143,7 +143,7 @@ def test_controller_file_and_agent_live_equal_replay(server, store, questions_fi
     expected = replay(store, ctrl(), 2)
     assert live(run(ctrl(), questions_file, Server(server.url, "tiny"), config=config(), shuffle_seed=2)) == expected
     assert expected == replay(store, make_policy("cmc", beta=0.5), 2)   # the file is CMC
-    agent = lambda: load_agent_policy("maskable_ppo_aime24", gamma=0.01, deterministic=True)  # noqa: E731
+    agent = lambda: load_agent_policy("maskable_ppo_aime24", 0.01, deterministic=True)  # noqa: E731
     expected = replay(store, agent(), 2)
     assert live(run(agent(), questions_file, Server(server.url, "tiny"), config=config(), shuffle_seed=2)) == expected
 

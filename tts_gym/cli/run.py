@@ -23,6 +23,26 @@ from pathlib import Path
 
 HELP = "play a policy live against an OpenAI-compatible server (answers, tokens, a replay store)"
 
+DESCRIPTION = """\
+Play a policy live: the policies that eval replays act on a running model instead. BRANCH starts a
+new sampled trajectory, CONTINUE generates its next --interval tokens, PROBE asks for the answer it
+would give at that point (the answer-forcing suffix of collect), SAMPLE reads a trajectory to its
+end. Tokens are counted exactly as the replay counts them; answer-forcing tokens are reported apart.
+
+Writes PREFIX.json (summary, answers, tokens, requests, wall time per question), PREFIX.csv (one row
+per question) and PREFIX.h5, the replay store of what the run sampled (--no-record skips it).
+Answered questions are checkpointed in PREFIX.ckpt/: a run stopped by a dead server or Ctrl-C
+resumes when the same command is rerun. Needs pip install 'tts_gym[collect]'.
+"""
+
+EPILOG = """\
+examples (vLLM serving Qwen3-1.7B on port 8000):
+  tts-gym run --base-url http://localhost:8000 --model Qwen/Qwen3-1.7B --template chatml-think \\
+      --questions aime25.jsonl --policy cmc --param beta=0.5 -o runs/aime25-cmc
+  tts-gym run ... --controller agents/controllers/cmc.py --param beta=0.5
+  tts-gym run ... --agent maskable_ppo_aime24 --param cost_weight=0.01
+"""
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from tts_gym.cli.collect import add_sampling_arguments, add_server_arguments
@@ -71,7 +91,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     g.add_argument("--restart", action="store_true", help="discard the checkpoints of an interrupted run")
     g.add_argument("--keep-checkpoints", action="store_true", help="keep PREFIX.ckpt/ after success")
-    g.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
+    g.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto",
+                   help="progress display: a rich bar, one line per question, or none; auto (default) = rich "
+                        "on a terminal, lines otherwise")
+    g.add_argument("--no-progress", dest="progress", action="store_const", const="none",
+                   help="same as --progress none")
 
 
 def _agent_policy(name: str, params: dict):
@@ -82,9 +106,10 @@ def _agent_policy(name: str, params: dict):
         from tts_gym.rl import load_agent_policy
     except ImportError as exc:
         raise ValueError(f"--agent needs the rl extra (pip install 'tts_gym[rl]'): {exc}") from None
+    weight = params.get("cost_weight", params.get("gamma"))
     try:
-        return load_agent_policy(name, cost_weight=params.get("cost_weight"),
-                                 deterministic=bool(params["greedy"]) if "greedy" in params else None,
+        # the agent's operating point (its cost weight) is load_agent_policy's second argument
+        return load_agent_policy(name, weight, deterministic=bool(params["greedy"]) if "greedy" in params else None,
                                  seed=int(params.get("seed", 0)))
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
@@ -163,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help=HELP, description=__doc__,
+    p = subparsers.add_parser("run", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
@@ -171,7 +196,7 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``python -m tts_gym.cli.run``), same as ``tts-gym run``."""
-    parser = argparse.ArgumentParser(prog="tts-gym run", description=__doc__,
+    parser = argparse.ArgumentParser(prog="tts-gym run", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)

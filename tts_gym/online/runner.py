@@ -220,7 +220,7 @@ def resolve_policy(policy, params: dict | None = None):
     name of a baseline (``"cmc"``, with ``params``), an AutoTTS controller (``solve``) or a trained
     agent policy. Raw stable-baselines3 models are refused: they act on the env's observation,
     whose normalisers a live episode cannot know (wrap them as an agent, :mod:`tts_gym.rl.agent`)."""
-    from tts_gym.policies.base import SB3Policy, as_policy
+    from tts_gym.policies import SB3Policy, as_policy
     if isinstance(policy, str):
         from tts_gym.policies.baselines import make_policy
         return make_policy(policy, **dict(params or {}))
