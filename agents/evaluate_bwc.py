@@ -101,7 +101,7 @@ def main(argv=None):
             if c.label not in main_labels:
                 sweep_cfgs.append(c)
     policies += sweep_cfgs
-    res = tts_gym.evaluate(policies, stores=held + search, seeds=range(args.seeds), progress=True)
+    res = tts_gym.evaluate(policies, stores=held + search, seeds=range(args.seeds), progress=None)
     wall = time.perf_counter() - t0
 
     def avg(label, stores):
