@@ -110,6 +110,9 @@ def _load_config() -> tuple[str, dict[str, dict[str, Any]]]:
 DEFAULT_PRESET, PRESETS = _load_config()
 DEFAULTS: dict[str, Any] = {k: PRESETS[DEFAULT_PRESET][k] for k in PARAM_NAMES}
 """Default configuration: the shipped default preset."""
+_FRONT = sorted(k for k in PRESETS if k.startswith("front-"))
+DEFAULT_SWEEP = {"preset": _FRONT} if _FRONT else None
+"""The sweep ``Sweep("bwc")`` / ``tts-gym compare`` run: the shipped frontier presets."""
 
 TOKEN_UNIT = 1000.0
 """Tokens are divided by this before the brevity weight ``x ** -alpha`` (only sets the scale)."""
