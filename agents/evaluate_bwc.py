@@ -63,6 +63,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None, help="replay data (default $TTS_GYM_DATA or ../shared/autotts-replay)")
     p.add_argument("--seeds", type=int, default=100, help="reference seeds 0..N-1 (the protocol: 100)")
+    p.add_argument("--held-out", nargs="+", default=list(HELD_OUT), metavar="BENCHMARK",
+                   help="held-out benchmarks (default: aime25 hmmt25; another list only to try the script)")
     p.add_argument("--out", default="docs/bwc_results.md")
     p.add_argument("--plot", default="docs/img/bwc_curve.png")
     p.add_argument("--search-plot", default="docs/img/bwc_search.png")
@@ -83,8 +85,8 @@ def main(argv=None):
                          f"evaluation must be of a recorded selection), or pass --allow-uncommitted")
     shipped = json.loads(bwc.CONFIG_FILE.read_text())
     data = args.data or default_data_dir()
-    held = [resolve_store(data, m, b) for b in HELD_OUT for m in MODELS]
-    search = [resolve_store(data, m, SEARCH) for m in MODELS]
+    held = [resolve_store(data, m, b) for b in args.held_out for m in MODELS]
+    search = [resolve_store(data, m, SEARCH) for m in MODELS if SEARCH not in args.held_out]
     t0 = time.perf_counter()
 
     targets = [t for t in TARGETS if t in bwc.PRESETS]
@@ -99,7 +101,7 @@ def main(argv=None):
             if c.label not in main_labels:
                 sweep_cfgs.append(c)
     policies += sweep_cfgs
-    res = tts_gym.evaluate(policies, stores=held + search, seeds=range(args.seeds), progress=True)
+    res = tts_gym.evaluate(policies, stores=held + search, seeds=range(args.seeds), progress=None)
     wall = time.perf_counter() - t0
 
     def avg(label, stores):
@@ -114,9 +116,11 @@ def main(argv=None):
              f"Configurations: `tts_gym/policies/brevity_consensus.json` at commit `{commit}` "
              f"(selected on the AIME24 search stores by `{shipped['selection']['command']}` at commit "
              f"`{shipped['selection']['commit']}`). Episodes: reference protocol, seeds 0..{args.seeds - 1} x "
-             f"30 questions per store; held-out = Qwen3-0.6B/1.7B/4B/8B x AIME25/HMMT25 (8 stores, "
-             f"{8 * 30 * args.seeds:,} episodes per configuration). Reproduce: `python agents/evaluate_bwc.py`.",
-             "", "## Held-out average (8 stores)", "",
+             f"30 questions per store; held-out = Qwen3-0.6B/1.7B/4B/8B x "
+             f"{'/'.join(b.upper() for b in args.held_out)} ({len(held)} stores, "
+             f"{len(held) * 30 * args.seeds:,} episodes per configuration). Reproduce: "
+             f"`python agents/evaluate_bwc.py`.",
+             "", f"## Held-out average ({len(held)} stores)", "",
              "| configuration | accuracy % | tokens / question | vs CMC β=0.5 |", "|---|---:|---:|---|"]
     for lab in main_labels + [labels[t] for t in targets]:
         a, t = avg(lab, held)
@@ -127,8 +131,9 @@ def main(argv=None):
                        else "cheaper, less accurate" if t <= t05 else "dominated")
         lines.append(f"| {lab} | {a:.2f} | {t / 1000:,.1f}k | {verdict} |")
     lines += ["", "## Paired differences on the identical held-out episodes", "",
-              "Accuracy difference in percentage points (95 % interval over the seeds, t; and over the 240 "
-              "questions, bootstrap); token difference per question (95 % interval over the seeds).", "",
+              f"Accuracy difference in percentage points (95 % interval over the seeds, t; and over the "
+              f"{30 * len(held)} questions, bootstrap); token difference per question (95 % interval over "
+              f"the seeds).", "",
               "| bwc preset | vs | Δ accuracy pp | 95 % CI (seeds) | 95 % CI (questions) | Δ tokens / question | "
               "95 % CI (seeds) |", "|---|---|---:|---:|---:|---:|---:|"]
     comparisons = {}
@@ -162,13 +167,13 @@ def main(argv=None):
     lines += ["", "## Acceptance", ""] + goals
     lines += ["", "## Per model (accuracy %, tokens per question)", "",
               main_table([r for r in res.rows if r["label"] in main_labels + [labels[t] for t in targets]],
-                         search=SEARCH, benchmarks=[SEARCH, *HELD_OUT]), "",
+                         search=SEARCH, benchmarks=list(dict.fromkeys([SEARCH, *args.held_out]))), "",
               "## Frontier presets (held-out average)", "",
               "| preset | accuracy % | tokens / question | AIME24 (search) accuracy % | tokens |",
               "|---|---:|---:|---:|---:|"]
     for f in fronts:
         a, t = avg(labels[f], held)
-        sa, st = avg(labels[f], search)
+        sa, st = avg(labels[f], search or held)
         lines.append(f"| {f} | {a:.2f} | {t / 1000:,.1f}k | {sa:.2f} | {st / 1000:,.1f}k |")
     lines += ["", "![held-out curve](img/bwc_curve.png)", "", "![search objective](img/bwc_search.png)", "",
               f"Evaluation wall time: {wall:.0f} s (shared 2-core machine).", ""]
@@ -177,12 +182,13 @@ def main(argv=None):
     Path(args.out).write_text(text)
     if args.json:
         Path(args.json).write_text(json.dumps(res.rows, indent=1, default=str))
-    plot_curve(args.plot, res, held, labels, targets, fronts)
+    plot_curve(args.plot, res, held, labels, targets, fronts,
+               f"{' + '.join(b.upper() for b in args.held_out)}, Qwen3 0.6B–8B, {args.seeds} seeds")
     plot_search(args.search_plot, shipped)
     print(text)
 
 
-def plot_curve(path, res, held, labels, targets, fronts):
+def plot_curve(path, res, held, labels, targets, fronts, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -215,8 +221,8 @@ def plot_curve(path, res, held, labels, targets, fronts):
         ax.annotate(lab, (x / 1000, a), xytext=(5, -12), textcoords="offset points", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("tokens per question (thousands, log scale)")
-    ax.set_ylabel("accuracy % (mean of 8 held-out stores)")
-    ax.set_title("Held-out AIME25 + HMMT25, Qwen3 0.6B–8B, 100 seeds")
+    ax.set_ylabel(f"accuracy % (mean of {len(held)} stores)")
+    ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

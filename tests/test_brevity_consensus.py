@@ -101,6 +101,9 @@ def test_registered_by_name():
     assert np.isfinite(cmp.accuracy_diff.low) and cmp.accuracy_diff.low <= cmp.accuracy_diff.high
     pol = make_policy("bwc", alpha=0.5)
     assert isinstance(pol, bwc.BrevityConsensus) and pol.params["alpha"] == 0.5
+    sweep = tts_gym.Sweep("bwc").configs()               # default sweep: the frontier presets
+    assert [c.params["preset"] for c in sweep] == bwc.DEFAULT_SWEEP["preset"]
+    assert len({c.label for c in sweep}) == len(sweep) >= 2
     name, preset = sorted(bwc.PRESETS.items())[0]
     assert make_policy("bwc", preset=name).params == {**preset, "preset": name}
 

@@ -156,6 +156,9 @@ class Sweep:
             grid = self.grid
             if grid is None and fam in DEFAULT_SWEEPS:
                 grid = DEFAULT_SWEEPS[fam]
+            if grid is None and fam in BUILTIN_FAMILIES:   # a policy module's own default sweep
+                from tts_gym.policies.common import external_policy
+                grid = getattr(external_policy(fam), "DEFAULT_SWEEP", None)
             if fam in BUILTIN_FAMILIES:
                 out = []
                 for i, p in enumerate(_expand_grid(grid)):

@@ -6,12 +6,13 @@ stores, the shortest quarter of a question's branches is right 1.1-2.2x as often
 quarter), so a vote that weights each finished branch by ``(tokens / 1000) ** -alpha`` beats the
 plain majority of the same branches. When the branches are advanced together, the short ones
 finish first, and every still-running branch can only finish longer than it already is, so its
-eventual weight is bounded by its current depth. And an answer that many branches showed at some
-probe but did not keep is more often wrong than its vote count says (on AIME24, a conditional-logit
-selector over 16 full reads using the vote count, the brevity-weighted share and that share of
-branches gains 2.6 points over the majority on held-apart questions). The controller stops when the
-leader's lead is larger than what the running branches could still add (scaled by ``lead_slack``),
-or when the Beta-majority confidence of the finished answers is high.
+eventual weight is bounded by its current depth. And, for the same vote count, an answer that many
+branches revealed at some probe (and so many left again) is more often wrong (on AIME24, a
+conditional-logit selector over 16 full reads using the vote count, the brevity-weighted share and
+the share of branches that ever revealed the answer gains 2.6 points over the majority on
+held-apart questions). The controller stops when the leader's lead is larger than what the running
+branches could still add (scaled by ``lead_slack``), or when the Beta-majority confidence of the
+finished answers is high.
 
 Episode (all decisions use only revealed answers, depths and charged tokens; never the gold):
 
@@ -109,6 +110,9 @@ def _load_config() -> tuple[str, dict[str, dict[str, Any]]]:
 DEFAULT_PRESET, PRESETS = _load_config()
 DEFAULTS: dict[str, Any] = {k: PRESETS[DEFAULT_PRESET][k] for k in PARAM_NAMES}
 """Default configuration: the shipped default preset."""
+_FRONT = sorted(k for k in PRESETS if k.startswith("front-"))
+DEFAULT_SWEEP = {"preset": _FRONT} if _FRONT else None
+"""The sweep ``Sweep("bwc")`` / ``tts-gym compare`` run: the shipped frontier presets."""
 
 TOKEN_UNIT = 1000.0
 """Tokens are divided by this before the brevity weight ``x ** -alpha`` (only sets the scale)."""
