@@ -52,7 +52,7 @@ from tts_gym.core import actions as A
 from tts_gym.core import kernels as K
 from tts_gym.discovery.sandbox_worker import (
     FRAME_MAGIC, RESULT_DTYPES, ControllerRejected, check_source, compile_controller,
-    instantiate, make_question,
+    controller_format, instantiate, make_question,
 )
 from tts_gym.data.store import GOLD_ABSENT, ReplayStore
 
@@ -656,13 +656,14 @@ def _monotone_verdict(names: list, per_beta: list) -> dict:
 def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = DEFAULT_BETAS,
                         limits: SandboxLimits | None = None, executor: Executor | None = None,
                         keep_episodes: bool = True, parts: Sequence[SearchSet] | None = None,
-                        on_job=None) -> ControllerEvaluation:
+                        on_job=None, betas_per_job: int = 1) -> ControllerEvaluation:
     """Evaluate controller source ``code`` in the sandbox on ``search`` at every beta.
 
-    One child per beta and part (``parts``: :class:`SearchSet` objects over consecutive groups of
-    ``search``'s stores, with the same seeds -- e.g. one per store; default: ``[search]``), run on
-    ``executor`` when given, else on a private thread pool. The first failure (in beta, then part
-    order) fails the candidate and cancels the other jobs. ``on_job()`` is called as each job ends.
+    One child per group of ``betas_per_job`` consecutive betas and part (``parts``:
+    :class:`SearchSet` objects over consecutive groups of ``search``'s stores, with the same seeds
+    -- e.g. one per store; default: ``[search]``), run on ``executor`` when given, else on a
+    private thread pool. The first failure (in beta, then part order) fails the candidate and
+    cancels the other jobs. ``on_job()`` is called as each job ends.
     """
     limits = limits or SandboxLimits()
     betas = [float(b) for b in betas]
@@ -685,24 +686,33 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
     cancel = threading.Event()
     own = executor is None
     pool = executor or ThreadPoolExecutor(max_workers=min(len(betas) * len(parts), os.cpu_count() or 1))
-    keys = [(b, pi) for b in betas for pi in range(len(parts))]
+    size = max(1, int(betas_per_job))
+    groups = [tuple(betas[i:i + size]) for i in range(0, len(betas), size)]
+    keys = [(g, pi) for g in groups for pi in range(len(parts))]
     results: dict = {}
     failed: JobResult | None = None
     try:
         futs = []
-        for b, pi in keys:
-            f = pool.submit(run_job, parts[pi], code, [b], limits, cancel=cancel)
+        for g, pi in keys:
+            f = pool.submit(run_job, parts[pi], code, list(g), limits, cancel=cancel)
             if on_job is not None:
                 f.add_done_callback(lambda _f: on_job())
             futs.append(f)
-        for key, f in zip(keys, futs):
+        for (g, pi), f in zip(keys, futs):
             if failed is not None:
                 f.cancel()
                 continue
             res = f.result()
-            results[key] = res
             if not res.ok:
+                results[(g[0], pi)] = res
                 failed = res
+                cancel.set()
+                continue
+            try:
+                for b, one in zip(g, _split_betas(res, parts[pi].num_episodes, len(g))):
+                    results[(b, pi)] = one
+            except ValueError as exc:
+                failed = JobResult(False, "integrity", str(exc), header=res.header)
                 cancel.set()
     finally:
         if own:
@@ -732,6 +742,30 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
             ev.episodes[b] = episodes
     ev.monotone = _monotone_verdict(names, ev.per_beta)
     return ev
+
+
+def _split_betas(res: JobResult, n: int, count: int) -> list[JobResult]:
+    """The results of a job over ``count`` betas (``n`` episodes each, beta-major) as one
+    :class:`JobResult` per beta (offsets re-based)."""
+    if count == 1:
+        return [res]
+    a = res.arrays
+    for k in ("actions", "offsets", "answers", "costs"):
+        if k not in a:
+            raise ValueError(f"result misses the {k!r} array")
+    o = a["offsets"]
+    if (a["answers"].shape != (n * count,) or a["costs"].shape != (n * count,)
+            or o.shape != (n * count + 1,) or o[0] != 0 or o[-1] != a["actions"].shape[0]
+            or np.any(np.diff(o) < 0)):
+        raise ValueError("integrity check failed: inconsistent result arrays")
+    out = []
+    for k in range(count):
+        lo, hi = k * n, (k + 1) * n
+        ob = o[lo:hi + 1]
+        out.append(JobResult(True, header=res.header, arrays={
+            "actions": a["actions"][ob[0]:ob[-1]], "offsets": ob - ob[0],
+            "answers": a["answers"][lo:hi], "costs": a["costs"][lo:hi]}, wall_s=res.wall_s))
+    return out
 
 
 def _combine(results: Sequence[JobResult], sizes: Sequence[int]) -> JobResult:
@@ -823,6 +857,7 @@ class FileController:
         except SyntaxError as exc:
             raise ControllerRejected(f"{self.path}: SyntaxError: {exc.msg} (line {exc.lineno})") from exc
         linecache.cache[self.path] = (len(source), None, source.splitlines(True), self.path)
+        self.reference_format = controller_format(check_source(source, self.path)) == "reference"
         self.beta = float(beta)
         self.config = {"beta": self.beta}
         self.NAME = Path(path).stem
@@ -846,7 +881,7 @@ def load_controller_policy(path: str | os.PathLike, beta: float = 0.5, *, name: 
     from tts_gym.policies.autotts_adapter import AutoTTSPolicy
     ctrl = FileController(path, beta)
     return AutoTTSPolicy(ctrl, name=name or f"{ctrl.NAME}(beta={float(beta):g})", strict=strict,
-                         timeout=timeout)
+                         raise_on_exhaustion=ctrl.reference_format, timeout=timeout)
 
 
 # cache entries also keyed on the compiled layer's sources (see tts_gym.core.numba_cache)

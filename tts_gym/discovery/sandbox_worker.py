@@ -45,12 +45,19 @@ import types
 # the restricted controller namespace (shared with the parent)
 # ------------------------------------------------------------------------------------------------
 
-ALLOWED_MODULES = ("math", "random", "collections", "itertools", "functools", "heapq", "bisect",
-                   "statistics", "numpy", "dataclasses", "typing", "__future__")
-"""Modules controller code may import (as read-only copies without their sub-modules, except the
-ones in :data:`ALLOWED_SUBMODULES`)."""
+REFERENCE_API_MODULE = "tts_gym.discovery.reference_api"
+"""The project's copy of the reference's controller API (``LLMDesignedMethod``, helpers, seeds)."""
 
-ALLOWED_SUBMODULES = {"numpy": ("random", "linalg"), "collections": ("abc",)}
+ALLOWED_MODULES = ("math", "random", "collections", "itertools", "functools", "heapq", "bisect",
+                   "statistics", "numpy", "dataclasses", "typing", "abc", "scipy", "__future__",
+                   REFERENCE_API_MODULE)
+"""Modules controller code may import (as read-only copies without their sub-modules, except the
+ones in :data:`ALLOWED_SUBMODULES`; of ``scipy`` only ``scipy.stats``)."""
+
+ALLOWED_SUBMODULES = {"numpy": ("random", "linalg"), "collections": ("abc",), "scipy": ("stats",)}
+
+_ONLY_SUBMODULES = frozenset({"scipy"})
+"""Allowed modules whose own attributes stay hidden (only the allowed sub-modules are exposed)."""
 
 _DENIED_MODULE_NAMES = {
     # file I/O, introspection of source, configuration / self-test helpers
@@ -133,6 +140,8 @@ class _Checker(ast.NodeVisitor):
 
     def _check_module(self, node, name: str) -> None:
         top = name.split(".")[0]
+        if name == REFERENCE_API_MODULE:
+            return
         if top not in ALLOWED_MODULES:
             self._err(node, f"import of '{name}' is not allowed; controllers may import only "
                             f"{', '.join(m for m in ALLOWED_MODULES if m != '__future__')}")
@@ -157,7 +166,44 @@ class _Checker(ast.NodeVisitor):
                 self._err(node, "'from ... import *' is not allowed")
             elif _is_dunder(alias.name) or alias.name in DENIED_ATTRIBUTES:
                 self._err(node, f"importing '{alias.name}' is not allowed")
+            elif node.module == REFERENCE_API_MODULE and alias.name not in _reference_names():
+                self._err(node, f"'{alias.name}' is not a name of {REFERENCE_API_MODULE}")
         self.generic_visit(node)
+
+
+CONTROLLER_CLASSES = ("Controller", "OptimalController")
+"""Top-level classes a controller file may define: ``Controller(beta)`` (this project's format) or
+``OptimalController(config={"beta": beta})`` (the reference's ``method.py`` format; used when the
+file has no ``Controller``)."""
+
+
+def _reference_names() -> tuple:
+    from tts_gym.discovery.reference_api import REFERENCE_NAMES
+    return REFERENCE_NAMES
+
+
+def controller_format(tree: ast.Module) -> str:
+    """``"controller"`` when the checked module defines a top-level ``Controller``, else
+    ``"reference"`` (``OptimalController``)."""
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == "Controller":
+            return "controller"
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "Controller"
+                                                for t in node.targets):
+            return "controller"
+    return "reference"
+
+
+def imported_modules(tree: ast.Module) -> set:
+    """Allowed modules the checked module imports (to load them before the lock-down)."""
+    out = set()
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+        for name in names:
+            out.add(name)
+            out.add(name.split(".")[0])
+    return out
 
 
 def check_source(source: str, filename: str = CONTROLLER_FILENAME) -> ast.Module:
@@ -167,7 +213,8 @@ def check_source(source: str, filename: str = CONTROLLER_FILENAME) -> ast.Module
     Rules: no ``__dunder__`` names or attributes outside :data:`ALLOWED_DUNDER_NAMES` /
     :data:`ALLOWED_DUNDER_ATTRIBUTES`, none of
     :data:`DENIED_ATTRIBUTES`, imports only from :data:`ALLOWED_MODULES`, no ``import *``, no
-    relative imports, at most :data:`MAX_SOURCE_CHARS` characters, and a top-level ``Controller``.
+    relative imports, at most :data:`MAX_SOURCE_CHARS` characters, and a top-level ``Controller``
+    or ``OptimalController`` (:data:`CONTROLLER_CLASSES`).
     """
     if not isinstance(source, str):
         raise ControllerRejected("controller source must be text")
@@ -183,19 +230,28 @@ def check_source(source: str, filename: str = CONTROLLER_FILENAME) -> ast.Module
             defined.add(node.name)
         elif isinstance(node, ast.Assign):
             defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    if "Controller" not in defined:
-        checker.errors.append("the file must define a top-level class `Controller` "
-                              "(constructed as Controller(beta) and called as .solve(question))")
+    if not defined & set(CONTROLLER_CLASSES):
+        checker.errors.append("the file must define a top-level class `Controller` (constructed "
+                              "as Controller(beta)) or `OptimalController` (the reference's format, "
+                              "constructed as OptimalController(config={'beta': beta})), called as "
+                              ".solve(question)")
     if checker.errors:
         raise ControllerRejected("controller rejected by the sandbox rules:\n  " +
                                  "\n  ".join(checker.errors[:20]))
     return tree
 
 
+COMPILE_FLAGS = __import__("__future__").annotations.compiler_flag
+"""Controller code is compiled with postponed evaluation of annotations (PEP 563): the module is
+executed afresh for every episode, and evaluating its annotations (``Optional[Dict[str, Any]]``
+on every method) was a large part of that cost. Only code that reads annotations at run time
+sees a difference (strings instead of objects)."""
+
+
 def compile_controller(source: str, filename: str = CONTROLLER_FILENAME):
     """:func:`check_source` + ``compile``: the code object to ``exec`` in :func:`controller_globals`."""
     tree = check_source(source, filename)
-    return compile(tree, filename, "exec", dont_inherit=True)
+    return compile(tree, filename, "exec", flags=COMPILE_FLAGS, dont_inherit=True)
 
 
 # -- read-only module copies -----------------------------------------------------------------------
@@ -239,7 +295,11 @@ def _build_proxy(full: str):
     denied = _DENIED_MODULE_NAMES.get(full, set())
     subs = ALLOWED_SUBMODULES.get(top, ()) if full == top else ()
     out = {}
-    for key in dir(mod):
+    if full == REFERENCE_API_MODULE:
+        out = {k: getattr(mod, k) for k in mod.REFERENCE_NAMES}
+        out["__name__"] = full
+        return _module_proxy(full, out)
+    for key in (() if full in _ONLY_SUBMODULES else dir(mod)):
         if key.startswith("_") or key in denied:
             continue
         try:
@@ -251,6 +311,9 @@ def _build_proxy(full: str):
         out[key] = val
     for s in subs:
         out[s] = restricted_module(f"{top}.{s}")
+    if full == "scipy.stats":   # memoised cdf/sf, same values (see tts_gym.discovery.reference_api)
+        from tts_gym.discovery.reference_api import beta
+        out["beta"] = beta.get()
     out["__name__"] = full
     return _module_proxy(full, out)
 
@@ -266,6 +329,8 @@ def restricted_module(full: str):
 def _restricted_import(name, globals=None, locals=None, fromlist=(), level=0):
     if level:
         raise ImportError("relative imports are not allowed in controller code")
+    if name == REFERENCE_API_MODULE and fromlist:
+        return restricted_module(name)
     top = name.split(".")[0]
     if top not in ALLOWED_MODULES:
         raise ImportError(f"import of {name!r} is not allowed in controller code")
@@ -358,15 +423,21 @@ def controller_globals(print_fn=None, module_name: str = CONTROLLER_MODULE) -> d
 
 
 def instantiate(code, beta: float, print_fn=None, module_name: str = CONTROLLER_MODULE):
-    """Execute the compiled controller module in fresh globals and return ``Controller(beta)``."""
+    """Execute the compiled controller module in fresh globals and return ``Controller(beta)``
+    (or ``OptimalController(config={"beta": beta})`` for a file in the reference's format)."""
     g = controller_globals(print_fn, module_name)
     exec(code, g)  # noqa: S102 - checked, restricted controller code
     cls = g.get("Controller")
-    if cls is None or not callable(cls):
-        raise ControllerRejected("the module does not define a callable `Controller`")
-    ctrl = cls(float(beta))
+    if cls is not None and callable(cls):
+        ctrl = cls(float(beta))
+    else:
+        cls = g.get("OptimalController")
+        if cls is None or not callable(cls):
+            raise ControllerRejected("the module does not define a callable `Controller` or "
+                                     "`OptimalController`")
+        ctrl = cls(config={"beta": float(beta)})
     if not callable(getattr(ctrl, "solve", None)):
-        raise ControllerRejected("Controller(beta) has no callable `solve(question)` method")
+        raise ControllerRejected(f"{type(ctrl).__name__} has no callable `solve(question)` method")
     return ctrl
 
 
@@ -378,41 +449,32 @@ class InadmissibleAction(BaseException):
 
 
 def make_question(rq, on_violation):
-    """The controller-facing question object around a strict
-    :class:`tts_gym.policies.autotts_adapter.ReplayQuestion` ``rq``.
+    """The controller-facing question object of a strict
+    :class:`tts_gym.core.reference_question.ReferenceQuestion` ``rq`` (built with
+    ``inadmissible=`` :func:`inadmissible_handler`).
 
     It exposes exactly ``probe_new()``, ``probe_more(i)``, ``get_new_branch_final_answer()``,
-    ``get_seq_and_total_tokens()``, ``probe_freq`` and ``num_branches``; the replay state behind it
-    is only reachable through closures. An inadmissible call calls ``on_violation(message)`` (which
-    makes the failure sticky) and raises :class:`InadmissibleAction`.
+    ``get_seq_and_total_tokens()``, ``get_cost_per_branch_active()``, ``probe_freq`` and
+    ``num_branches``; the replay state behind it is only reachable through the bound methods'
+    ``__self__``, which controller code cannot name. An inadmissible call goes to ``rq``'s
+    ``inadmissible`` callback, which calls ``on_violation(message)`` (making the failure sticky)
+    and raises :class:`InadmissibleAction`; ``on_violation`` here is kept for the signature.
     """
-    def _bad(call: str, exc: BaseException):
-        text = str(exc)
-        msg = (f"inadmissible action: {text}" if text.startswith(call)
-               else f"inadmissible action {call}: {text}")
+    return types.SimpleNamespace(probe_new=rq.probe_new, probe_more=rq.probe_more,
+                                 get_new_branch_final_answer=rq.get_new_branch_final_answer,
+                                 get_seq_and_total_tokens=rq.get_seq_and_total_tokens,
+                                 get_cost_per_branch_active=rq.get_cost_per_branch_active,
+                                 probe_freq=int(rq.probe_freq), num_branches=int(rq.num_branches))
+
+
+def inadmissible_handler(on_violation):
+    """The ``inadmissible`` callback of the question object: record, then raise
+    :class:`InadmissibleAction` (a ``BaseException``, so ``except Exception`` cannot hide it)."""
+    def refuse(text: str):
+        msg = f"inadmissible action: {text}"
         on_violation(msg)
         raise InadmissibleAction(msg)
-
-    def probe_new():
-        return rq.probe_new()
-
-    def probe_more(branch):
-        try:
-            return rq.probe_more(branch)
-        except (ValueError, TypeError) as exc:
-            _bad(f"probe_more({branch!r})", exc)
-
-    def get_new_branch_final_answer():
-        return rq.get_new_branch_final_answer()
-
-    def get_seq_and_total_tokens():
-        return rq.get_seq_and_total_tokens()
-
-    return types.SimpleNamespace(probe_new=probe_new, probe_more=probe_more,
-                                 get_new_branch_final_answer=get_new_branch_final_answer,
-                                 get_seq_and_total_tokens=get_seq_and_total_tokens,
-                                 probe_freq=int(rq.probe_freq),
-                                 num_branches=int(rq._view.branch_limit))
+    return refuse
 
 
 def describe_answer_problem(answer) -> str:
@@ -769,43 +831,16 @@ def run(payload: dict, config: dict, layers: dict, out_fd: int) -> None:  # noqa
 
     import numpy as np
 
-    from tts_gym.core import actions as A
-    from tts_gym.core import kernels as K
-    from tts_gym.policies.autotts_adapter import ReplayQuestion, answer_string_action
-    from tts_gym.envs.view import EpisodeView
+    from tts_gym.core.reference_question import BranchTable
 
+    # the episodes run on the question object over plain Python values (no kernels in the child:
+    # the parent re-plays every action log with the compiled kernels and compares)
     t0 = time.monotonic()
     stores = payload["stores"]
-    data = K.pack_stores(stores)
-    tables = tuple(t for s in stores for t in s.answer_tables)
-    M = int(data.probe_ids.shape[1])
-    params = K.EnvParams(max_branches=M, fused=True, probe_cost=0, token_budget=0)
-    state = K.make_state(1, M)
-    qoff = np.cumsum([0] + [s.num_questions for s in stores])
-    view = EpisodeView(state, data, params, 0, tables)
+    table = BranchTable.from_stores(stores)
+    M = int(payload["orders"][0].shape[-1])
+    qoff = np.cumsum([0] + [s.num_questions for s in stores]).tolist()
     log = array.array("h")
-
-    def step(action: int) -> None:
-        code, _ = K.step_episode(state, data, params, 0, action)
-        if code:
-            raise InadmissibleAction(f"env refused {A.describe(action, M)}: "
-                                     f"{K.ERROR_MESSAGES.get(int(code), code)}")
-        log.append(action)
-
-    # warm up every kernel path the run uses (numba's cache is read now, before the lock-down)
-    K.reset_episode(state, 0, 0, payload["orders"][0][0, 0])
-    warm = ReplayQuestion(view, step, strict=True)
-    warm.probe_new()
-    warm.probe_more(0)
-    warm.get_new_branch_final_answer()
-    answer_string_action(view, warm.probe_new()[0])
-    K.reset_episode(state, 0, 0, payload["orders"][0][0, 0])
-    del log[:]
-    for full in ALLOWED_MODULES:
-        restricted_module(full)
-    for top, subs in ALLOWED_SUBMODULES.items():
-        for s in subs:
-            restricted_module(f"{top}.{s}")
 
     printed = PrintBuffer(int(config.get("print_cap", 8192)))
     source = payload["code"]
@@ -823,11 +858,13 @@ def run(payload: dict, config: dict, layers: dict, out_fd: int) -> None:  # noqa
         os.close(out_fd)
 
     unrestricted = bool(payload.get("unrestricted"))
+    tree = None
     try:
         if unrestricted:  # test hook for the OS-level layers: raw Python (full builtins)
             code = compile(source, "probe.py", "exec")
         else:
-            code = compile_controller(source)
+            tree = check_source(source)
+            code = compile(tree, CONTROLLER_FILENAME, "exec", flags=COMPILE_FLAGS, dont_inherit=True)
     except SyntaxError as exc:
         result.update(error_kind="syntax", error=f"SyntaxError: {exc.msg} (line {exc.lineno}"
                       f"{', column ' + str(exc.offset) if exc.offset else ''})"
@@ -841,6 +878,16 @@ def run(payload: dict, config: dict, layers: dict, out_fd: int) -> None:  # noqa
         return finish()
     linecache.cache[CONTROLLER_FILENAME] = (len(source), None, source.splitlines(True),
                                             CONTROLLER_FILENAME)
+    # the read-only module copies the controller imports are built now, before the lock-down
+    wanted = imported_modules(tree) if tree is not None else set()
+    for full in ALLOWED_MODULES:
+        if full in wanted or full not in ("scipy", REFERENCE_API_MODULE):
+            restricted_module(full)
+    for top, subs in ALLOWED_SUBMODULES.items():
+        for sub in subs:
+            if top != "scipy" or f"{top}.{sub}" in wanted or top in wanted:
+                restricted_module(f"{top}.{sub}")
+    reference_format = tree is not None and controller_format(tree) == "reference"
 
     # ---- lock-down ---------------------------------------------------------------------------
     violations: list[str] = []
@@ -890,6 +937,7 @@ def run(payload: dict, config: dict, layers: dict, out_fd: int) -> None:  # noqa
 
     if episode_timeout > 0:
         signal.signal(signal.SIGALRM, on_alarm)
+    refuse = inadmissible_handler(on_violation)
 
     betas = [float(b) for b in payload["betas"]]
     orders = payload["orders"]        # per store: int32 [R, Q, N]
@@ -907,12 +955,13 @@ def run(payload: dict, config: dict, layers: dict, out_fd: int) -> None:  # noqa
             for r in range(R):
                 for j in range(J):
                     q = int(questions[si][r, j])
-                    K.reset_episode(state, 0, int(qoff[si]) + q, orders[si][r, j])
                     seed = (bi * 7919 + si) * 1_000_003 + r * 1009 + q
                     random.seed(seed)
                     np.random.seed(seed % 2**32)
                     where = {"beta": beta, "store": s.name, "replicate": r, "question": q}
-                    rq = ReplayQuestion(view, step, strict=True)
+                    rq = table.question(qoff[si] + q, orders[si][r, j], M, strict=True,
+                                        raise_on_exhaustion=reference_format,
+                                        inadmissible=refuse)
                     question = make_question(rq, on_violation)
                     err_kind = None
                     try:
@@ -948,18 +997,17 @@ def run(payload: dict, config: dict, layers: dict, out_fd: int) -> None:  # noqa
                     if err_kind is None and isinstance(answer, str) and type(answer) is not str:
                         answer = str.__str__(answer)  # no str-subclass code after solve()
                     if err_kind is None:
-                        action, unmapped = answer_string_action(view, answer)
+                        _, answer_id, unmapped = rq.commit(answer)
                         if unmapped:
                             err_kind, err = "inadmissible", describe_answer_problem(answer)
-                        else:
-                            step(action)
                     if err_kind is not None:
                         if violations and err_kind != "violation":
                             err += f"\n(sandbox: {violations[0]})"
                         result.update(error_kind=err_kind, error=err, failed_episode=where)
                         return finish()
-                    answers.append(int(state.answer[0]))
-                    costs.append(int(state.cost[0]))
+                    log.extend(rq.actions)
+                    answers.append(answer_id)
+                    costs.append(rq.cost)
                     offsets.append(len(log))
                     ep += 1
     result.update(ok=True, runs=runs, num_episodes=ep)
