@@ -83,13 +83,18 @@ IMPLS: dict[str, Callable] = {"compiled": _eval_compiled, "python": _eval_python
 
 
 def _eval_controller_file(store, policy: str, params: dict, seeds, args: argparse.Namespace):
-    """``--controller FILE``: a controller file (``class Controller(beta)`` with ``solve(question)``,
-    e.g. written by ``tts-gym discover``) through the Python env loop, in-process (see
-    :func:`tts_gym.discovery.sandbox.load_controller_policy`)."""
-    from tts_gym.discovery.sandbox import load_controller_policy
-    from tts_gym.evaluation.rollout import evaluate_reference_python
-    return evaluate_reference_python(store, load_controller_policy(args.controller, **params), seeds,
-                                     name=policy, params=dict(params))
+    """``--controller FILE``: a controller file (``class Controller(beta)``, e.g. written by
+    ``tts-gym discover``, or the AutoTTS reference's ``OptimalController(config={"beta": b})``)
+    in-process under the sandbox's static rules, with the action logs scored by the compiled
+    kernels (:func:`tts_gym.discovery.controller_eval.evaluate_in_process`)."""
+    from tts_gym.discovery.controller_eval import ControllerCode, evaluate_in_process
+    from tts_gym.policies.base import PolicyError
+    code = ControllerCode.from_file(args.controller)
+    try:
+        run = evaluate_in_process(code, [store], [params["beta"]], seeds)
+    except PolicyError as exc:
+        raise ValueError(str(exc)) from None
+    return run.results[float(params["beta"])][0]
 
 
 def _eval_agent(store, policy: str, params: dict, seeds, args: argparse.Namespace):
