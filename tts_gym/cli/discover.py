@@ -1,13 +1,19 @@
 """``tts-gym discover``: LLM-driven controller discovery (propose -> sandboxed evaluation -> feedback).
 
     tts-gym discover --rounds N --model claude-... --out DIR [--resume]
-                     [--candidates-per-round K] [--betas 0 0.25 0.5 0.75 1] [--seeds S]
-                     [--final-seeds 100] [--select-beta 0.5] [--seed-controller FILE ...]
+                     [--proposer agent|single] [--agent-tool-calls 24] [--agent-tokens 1500000]
+                     [--agent-usd D] [--candidates-per-round K] [--betas 0 0.25 0.5 0.75 1]
+                     [--seeds S] [--final-seeds 100] [--select-beta 0.5] [--seed-controller FILE ...]
+                     [--backend local|ray]
+
+``--proposer agent`` (default): per round an explorer agent with tools (evaluate drafts in the
+sandbox on the search stores, show traces, read the history, submit) within a budget of tool
+calls, tokens and dollars; ``--proposer single``: one request per candidate, one file back.
 
 Needs ``ANTHROPIC_API_KEY`` (and ``--base-url`` or ``ANTHROPIC_BASE_URL`` for a proxy). Every
 round is written under ``DIR`` (see :mod:`tts_gym.discovery.history`); after a crash or ``kill -9``,
 the same command with ``--resume`` continues without redoing finished rounds or repeating a paid
-request. The summary at the end shows the best controller's accuracy/token curve next to the
+request -- also inside an explorer round. The summary at the end shows the best controller's accuracy/token curve next to the
 baselines, its held-out results, the total API cost and the time taken. The best controller is
 copied to ``DIR/best_controller.py``; evaluate it like any controller file.
 """
@@ -25,9 +31,18 @@ def register(sub) -> None:
     p = sub.add_parser("discover", help="discover test-time-scaling controllers with an LLM proposer",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=10, help="proposal rounds (default 10)")
-    p.add_argument("--model", default="claude-opus-4-5", help="Claude model id of the proposer")
+    p.add_argument("--model", default="claude-opus-5-5", help="Claude model id of the proposer")
     p.add_argument("--out", required=True, help="run directory (history, scores, final report)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--proposer", choices=("agent", "single"), default="agent",
+                   help="agent: an explorer with tools per round (default); single: one request "
+                        "per candidate")
+    p.add_argument("--agent-tool-calls", type=_optional_int, default=24, metavar="N",
+                   help="explorer: tool calls per round (default 24; 'none': no limit)")
+    p.add_argument("--agent-tokens", type=_optional_int, default=1_500_000, metavar="N",
+                   help="explorer: input + cache + output tokens per round (default 1500000)")
+    p.add_argument("--agent-usd", type=float, default=None, metavar="D",
+                   help="explorer: dollars per round (default: no per-round limit)")
     p.add_argument("--candidates-per-round", "-K", type=int, default=1, dest="candidates_per_round")
     p.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS))
     p.add_argument("--select-beta", type=float, default=0.5,
@@ -53,6 +68,9 @@ def register(sub) -> None:
                                                                    "(overrides the price table)")
     p.add_argument("--price-output", type=float, default=None, help="$ per million output tokens")
     p.add_argument("--jobs", type=int, default=0, help="parallel sandbox processes (default: CPUs)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="sandbox jobs on this machine (default) or as Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: a local instance)")
     p.add_argument("--job-timeout", type=float, default=None,
                    help="wall-clock seconds per sandbox job (one beta x one store; default "
                         "60 + 0.5 per episode)")
@@ -62,6 +80,15 @@ def register(sub) -> None:
     p.add_argument("--max-prompt-chars", type=int, default=120_000)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_discover)
+
+
+def _optional_int(text: str):
+    if text.strip().lower() in ("none", "inf", "unlimited"):
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1 (or 'none')")
+    return value
 
 
 def _config(args):
@@ -78,7 +105,9 @@ def _config(args):
         trace_episodes=args.trace_episodes, max_prompt_chars=args.max_prompt_chars,
         max_usd=args.max_usd, seed_controllers=tuple(args.seed_controllers),
         baselines=not args.no_baselines, heldout=not args.no_heldout,
-        price_input=args.price_input, price_output=args.price_output)
+        price_input=args.price_input, price_output=args.price_output, proposer=args.proposer,
+        agent_tool_calls=args.agent_tool_calls, agent_tokens=args.agent_tokens,
+        agent_usd=args.agent_usd, backend=args.backend, address=args.address)
 
 
 class _Display:
@@ -133,6 +162,22 @@ class _Display:
         elif event == "request":
             self.log(f"round {info['round']}: requesting a proposal"
                      + (f" (candidate {info['candidate']})" if info.get("candidate") else ""))
+        elif event == "agent_request":
+            if info.get("step", 0) == 0:
+                self.log(f"round {info['round']}: explorer started")
+        elif event == "agent_tool":
+            from tts_gym.discovery.explorer import summarize_result
+            mark = "[red]error[/] " if info.get("error") else ""
+            self.log(f"  round {info['round']} step {info['step']}: {info['name']} "
+                     f"({info['seconds']:.0f} s) {mark}[dim]{summarize_result(info.get('text'))}[/]")
+        elif event == "agent_submit":
+            self.log(f"  round {info['round']}: candidate {info['candidate']} submitted"
+                     + (f" ({info['name']})" if info.get("name") else ""))
+        elif event == "agent_done":
+            usd = info.get("usd")
+            self.log(f"  round {info['round']}: explorer done ({info['reason']}): "
+                     f"{info['requests']} requests, {info['tool_calls']} tool calls, "
+                     f"{info['tokens']:,} tokens, " + (f"${usd:.4f}" if usd is not None else "$?"))
         elif event == "candidate_done":
             self.log(f"round {info['round']}.{info['candidate']}: " + _headline(info["scores"])
                      + _usage_text(info["usage"]))
