@@ -1,10 +1,18 @@
 """A loopback HTTP server speaking the Anthropic Messages API, replaying recorded proposals.
 
-``POST /v1/messages`` answers each request with the next recorded proposal (a markdown text, as a
-model would write it) as a proper Messages response: ``id``, ``type: "message"``, ``role``,
-``model`` (echoed), ``content: [{"type": "text", "text": ...}]``, ``stop_reason: "end_turn"``,
+``POST /v1/messages`` answers each request with the next recorded proposal as a proper Messages
+response: ``id``, ``type: "message"``, ``role``, ``model`` (echoed), ``content``, ``stop_reason``,
 ``stop_sequence`` and ``usage`` (``input_tokens`` ~ request characters / 4, ``output_tokens`` ~
-text characters / 4, cache fields 0). Once the recordings are used up it repeats the last one.
+content characters / 4, cache fields 0). A recording is
+
+* a string: a markdown text, as a model would write it (``content: [{"type": "text", ...}]``,
+  ``stop_reason: "end_turn"``);
+* a dict ``{"content": [...blocks...], "stop_reason": ...}``: served as given (tool use:
+  ``{"type": "tool_use", "id": ..., "name": ..., "input": {...}}`` blocks, ``"tool_use"``);
+* a callable ``f(request_body) -> string | dict``: a scripted conversation that answers from what
+  the request contains (e.g. the tool results of the previous turn).
+
+Once the recordings are used up it repeats the last one.
 Malformed requests (no ``model``/``max_tokens``/``messages``) get a Messages API error object with
 HTTP 400, a request without credentials (``x-api-key`` or ``Authorization: Bearer``) 401.
 
@@ -86,15 +94,24 @@ class MessagesAPIServer:
                     i = len(server.requests)
                     server.requests.append(req)
                     server.api_keys.append(key)
-                    text = server.proposals[min(i, len(server.proposals) - 1)]
+                    rec = server.proposals[min(i, len(server.proposals) - 1)]
+                if callable(rec):
+                    try:
+                        rec = rec(req)
+                    except Exception as exc:  # noqa: BLE001 - a broken script is a 500 error
+                        return self._send(500, _error("api_error", f"script failed: {exc!r}"))
+                if isinstance(rec, str):
+                    content, stop = [{"type": "text", "text": rec}], "end_turn"
+                else:
+                    content, stop = rec["content"], rec.get("stop_reason", "end_turn")
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 self._send(200, {
                     "id": f"msg_test_{i:04d}", "type": "message", "role": "assistant",
-                    "model": req["model"], "content": [{"type": "text", "text": text}],
-                    "stop_reason": "end_turn", "stop_sequence": None,
+                    "model": req["model"], "content": content,
+                    "stop_reason": stop, "stop_sequence": None,
                     "usage": {"input_tokens": max(1, len(body) // 4),
-                              "output_tokens": max(1, len(text) // 4),
+                              "output_tokens": max(1, len(json.dumps(content)) // 4),
                               "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}})
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", int(port)), Handler)

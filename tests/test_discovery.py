@@ -226,7 +226,8 @@ def test_extract_code():
 def small_config(**kw) -> DiscoveryConfig:
     base = dict(model=MODEL, betas=(0.0, 1.0), select_beta=1.0, seeds=1, final_seeds=1,
                 models=("Qwen3-1.7B",), data=str(SHARED_REPLAY_DIR), baselines=False, jobs=2,
-                job_timeout_s=30, episode_timeout_s=2, memory_mb=400, max_retries=0)
+                job_timeout_s=30, episode_timeout_s=2, memory_mb=400, max_retries=0,
+                proposer="single")
     base.update(kw)
     return DiscoveryConfig(**base)
 
@@ -323,7 +324,7 @@ def _cli(out, url, rounds, extra=()):
            "--betas", "0", "1", "--select-beta", "1", "--models", "Qwen3-1.7B",
            "--data", str(SHARED_REPLAY_DIR), "--no-baselines", "--no-heldout", "--jobs", "2",
            "--episode-timeout", "2", "--job-timeout", "30", "--memory-mb", "400",
-           "--base-url", url, "--max-retries", "0", "--quiet", *extra]
+           "--base-url", url, "--max-retries", "0", "--proposer", "single", "--quiet", *extra]
     env = dict(os.environ, ANTHROPIC_API_KEY=SECRET)
     return subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -2,7 +2,6 @@
 wrapper and SB3-compatible ``predict``, the registry, and the AutoTTS adapter's documented quirks."""
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -331,11 +330,13 @@ def test_adapter_unmapped_answer_abstains(env):
     assert out.unmapped and out.answer_id == -1 and not out.correct
 
 
-def test_adapter_policy_thread_lifecycle(env):
-    started = threading.Event()
+def test_adapter_policy_lifecycle(env):
+    """The controller as a Policy: solve() runs at the first act (no thread); an abandoned episode
+    leaves nothing behind; the next reset starts afresh; the env's charges are checked."""
+    calls = []
 
     def slow(q):
-        started.set()
+        calls.append(1)
         for _ in range(50):
             q.probe_new()
         return None
@@ -345,12 +346,18 @@ def test_adapter_policy_thread_lifecycle(env):
     pol.reset(view)
     for _ in range(3):                      # abandon the episode after three actions
         obs, *_ = env.step(pol.act(obs, view))
-    worker = pol._thread
-    assert worker is not None and worker.is_alive()
+    assert calls == [1]
     obs, view = _reset(env, 1, 1)
-    pol.reset(view)                         # cancels the blocked worker
-    worker.join(timeout=5)
-    assert not worker.is_alive()
+    pol.reset(view)
+    n = 0
+    while True:
+        obs, _, term, trunc, _ = env.step(pol.act(obs, view))
+        n += 1
+        if term or trunc:
+            break
+    assert calls == [1, 1] and n == 51 and view.cursor == 50
+    with pytest.raises(PolicyError, match="after the episode ended"):
+        pol.act(obs, view)
 
     def boom(q):
         q.probe_new()
@@ -359,8 +366,19 @@ def test_adapter_policy_thread_lifecycle(env):
     pol = AutoTTSPolicy(Scripted(boom))
     obs, view = _reset(env)
     pol.reset(view)
-    obs, *_ = env.step(pol.act(obs, view))
     with pytest.raises(RuntimeError, match="controller bug"):
+        pol.act(obs, view)
+
+
+def test_adapter_policy_detects_replay_mismatch(env):
+    """The env's cost before the answer must equal the question object's."""
+    pol = AutoTTSPolicy(Scripted(lambda q: (q.probe_new(), q.probe_new(), None)[2]))
+    obs, view = _reset(env)
+    pol.reset(view)
+    obs, *_ = env.step(pol.act(obs, view))
+    obs, *_ = env.step(pol.act(obs, view))
+    pol._cost += 1                          # as if the question object had charged differently
+    with pytest.raises(PolicyError, match="replay mismatch"):
         pol.act(obs, view)
 
 

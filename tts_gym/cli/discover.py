@@ -1,15 +1,21 @@
 """``tts-gym discover``: LLM-driven controller discovery (propose -> sandboxed evaluation -> feedback).
 
     tts-gym discover --rounds N --model claude-... --out DIR [--resume]
-                     [--candidates-per-round K] [--betas 0 0.25 0.5 0.75 1] [--seeds S]
-                     [--final-seeds 100] [--select-beta 0.5] [--seed-controller FILE ...]
+                     [--proposer agent|single] [--agent-tool-calls 24] [--agent-tokens 1500000]
+                     [--agent-usd D] [--candidates-per-round K] [--betas 0 0.25 0.5 0.75 1]
+                     [--seeds S] [--final-seeds 100] [--select-beta 0.5] [--seed-controller FILE ...]
+                     [--backend local|ray]
+
+``--proposer agent`` (default): per round an explorer agent with tools (evaluate drafts in the
+sandbox on the search stores, show traces, read the history, submit) within a budget of tool
+calls, tokens and dollars; ``--proposer single``: one request per candidate, one file back.
 
 Needs ``ANTHROPIC_API_KEY`` (and ``--base-url`` or ``ANTHROPIC_BASE_URL`` for a proxy). Every
 round is written under ``DIR`` (see :mod:`tts_gym.discovery.history`); after a crash or ``kill -9``,
 the same command with ``--resume`` continues without redoing finished rounds or repeating a paid
-request. The summary at the end shows the best controller's accuracy/token curve next to the
-baselines, its held-out results, the total API cost and the time taken. The best controller is
-copied to ``DIR/best_controller.py``; evaluate it like any controller file
+request -- also inside an explorer round. The summary at the end shows the best controller's
+accuracy/token curve next to the baselines, its held-out results, the total API cost and the time
+taken. The best controller is copied to ``DIR/best_controller.py``; evaluate it like any controller file
 (``tts-gym eval --controller DIR/best_controller.py``, sandboxed).
 
 Candidates run in an operating-system sandbox (bubblewrap: Debian/Ubuntu
@@ -29,7 +35,10 @@ Controller discovery, the AutoTTS loop: an LLM (Anthropic Messages API, key in A
 --base-url or ANTHROPIC_BASE_URL for a proxy) proposes a controller with one knob beta; each
 proposal is scored over a sweep of beta on the search stores in a sandbox, and its accuracy/token
 curve and a few execution traces go back to the LLM for the next round. Controllers never see a
-gold answer, and the proposer never sees the held-out stores.
+gold answer, and the proposer never sees the held-out stores. With --proposer agent (default)
+the LLM works each round as an explorer with tools (evaluate drafts in the sandbox, show traces,
+read the history, submit) within the --agent-* budgets; --proposer single asks for one file per
+candidate.
 
 Every round is saved under --out; after a crash or kill, the same command with --resume continues
 without redoing finished rounds or repeating a paid request. The end summary shows the best
@@ -40,8 +49,8 @@ time taken; the best controller is copied to OUT/best_controller.py (evaluate it
 
 EPILOG = """\
 examples:
-  tts-gym discover --rounds 5 --model claude-opus-4-5 --out runs/disc
-  tts-gym discover --rounds 5 --model claude-opus-4-5 --out runs/disc --resume
+  tts-gym discover --rounds 5 --model claude-opus-5-5 --out runs/disc
+  tts-gym discover --rounds 5 --model claude-opus-5-5 --out runs/disc --resume
   tts-gym discover --rounds 0 --seed-controller agents/controllers/cmc.py --out runs/cmc
 """
 
@@ -55,9 +64,18 @@ def register(sub) -> None:
                        description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int_in(0, 100_000), default=10, metavar="N", help="proposal rounds (default 10)")
-    p.add_argument("--model", default="claude-opus-4-5", help="Claude model id of the proposer")
+    p.add_argument("--model", default="claude-opus-5-5", help="Claude model id of the proposer")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (history, scores, final report)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--proposer", choices=("agent", "single"), default="agent",
+                   help="agent: an explorer with tools per round (default); single: one request "
+                        "per candidate")
+    p.add_argument("--agent-tool-calls", type=_optional_int, default=24, metavar="N",
+                   help="explorer: tool calls per round (default 24; 'none': no limit)")
+    p.add_argument("--agent-tokens", type=_optional_int, default=1_500_000, metavar="N",
+                   help="explorer: input + cache + output tokens per round (default 1500000)")
+    p.add_argument("--agent-usd", type=positive_float, default=None, metavar="USD",
+                   help="explorer: dollars per round (default: no per-round limit)")
     p.add_argument("--candidates-per-round", "-K", type=int_in(1, 1000), default=1, dest="candidates_per_round",
                    metavar="K", help="controllers proposed per round (default 1)")
     p.add_argument("--betas", type=probability, nargs="+", default=list(DEFAULT_BETAS), metavar="BETA",
@@ -100,6 +118,10 @@ def register(sub) -> None:
                    help="$ per million output tokens (default: the built-in price of --model)")
     p.add_argument("--jobs", type=int_in(0, 4096), default=0, metavar="N",
                    help="parallel sandbox processes (default: one per CPU)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="sandbox jobs on this machine (default) or as Ray tasks")
+    p.add_argument("--address", default=None, metavar="ADDRESS",
+                   help="Ray cluster to join (default: a local instance)")
     p.add_argument("--job-timeout", type=positive_float, default=None, metavar="SECONDS",
                    help="wall-clock seconds per sandbox job (one beta x one store; default "
                         "60 + 0.5 per episode)")
@@ -121,6 +143,15 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_discover)
 
 
+def _optional_int(text: str):
+    if text.strip().lower() in ("none", "inf", "unlimited"):
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1 (or 'none')")
+    return value
+
+
 def _config(args):
     from tts_gym.discovery.loop import DiscoveryConfig
     return DiscoveryConfig(
@@ -135,7 +166,9 @@ def _config(args):
         trace_episodes=args.trace_episodes, max_prompt_chars=args.max_prompt_chars,
         max_usd=args.max_usd, seed_controllers=tuple(args.seed_controllers),
         baselines=not args.no_baselines, heldout=not args.no_heldout,
-        price_input=args.price_input, price_output=args.price_output,
+        price_input=args.price_input, price_output=args.price_output, proposer=args.proposer,
+        agent_tool_calls=args.agent_tool_calls, agent_tokens=args.agent_tokens,
+        agent_usd=args.agent_usd, backend=args.backend, address=args.address,
         allow_unsandboxed=args.allow_unsandboxed)
 
 
@@ -191,6 +224,22 @@ class _Display:
         elif event == "request":
             self.log(f"round {info['round']}: requesting a proposal"
                      + (f" (candidate {info['candidate']})" if info.get("candidate") else ""))
+        elif event == "agent_request":
+            if info.get("step", 0) == 0:
+                self.log(f"round {info['round']}: explorer started")
+        elif event == "agent_tool":
+            from tts_gym.discovery.explorer import summarize_result
+            mark = "[red]error[/] " if info.get("error") else ""
+            self.log(f"  round {info['round']} step {info['step']}: {info['name']} "
+                     f"({info['seconds']:.0f} s) {mark}[dim]{summarize_result(info.get('text'))}[/]")
+        elif event == "agent_submit":
+            self.log(f"  round {info['round']}: candidate {info['candidate']} submitted"
+                     + (f" ({info['name']})" if info.get("name") else ""))
+        elif event == "agent_done":
+            usd = info.get("usd")
+            self.log(f"  round {info['round']}: explorer done ({info['reason']}): "
+                     f"{info['requests']} requests, {info['tool_calls']} tool calls, "
+                     f"{info['tokens']:,} tokens, " + (f"${usd:.4f}" if usd is not None else "$?"))
         elif event == "candidate_done":
             self.log(f"round {info['round']}.{info['candidate']}: " + _headline(info["scores"])
                      + _usage_text(info["usage"]))

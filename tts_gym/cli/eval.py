@@ -22,8 +22,11 @@ Controller files (``--controller FILE``, e.g. a ``best_controller.py`` written b
 ``tts-gym discover``) are untrusted by default: they run in the operating-system sandbox of
 :mod:`tts_gym.discovery.sandbox` (bubblewrap; one fresh process per episode; every action log
 re-played by the compiled kernels here), and are refused where no sandbox can be set up.
-``--trusted`` is for your own code: the file runs in this process through the Python env loop,
-under the same Python-level rules but without the operating-system boundary.
+``--trusted`` is for your own code: the file runs in this process under the same Python-level
+rules but without the operating-system boundary (action logs re-played by the compiled kernels).
+Both the project's format (``class Controller`` built as ``Controller(beta)``) and the AutoTTS
+reference's ``method.py`` format (``class OptimalController(LLMDesignedMethod)`` built as
+``OptimalController(config={"beta": b})``, :mod:`tts_gym.discovery.reference_api`) are accepted.
 
 Data: ``--data`` (HDF5 file, AutoTTS JSON file or directory ``<model>/<benchmark>.json``, or
 ``synthetic``), else ``$TTS_GYM_DATA`` with ``--model/--benchmark``, else the embedded synthetic
@@ -130,12 +133,18 @@ IMPLS: dict[str, Callable] = {"compiled": _eval_compiled, "python": _eval_python
 
 
 def _eval_controller_trusted(store, policy: str, params: dict, seeds, args: argparse.Namespace):
-    """``--controller FILE --trusted``: the file in this process through the Python env loop
-    (:func:`tts_gym.discovery.sandbox.inprocess.load_controller_policy`)."""
-    from tts_gym.discovery.sandbox.inprocess import load_controller_policy
-    from tts_gym.evaluation.rollout import evaluate_reference_python
-    return evaluate_reference_python(store, load_controller_policy(args.controller, **params), seeds,
-                                     name=policy, params=dict(params), progress=progress_flag(args))
+    """``--controller FILE --trusted``: the file (``class Controller(beta)``, e.g. written by
+    ``tts-gym discover``, or the AutoTTS reference's ``OptimalController(config={"beta": b})``)
+    in this process under the sandbox's Python-level rules, with the action logs scored by the
+    compiled kernels (:func:`tts_gym.discovery.controller_eval.evaluate_in_process`)."""
+    from tts_gym.discovery.controller_eval import ControllerCode, evaluate_in_process
+    from tts_gym.policies.base import PolicyError
+    code = ControllerCode.from_file(args.controller)
+    try:
+        run = evaluate_in_process(code, [store], [params["beta"]], seeds)
+    except PolicyError as exc:
+        raise ValueError(str(exc)) from None
+    return run.results[float(params["beta"])][0]
 
 
 def _eval_controller_sandboxed(store, policy: str, params: dict, seeds, args: argparse.Namespace):
@@ -314,11 +323,12 @@ def register(sub) -> None:
                    help="a built-in policy: sc, asc, esc, parallel_probe (pp) or cmc")
     p.add_argument("--controller", default=None, metavar="FILE",
                    help="instead of --policy: a controller file (class Controller(beta) with "
-                        "solve(question), as written by tts-gym discover), run in the operating-"
-                        "system sandbox (bubblewrap); --param beta=B (default 0.5)")
+                        "solve(question), as written by tts-gym discover, or the reference's "
+                        "OptimalController(config)), run in the operating-system sandbox "
+                        "(bubblewrap); --param beta=B (default 0.5)")
     p.add_argument("--trusted", action="store_true",
-                   help="with --controller: the file is your own code; run it in this process "
-                        "through the Python env loop, without the sandbox")
+                   help="with --controller: the file is your own code; run it in this process, "
+                        "without the sandbox")
     p.add_argument("--agent", default=None, metavar="NAME",
                    help="instead of --policy: a trained RL agent, the shipped maskable_ppo_aime24 or "
                         "the path of an agent's .zip; --param cost_weight=W, "

@@ -17,11 +17,17 @@ Layout of a run directory ``DIR``::
         scores.json              the sandboxed evaluation (or the failure)
         traces.md                execution-trace summaries shown to the proposer
         round.json               written last: the round is finished
+        agent/                   the explorer's conversation (proposer "agent", see
+                                 tts_gym.discovery.explorer): step_0000/{request,response,usage,
+                                 tools}.json per request, drafts/, done.json
+        submission.json          the explorer's name and notes of a submitted candidate
     DIR/final.json, DIR/best_controller.py   the final report (selection + held-out)
 
 With ``--candidates-per-round K > 1`` the per-candidate files live in ``round_0003/cand_<k>/``
-(``prompt.md``, ``request.json`` and ``round.json`` stay at the round level; ``round.json`` then
-also sums the round's tokens and dollars).
+(``prompt.md``, ``request.json``, ``agent/`` and ``round.json`` stay at the round level;
+``round.json`` then also sums the round's tokens and dollars). An explorer round has no
+``request.json``/``response.json``/``usage.json`` per candidate: its requests are the agent's steps,
+each with its own ``usage.json`` (tokens and dollars), all counted by :meth:`RunDir.usage_totals`.
 
 Every file is written atomically (temporary file in the same directory, ``fsync``, ``os.replace``),
 so a crash leaves either the old or the new content. A round counts as finished only when its
@@ -122,11 +128,15 @@ class RunDir:
     def candidate_record(self, d: Path, label: str) -> dict:
         """What the prompt builder and the final selection need from a candidate folder."""
         code_p, scores_p, traces_p = d / "controller.py", d / "scores.json", d / "traces.md"
-        return {"label": label, "dir": str(d),
-                "code": code_p.read_text() if code_p.exists() else None,
-                "scores": read_json(scores_p),
-                "traces": traces_p.read_text() if traces_p.exists() else "",
-                "usage": read_json(d / "usage.json")}
+        rec = {"label": label, "dir": str(d),
+               "code": code_p.read_text() if code_p.exists() else None,
+               "scores": read_json(scores_p),
+               "traces": traces_p.read_text() if traces_p.exists() else "",
+               "usage": read_json(d / "usage.json")}
+        sub = read_json(d / "submission.json")
+        if sub and (sub.get("name") or sub.get("notes")):
+            rec["note"] = " - ".join(x for x in (sub.get("name"), sub.get("notes")) if x)
+        return rec
 
     def history(self, upto_round: int, seed_names=()) -> list[dict]:
         """Candidate records of the seed controllers and of finished rounds ``< upto_round``."""
@@ -142,6 +152,8 @@ class RunDir:
                 continue
             for k in range(self.K):
                 d = self.cand_dir(r, k)
+                if self.K > 1 and not d.exists():   # an explorer round with fewer submissions
+                    continue
                 label = f"Round {r}" + (f", candidate {k}" if self.K > 1 else "")
                 rec = self.candidate_record(d, label)
                 rec.update(round=r, candidate=k)

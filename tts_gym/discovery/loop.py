@@ -6,10 +6,14 @@
    :func:`tts_gym.data.resolve.resolve_stores`; ``TTS_GYM_DATA`` or ``--data``) and, once, the built-in
    baselines' curves on them (compiled kernels, :func:`tts_gym.evaluation.protocol.evaluate_compiled`);
 2. evaluates the seed controllers, if any (no API cost);
-3. per round: builds the prompt from the history (:func:`tts_gym.discovery.proposer.build_prompt`),
-   sends ``K`` requests, **saves each raw response before doing anything else**, extracts the
-   code, evaluates it in the sandbox over the beta sweep (one child per beta and store, in
-   parallel), writes scores and trace summaries, and finally marks the round finished;
+3. per round, with ``proposer="agent"`` (the default; the paper's explorer): runs the explorer
+   conversation (:mod:`tts_gym.discovery.explorer`) -- the agent evaluates drafts in the sandbox,
+   reads traces and the history through tools, within the round's budget, and submits up to ``K``
+   candidates; with ``proposer="single"``: builds the prompt from the history
+   (:func:`tts_gym.discovery.proposer.build_prompt`) and sends ``K`` requests. Either way every raw
+   response is **saved before anything else happens**; then each candidate is evaluated in the
+   sandbox over the beta sweep (one child per store and group of betas, on every core or as Ray
+   tasks), scores and trace summaries are written, and the round is marked finished;
 4. selects the best candidate (highest mean search accuracy at ``select_beta``; fewer tokens break
    ties) and reports it at ``final_seeds`` seeds on the search stores and, for the first time in
    the run, on the held-out stores, next to the baselines.
@@ -35,10 +39,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tts_gym.data.catalog import HELDOUT_BENCHMARKS, MODELS, SEARCH_BENCHMARKS
+from tts_gym.discovery.controller_eval import betas_per_job
 from tts_gym.discovery.history import RunDir, read_json, write_atomic, write_json
 from tts_gym.discovery.prices import Price, cost_usd, price_for
 from tts_gym.discovery.proposer import (
-    Proposer, build_prompt, extract_code, response_text, response_usage,
+    AGENT_TASK, Proposer, build_prompt, extract_code, response_text, response_usage,
 )
 from tts_gym.discovery.sandbox.confinement import require as require_sandbox
 from tts_gym.discovery.sandbox.evaluation import (
@@ -49,14 +54,17 @@ from tts_gym.discovery.sandbox.runner import SandboxLimits
 __all__ = ["DiscoveryConfig", "run_discovery", "baseline_curves", "select_best", "RESUME_KEYS"]
 
 RESUME_KEYS = ("model", "candidates_per_round", "betas", "seeds", "select_beta", "models",
-               "search_benchmarks", "data")
+               "search_benchmarks", "data", "proposer")
 """Settings that identify a run; ``--resume`` refuses to continue with different values."""
+
+_BEFORE_THE_SETTING = {"proposer": "single"}
+"""Value of a resume key in the ``config.json`` of a run written before the key existed."""
 
 
 @dataclass
 class DiscoveryConfig:
     rounds: int = 10
-    model: str = "claude-opus-4-5"
+    model: str = "claude-opus-5-5"
     candidates_per_round: int = 1
     betas: tuple = DEFAULT_BETAS
     seeds: int = 20
@@ -83,6 +91,12 @@ class DiscoveryConfig:
     price_input: float | None = None
     price_output: float | None = None
     allow_unsandboxed: bool = False
+    proposer: str = "agent"            # "agent" (explorer with tools) or "single" (one request)
+    agent_tool_calls: int | None = 24  # per round
+    agent_tokens: int | None = 1_500_000   # per round: input + cache + output tokens
+    agent_usd: float | None = None     # per round
+    backend: str = "local"             # sandbox jobs on this machine's cores, or "ray"
+    address: str | None = None         # Ray cluster to join (backend="ray")
 
     def __post_init__(self) -> None:
         self.betas = tuple(sorted(float(b) for b in self.betas))
@@ -94,6 +108,10 @@ class DiscoveryConfig:
             raise ValueError(f"select_beta={self.select_beta} must be one of the betas {self.betas}")
         if self.candidates_per_round < 1 or self.rounds < 0 or self.seeds < 1:
             raise ValueError("candidates_per_round and seeds must be >= 1, rounds >= 0")
+        if self.proposer not in ("agent", "single"):
+            raise ValueError(f"proposer must be 'agent' or 'single', got {self.proposer!r}")
+        if self.backend not in ("local", "ray"):
+            raise ValueError(f"backend must be 'local' or 'ray', got {self.backend!r}")
         overlap = set(self.search_benchmarks) & set(self.heldout_benchmarks)
         if overlap:
             raise ValueError(f"benchmarks {sorted(overlap)} are both search and held-out")
@@ -185,18 +203,22 @@ def select_best(records: Sequence[dict], beta: float) -> dict | None:
 
 
 class _Evaluator:
-    """Sandboxed evaluation on a fixed store set, one job per (beta, store) on a shared pool."""
+    """Sandboxed evaluation on a fixed store set: one job per store and group of betas
+    (:func:`tts_gym.discovery.controller_eval.betas_per_job`) on a shared pool."""
 
-    def __init__(self, stores, seeds, cfg: DiscoveryConfig, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, stores, seeds, cfg: DiscoveryConfig, pool, workers: int) -> None:
         self.search = SearchSet(stores, list(range(seeds)))
         self.per_store = [SearchSet([s], list(range(seeds))) for s in stores]
         self.cfg, self.pool = cfg, pool
-        self.limits = cfg.limits(seeds * max(s.num_questions for s in stores))
+        self.per_job = betas_per_job(len(cfg.betas), len(stores), workers)
+        self.jobs = len(stores) * -(-len(cfg.betas) // self.per_job)
+        self.limits = cfg.limits(self.per_job * seeds * max(s.num_questions for s in stores))
 
     def evaluate(self, code: str, progress: Progress = _noop, label: str = "") -> ControllerEvaluation:
         return evaluate_controller(code, self.search, self.cfg.betas, self.limits, self.pool,
                                    parts=self.per_store,
-                                   on_job=lambda: progress("job_done", label=label))
+                                   on_job=lambda: progress("job_done", label=label),
+                                   betas_per_job=self.per_job)
 
 
 def _write_scores(d: Path, ev: ControllerEvaluation, search: SearchSet, cfg: DiscoveryConfig) -> dict:
@@ -222,6 +244,7 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
         if not resume:
             raise FileExistsError(f"{out_dir} already holds a discovery run; pass --resume to continue it")
         saved = read_json(run.config_path)
+        saved = {**_BEFORE_THE_SETTING, **saved}
         diff = [k for k in RESUME_KEYS if _norm(saved.get(k)) != _norm(cfg.to_json().get(k))]
         if diff:
             raise ValueError("cannot resume with different settings: " + ", ".join(
@@ -233,15 +256,19 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
         elapsed_before = 0.0
     sessions.append(session)
     jobs = cfg.jobs or os.cpu_count() or 1
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sandbox")
+    if cfg.backend == "ray":
+        from tts_gym.discovery.controller_eval import RayExecutor
+        pool = RayExecutor(cfg.address, cfg.jobs or None)
+    else:
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sandbox")
     try:
         progress("load", what="search stores")
         stores = _stores(cfg.models, cfg.search_benchmarks, cfg.data)
         write_json(run.config_path, dict(cfg.to_json(), _elapsed_s=elapsed_before,
                                          sandbox_sessions=sessions))
-        evaluator = _Evaluator(stores, cfg.seeds, cfg, pool)
+        evaluator = _Evaluator(stores, cfg.seeds, cfg, pool, jobs)
         search = evaluator.search
-        jobs_per_candidate = len(cfg.betas) * len(stores)
+        jobs_per_candidate = evaluator.jobs
         baselines = read_json(run.baselines_path)
         if baselines is None:
             baselines = []
@@ -277,10 +304,10 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
                 progress("budget_exhausted", spent=spent, round=r)
                 break
             _run_round(r, run, cfg, search, evaluator, baselines, search_info, seed_names,
-                       proposer, prices, progress, jobs_per_candidate)
+                       proposer, prices, progress, jobs_per_candidate, jobs)
 
         records = run.history(cfg.rounds)
-        summary = _final(run, cfg, records, seed_names, evaluator, baselines, pool, progress)
+        summary = _final(run, cfg, records, seed_names, evaluator, baselines, pool, progress, jobs)
     finally:
         pool.shutdown(wait=True)
     elapsed = elapsed_before + (time.monotonic() - t0)
@@ -303,7 +330,10 @@ def _norm(v):
 
 
 def _run_round(r, run: RunDir, cfg, search, evaluator, baselines, search_info, seed_names,
-               proposer, prices, progress, jobs_per_candidate) -> None:
+               proposer, prices, progress, jobs_per_candidate, workers) -> None:
+    if cfg.proposer == "agent":
+        return _run_agent_round(r, run, cfg, search, evaluator, baselines, search_info, seed_names,
+                                proposer, prices, progress, jobs_per_candidate, workers)
     rd = run.round_dir(r)
     t_round = time.monotonic()
     request = read_json(rd / "request.json")
@@ -372,8 +402,102 @@ def _run_round(r, run: RunDir, cfg, search, evaluator, baselines, search_info, s
     progress("round_done", round=r, summary=summary)
 
 
+def _evaluate_candidate(d: Path, code: str | None, err: str | None, cfg, search, evaluator,
+                        progress, label: str, jobs_per_candidate: int) -> dict:
+    """``scores.json`` of a candidate folder (evaluated now unless it is already there)."""
+    scores = read_json(d / "scores.json")
+    if scores is not None:
+        progress("skip_jobs", n=jobs_per_candidate)
+        return scores
+    if code is None:
+        ev = ControllerEvaluation(False, list(cfg.betas), search.names, "no_code", err)
+        progress("skip_jobs", n=jobs_per_candidate)
+    else:
+        write_atomic(d / "controller.py", code)
+        ev = evaluator.evaluate(code, progress, label)
+    return _write_scores(d, ev, search, cfg)
+
+
+def _run_agent_round(r, run: RunDir, cfg, search, evaluator, baselines, search_info, seed_names,
+                     proposer, prices, progress, jobs_per_candidate, workers) -> None:
+    from tts_gym.discovery.explorer import (AGENT_SYSTEM_PROMPT, AgentBudget, ExplorerTools,
+                                            agent_usage, run_explorer_round)
+    rd = run.round_dir(r)
+    agent_dir = rd / "agent"
+    t_round = time.monotonic()
+    K = cfg.candidates_per_round
+    history = run.history(r, seed_names)
+    _, user = build_prompt(history, search=search_info, baselines=baselines,
+                           select_beta=cfg.select_beta, max_chars=cfg.max_prompt_chars,
+                           task=AGENT_TASK)
+    if not (rd / "prompt.md").exists():
+        write_atomic(rd / "prompt.md", f"<!-- system -->\n{AGENT_SYSTEM_PROMPT}\n\n<!-- user -->\n"
+                                       f"{user}\n")
+    progress("round_start", round=r, candidates=K, jobs=K * jobs_per_candidate)
+
+    def count() -> int:
+        return sum(1 for k in range(K) if (run.cand_dir(r, k) / "submission.json").exists())
+
+    def submit(code: str, name, notes) -> str:
+        k = count()
+        if k >= K:
+            return "the round's candidates are all submitted"
+        d = run.cand_dir(r, k)
+        write_atomic(d / "controller.py", code)
+        write_json(d / "submission.json", {"name": name, "notes": notes})
+        progress("agent_submit", round=r, candidate=k, name=name)
+        return (f"submitted as candidate {k} of round {r}; it is evaluated on the full search "
+                f"protocol (betas {', '.join(f'{b:g}' for b in cfg.betas)}, {cfg.seeds} seeds) "
+                f"after the round" + (f"; {K - k - 1} more may be submitted" if k + 1 < K else ""))
+
+    if read_json(agent_dir / "done.json") is None:
+        if proposer is None:
+            raise RuntimeError("no proposer configured")
+        tools = ExplorerTools(search, cfg.betas, cfg.limits, agent_dir, history, baselines,
+                              cfg.select_beta, submit, workers=workers, backend=cfg.backend)
+        base = {"model": proposer.config.model, "max_tokens": int(proposer.config.max_tokens),
+                "system": [{"type": "text", "text": AGENT_SYSTEM_PROMPT,
+                            "cache_control": {"type": "ephemeral"}}]}
+        if proposer.config.temperature is not None:
+            base["temperature"] = float(proposer.config.temperature)
+        budget = AgentBudget(cfg.agent_tool_calls, cfg.agent_tokens, cfg.agent_usd)
+        run_explorer_round(agent_dir, proposer, base, user, tools, budget, K, count, prices,
+                           lambda event, **info: progress(event, round=r, **info))
+    n = count()
+
+    def candidate(k: int) -> dict:
+        d = run.cand_dir(r, k)
+        if k < n:
+            code, err = (d / "controller.py").read_text(), None
+        else:
+            code, err = None, "the explorer ended the round without submitting a controller"
+        scores = _evaluate_candidate(d, code, err, cfg, search, evaluator, progress,
+                                     f"round {r}.{k}", jobs_per_candidate)
+        if code is None and scores.get("error_kind") == "no_code":
+            scores["error_kind"] = "no_submission"
+            write_json(d / "scores.json", scores)
+        progress("candidate_done", round=r, candidate=k, scores=scores, usage=None)
+        return {"candidate": k, "ok": bool(scores.get("ok")), "error_kind": scores.get("error_kind"),
+                "at_select_beta": _score_at(scores, cfg.select_beta), "usage": None}
+
+    with ThreadPoolExecutor(max_workers=max(1, n), thread_name_prefix="candidate") as ex:
+        results = list(ex.map(candidate, range(max(1, n))))
+    for k in range(max(1, n), K):
+        progress("skip_jobs", n=jobs_per_candidate)
+    usage = agent_usage(agent_dir)
+    summary = {"round": r, "proposer": "agent", "candidates": results,
+               "agent": read_json(agent_dir / "done.json"),
+               "requests": usage["requests"], "input_tokens": usage["input_tokens"],
+               "output_tokens": usage["output_tokens"],
+               "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
+               "cache_read_input_tokens": usage["cache_read_input_tokens"], "usd": usage["usd"],
+               "seconds": time.monotonic() - t_round}
+    write_json(rd / "round.json", summary)
+    progress("round_done", round=r, summary=summary)
+
+
 def _final(run: RunDir, cfg: DiscoveryConfig, records, seed_names, evaluator, baselines, pool,
-           progress) -> dict:
+           progress, workers) -> dict:
     best = select_best(records, cfg.select_beta)
     seeds_recs = run.history(0, seed_names)
     summary: dict[str, Any] = {
@@ -402,8 +526,8 @@ def _final(run: RunDir, cfg: DiscoveryConfig, records, seed_names, evaluator, ba
             progress("load", what=f"held-out {bench}")
             groups.append((bench, _stores(cfg.models, [bench], cfg.data)))
     for name, group in groups:
-        ev_final = _Evaluator(group, cfg.final_seeds, cfg, pool)
-        progress("final_eval", group=name, jobs=len(cfg.betas) * len(group))
+        ev_final = _Evaluator(group, cfg.final_seeds, cfg, pool, workers)
+        progress("final_eval", group=name, jobs=ev_final.jobs)
         ev = ev_final.evaluate(best["code"], progress, f"final {name}")
         final[name] = ev.to_json()
         if cfg.baselines:

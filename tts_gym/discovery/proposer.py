@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 __all__ = ["ProposerConfig", "Proposer", "CONTROLLER_INTERFACE", "build_prompt", "extract_code",
-           "response_text", "response_usage", "format_curve_table", "MissingAPIKey", "error_gist"]
+           "response_text", "response_usage", "format_curve_table", "MissingAPIKey", "error_gist",
+           "candidate_block", "AGENT_TASK"]
 
 CONTROLLER_INTERFACE = '''\
 A controller is one Python file that defines a class `Controller`:
@@ -52,8 +53,20 @@ random order; a branch is addressed by its index = the order in which you opened
   opened or already finished is an *inadmissible action* and disqualifies the controller.
 * `question.get_new_branch_final_answer()` -> `answer`: open the next branch and read only its final
   answer, at the cost of the whole trajectory (often 10k-40k tokens). `None` when none is left.
-* `question.get_seq_and_total_tokens()` -> `(0, tokens_spent_so_far)`.
+* `question.get_seq_and_total_tokens()` -> `(0, tokens_spent_so_far)`;
+  `question.get_cost_per_branch_active()` -> tokens charged to each opened branch.
 * `question.probe_freq` (500) and `question.num_branches` (128) are plain ints.
+
+The AutoTTS reference's `method.py` format is accepted too: a file without `Controller` that
+defines `class OptimalController(LLMDesignedMethod)`, constructed as
+`OptimalController(config={"beta": beta})`. Its base class, helpers and seed algorithms can be
+imported from `tts_gym.discovery.reference_api`: `LLMDesignedMethod`, `MethodTraceRecorder`,
+`_majority_answer`, `_vote_stats` (-> `(winner, top1, top2, total)`), `_beta_majority_confidence`
+(`1 - BetaCDF(0.5; top1 + 1, top2 + 1)`), `_weighted_vote`, `_safe_probe_new`, `_safe_probe_more`,
+`_safe_full_read`, `ASCMethod`, `ESCMethod`, `Parallel_Probe`. In that format the question's
+methods raise the reference's exceptions instead of returning `None` (`ValueError` from
+`probe_new`, `IndexError` from `get_new_branch_final_answer` when no branch is left); the
+`_safe_*` helpers turn them into `None`.
 
 Answers are exact strings (e.g. "204", "\\\\frac{1}{576}", or "ERR" for an unparseable answer); two
 answers are equal iff the strings are equal. `solve` must return the *latest* revealed answer of
@@ -66,7 +79,8 @@ reasoning; early guesses are noisy, and branches that agree late are more reliab
 
 Sandbox rules (checked before the code runs; a violation fails the candidate):
 * imports only from: math, random, collections, itertools, functools, heapq, bisect, statistics,
-  numpy, dataclasses, typing (no os, sys, io, time, ...); no `import *`;
+  numpy, dataclasses, typing, abc, scipy.stats, tts_gym.discovery.reference_api (no os, sys, io,
+  time, ...); no `import *`;
 * no `__dunder__` attributes or names except `__init__`, `__name__` and the usual operator methods;
   no `open`, `eval`, `exec`, `compile`, `globals`, `vars`, `str.format` (use f-strings), no
   metaclasses, and `type(x)` with one argument only;
@@ -93,6 +107,11 @@ non-decreasing in beta.
 Reply with a short explanation of the idea (a few sentences), then exactly one ```python code
 block holding the complete controller file.
 '''
+
+AGENT_TASK = ("# Your task\nDevelop this round's controller with your tools: evaluate drafts on the "
+              "search benchmarks, inspect traces, then submit the controller(s) that improve on the "
+              "best candidate so far (accuracy at the selection beta, and the whole accuracy/token "
+              "curve). Fix the failures reported above if you build on a failed candidate.")
 
 
 class MissingAPIKey(RuntimeError):
@@ -173,8 +192,9 @@ _PY_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)[ \t]*\n(.*?)```", re.DOT
 
 
 def extract_code(text: str, stop_reason: str | None = None) -> tuple[str | None, str | None]:
-    """``(code, error)``: the ```python block of a response that defines ``class Controller`` (the
-    last such block when there are several; any fenced block as a fall-back)."""
+    """``(code, error)``: the ```python block of a response that defines ``class Controller`` or
+    ``class OptimalController`` (the last such block when there are several; any fenced block as a
+    fall-back)."""
     blocks = _PY_FENCE.findall(text) or _FENCE.findall(text)
     if not blocks:
         open_fence = re.search(r"```[ \t]*(?:python|py|python3)[ \t]*\n(.*)\Z", text, re.DOTALL)
@@ -182,7 +202,8 @@ def extract_code(text: str, stop_reason: str | None = None) -> tuple[str | None,
             return None, ("the response was cut off by max_tokens inside the code block; "
                           "write a shorter controller")
         return None, "the response contains no ```python code block"
-    with_class = [b for b in blocks if re.search(r"^class\s+Controller\b", b, re.MULTILINE)]
+    with_class = [b for b in blocks
+                  if re.search(r"^class\s+(Optimal)?Controller\b", b, re.MULTILINE)]
     code = (with_class or blocks)[-1]
     return code.strip("\n") + "\n", None
 
@@ -241,7 +262,9 @@ def _headline(c: dict, beta: float) -> str:
     return f"{pt['accuracy']:.2f}% at {pt['tokens']:,.0f} tokens (beta={beta:g}){mono}"
 
 
-def _candidate_block(c: dict, beta: float, full: bool, code_chars: int, trace_chars: int) -> str:
+def candidate_block(c: dict, beta: float, full: bool, code_chars: int, trace_chars: int) -> str:
+    """One candidate of the history as markdown: its headline, and in ``full`` its curves,
+    failure, printed output, code (up to ``code_chars``) and traces (up to ``trace_chars``)."""
     sc = c.get("scores") or {}
     lines = [f"## {c['label']}: {_headline(c, beta)}"]
     if not full:
@@ -289,7 +312,8 @@ def _score_key(c: dict, beta: float):
 
 def build_prompt(history: Sequence[dict], *, search: dict, baselines: Sequence[dict] = (),
                  select_beta: float = 0.5, max_chars: int = 120_000, full_recent: int = 3,
-                 code_chars: int = 14_000, trace_chars: int = 5_000) -> tuple[str, str]:
+                 code_chars: int = 14_000, trace_chars: int = 5_000,
+                 task: str | None = None) -> tuple[str, str]:
     """``(system, user)`` prompt for the next proposal.
 
     ``history``: candidate records in chronological order, each a dict with ``label``, ``code``
@@ -297,6 +321,8 @@ def build_prompt(history: Sequence[dict], *, search: dict, baselines: Sequence[d
     optionally ``note``. ``search``: ``{"stores": [...], "seeds": int, "betas": [...]}`` and
     optionally ``episode_timeout_s`` / ``memory_mb`` (shown as the sandbox limits).
     ``baselines``: ``[{"label", "accuracy", "tokens"}]`` (mean over the search stores).
+    ``task``: the closing task paragraph (default: the single-shot proposal task; the explorer
+    passes :data:`AGENT_TASK`).
     """
     intro = [
         "# Search setting",
@@ -313,6 +339,7 @@ def build_prompt(history: Sequence[dict], *, search: dict, baselines: Sequence[d
         intro += ["", "Built-in baselines on the same benchmarks and branch orders (mean over the "
                       "benchmarks):", _baseline_table(baselines)]
     head = "\n".join(intro)
+    task_override = task
     task = ("# Your task\nPropose a new controller that improves on the best candidate so far "
             "(accuracy at the selection beta, and the whole accuracy/token curve). Fix the failures "
             "reported above if you build on a failed candidate. Reply with a short explanation, then "
@@ -320,6 +347,8 @@ def build_prompt(history: Sequence[dict], *, search: dict, baselines: Sequence[d
     if not history:
         task = ("# Your task\nThere are no previous candidates yet. Propose a first controller. Reply "
                 "with a short explanation, then exactly one ```python block with the complete file.")
+    if task_override is not None:
+        task = task_override
     keyed = [(i, _score_key(c, select_beta)) for i, c in enumerate(history)]
     ranked = sorted((k for k in keyed if k[1] is not None), key=lambda k: k[1], reverse=True)
     best = {ranked[0][0]} if ranked else set()
@@ -327,7 +356,7 @@ def build_prompt(history: Sequence[dict], *, search: dict, baselines: Sequence[d
     full = best | recent
 
     def render(tc: int, cc: int, fullset: set) -> str:
-        blocks = [_candidate_block(c, select_beta, i in fullset, cc, tc) for i, c in enumerate(history)]
+        blocks = [candidate_block(c, select_beta, i in fullset, cc, tc) for i, c in enumerate(history)]
         parts = [head]
         if history:
             best_line = (f"Best so far: {history[ranked[0][0]]['label']}." if ranked

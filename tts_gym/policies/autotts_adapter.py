@@ -1,25 +1,38 @@
-"""Run AutoTTS-style controllers unchanged over a tts_gym episode.
+"""Run AutoTTS-style controllers unchanged over tts_gym episodes.
 
 An AutoTTS controller (the reference's ``LLMDesignedMethod``) is an object with
-``solve(question) -> answer string | None`` that drives a *question object* through four calls.
-:class:`ReplayQuestion` is that object, backed by one env episode; each call becomes env actions:
+``solve(question) -> answer string | None`` that drives a *question object* through four calls:
 
 * ``question.probe_new()`` -> ``BRANCH``; returns ``(answer, position, finished)``;
 * ``question.probe_more(i)`` -> ``CONTINUE(i)``; returns ``(answer, finished)``;
 * ``question.get_new_branch_final_answer()`` -> ``SAMPLE``; returns the final answer;
-* ``question.get_seq_and_total_tokens()`` -> no action; returns ``(0, tokens charged so far)``.
+* ``question.get_seq_and_total_tokens()`` -> no action; returns ``(0, tokens charged so far)``
+  (and ``get_cost_per_branch_active()``: the tokens charged to each opened position).
 
-Answers are the exact strings of the store. The methods have the semantics of the reference's
-*safe wrappers* (the way every reference controller calls them): ``None`` instead of an exception
-when nothing is available (every position opened; ``probe_more`` on a position that is not open).
-Pass ``raise_on_exhaustion=True`` to get the raw reference exceptions instead (``ValueError`` from
-``probe_new``, ``IndexError`` from the other two), for controllers that wrap the calls themselves.
+Answers are the exact strings of the store. When ``solve`` returns, its string is committed with
+``ANSWER_WITH(p)`` for the lowest opened position ``p`` whose latest revealed answer equals it, or
+``ABSTAIN`` when it returned ``None``. A string that no opened position currently shows cannot be
+committed by the env: the episode abstains (scored wrong) and the outcome is flagged ``unmapped``.
 
-When ``solve`` returns, its string is committed with ``ANSWER_WITH(p)`` for the lowest opened
-position ``p`` whose latest revealed answer equals it, or ``ABSTAIN`` when it returned ``None``.
-A string that no opened position currently shows (never revealed, or only an older probe of some
-branch, or not a string) cannot be committed by the env: the episode abstains (scored wrong) and
-the outcome is flagged ``unmapped`` (the reference would have scored the string itself).
+Two question objects implement these calls; neither can reach the gold answer:
+
+* :class:`~tts_gym.core.reference_question.ReferenceQuestion` -- over the branches of one episode
+  as plain Python values (:class:`~tts_gym.core.reference_question.BranchTable`): every call is a
+  few list operations and is appended to an action log.
+  This is the fast path of every controller evaluation (the discovery sandbox, ``tts-gym eval
+  --controller``, :class:`AutoTTSPolicy`): the log is then applied to the compiled kernels, which
+  are the authority for costs and answers (the sandbox re-plays every log and compares; the
+  policy compares the env's cost after every action), so a disagreement fails loudly instead of
+  changing a number;
+* :class:`ReplayQuestion` -- over a live env episode: each call is an ``env.step``
+  (:func:`run_autotts_controller`), for envs with settings the reference does not have (token
+  budgets, probe costs).
+
+The methods have the semantics of the reference's *safe wrappers* (the way every reference
+controller calls them): ``None`` instead of an exception when nothing is available (every position
+opened; ``probe_more`` on a position that is not open). Pass ``raise_on_exhaustion=True`` to get
+the raw reference exceptions instead (``ValueError`` from ``probe_new``, ``IndexError`` from the
+other two), for controllers that wrap the calls themselves (the reference's own files do).
 
 Deliberate differences to the reference's index quirks (``docs/replay-semantics.md``, "Index
 quirks of advance"), because the env masks those actions; none of the five reference algorithms
@@ -33,28 +46,23 @@ reaches any of them:
   and advanced the unopened branch; ``i == N`` gave ``None`` through the safe wrapper), and for
   negative ``i`` returns ``None`` (the reference addressed a branch from the end of the order).
   ``strict=True`` raises ``ValueError`` for these.
-
-Two ways to run a controller:
-
-* :func:`run_autotts_controller` -- the simple, robust path: the question's methods call
-  ``env.step`` themselves; one call plays one episode and returns an :class:`AutoTTSOutcome`;
-* :class:`AutoTTSPolicy` -- the controller as a :class:`~tts_gym.policies.base.Policy` (so every
-  evaluator accepts it): ``solve`` runs in a worker thread that hands each action to ``act`` and
-  waits until the env has applied it (strict hand-off: only one thread runs at a time).
 """
 from __future__ import annotations
 
 import operator
-import queue
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from tts_gym.core import actions as A
+from tts_gym.core.reference_question import BranchTable, ReferenceQuestion
 from tts_gym.policies.base import Policy, PolicyError
 
-__all__ = ["ReplayQuestion", "AutoTTSOutcome", "run_autotts_controller", "AutoTTSPolicy",
-           "answer_string_action"]
+__all__ = ["BranchTable", "ReferenceQuestion", "ReplayQuestion", "AutoTTSOutcome",
+           "run_autotts_controller", "AutoTTSPolicy", "answer_string_action"]
+
+_G = A.NUM_GLOBAL_ACTIONS
 
 
 def answer_string_action(view, answer) -> tuple[int, bool]:
@@ -73,8 +81,12 @@ def answer_string_action(view, answer) -> tuple[int, bool]:
     return A.ABSTAIN, True
 
 
+# ------------------------------------------------------------------------------------------------
+# the question object over a live env episode
+# ------------------------------------------------------------------------------------------------
+
 class ReplayQuestion:
-    """The AutoTTS question object over one episode (see the module docstring).
+    """The AutoTTS question object over one live env episode (see the module docstring).
 
     ``view`` is the episode's :class:`~tts_gym.envs.view.EpisodeView`; ``step(action)`` must apply the
     action to that episode and return once the view shows its effect (``env.step`` for
@@ -91,12 +103,10 @@ class ReplayQuestion:
         self.calls = 0           # question-method calls that became env steps
         self.free_repeats = 0    # probe_more calls on finished positions (answered without a step)
 
-    # -- public, gold-free metadata --------------------------------------------------------------
     @property
     def probe_freq(self) -> int:
         return self._view.probe_interval
 
-    # -- the reference operations ----------------------------------------------------------------
     def probe_new(self):
         """Open the next branch and read its first probe: ``(answer, position, finished)``."""
         v = self._view
@@ -148,6 +158,10 @@ class ReplayQuestion:
         """``(sequential tokens, total tokens)``; the first is the reference's stub, always 0."""
         return 0, self._view.cost
 
+    def get_cost_per_branch_active(self):
+        """Tokens charged to each opened position, in opening order."""
+        return [int(x) for x in self._view.ledger[:self._view.cursor]]
+
     def __repr__(self) -> str:
         return f"ReplayQuestion(cursor={self._view.cursor}, cost={self._view.cost})"
 
@@ -180,8 +194,9 @@ def run_autotts_controller(env, controller, question: int | None = None,
 
     With ``question`` (and ``shuffle_seed``) given the env is reset to that reference episode
     (``env.reset(options={"question": q, "shuffle_seed": s})``); otherwise the current, freshly
-    reset episode is used. Every question-object call becomes ``env.step``; the returned string is
-    committed as described in the module docstring.
+    reset episode is used. Every question-object call becomes ``env.step`` (a
+    :class:`ReplayQuestion`: the controller's ``solve`` drives the env directly); the returned
+    string is committed as described in the module docstring.
     """
     if question is not None:
         options = dict(reset_options or {})
@@ -214,31 +229,31 @@ def run_autotts_controller(env, controller, question: int | None = None,
 
 
 # ------------------------------------------------------------------------------------------------
-# the controller as a Policy (worker thread)
+# the controller as a Policy: solve() runs first, on the episode's branches; act() hands out its log
 # ------------------------------------------------------------------------------------------------
 
-class _Cancelled(BaseException):
-    """Raised inside an abandoned worker (BaseException: controllers' ``except Exception`` and the
-    safe wrappers do not swallow it)."""
-
-
-_GO = object()
-_CANCEL = object()
+class _SolveTimeout(BaseException):
+    """Raised inside ``solve`` by the timer of :class:`AutoTTSPolicy` (a ``BaseException``: the
+    controller's ``except Exception`` and the safe wrappers do not swallow it)."""
 
 
 class AutoTTSPolicy(Policy):
-    """An AutoTTS controller as a :class:`~tts_gym.policies.base.Policy`.
+    """An AutoTTS controller as a :class:`~tts_gym.policies.base.Policy`, without threads.
 
-    ``reset(view)`` prepares a :class:`ReplayQuestion` for the episode; the first ``act`` starts
-    ``controller.solve(question)`` in a worker thread. Each question-object call hands its action
-    to ``act`` (which returns it to the caller's ``env.step``) and blocks until the next ``act``,
-    when the action has been applied and the view shows its effect. When ``solve`` returns, ``act``
-    returns the answering action. Exceptions raised by the controller are re-raised by ``act``.
-    ``reset`` during an unfinished episode cancels the worker. ``timeout`` (seconds, ``None``: no
-    limit) bounds the wait for the controller's next call.
+    At the first ``act`` of an episode, ``controller.solve`` runs to completion on a
+    :class:`ReferenceQuestion` over the episode's own branches and branch order (read from the
+    view's replay tensors, which carry no gold ids), and its calls are recorded; each ``act`` then
+    returns the next recorded action, the last one the answering action. Before handing out the
+    answering action, ``act`` checks that the env charged exactly what the question object charged
+    (:class:`PolicyError` otherwise; the env itself refuses an inadmissible action), so the replay
+    tensors remain the authority.
 
-    ``outcomes``-style statistics of the last episode: ``last_answer``, ``last_unmapped``,
-    ``last_free_repeats``.
+    The env must have the reference's settings (fused reveals, free probes, no token budget): a
+    controller written against the question object cannot see masks. Exceptions raised by the
+    controller propagate from the first ``act``. ``timeout`` (seconds, ``None``: no limit) bounds one
+    ``solve`` (a real-time timer; main thread only).
+
+    Statistics of the last episode: ``last_answer``, ``last_unmapped``, ``last_free_repeats``.
     """
 
     requires_view = True
@@ -251,82 +266,78 @@ class AutoTTSPolicy(Policy):
         self.name = name or str(getattr(controller, "NAME", type(controller).__name__))
         self.strict, self.raise_on_exhaustion = bool(strict), bool(raise_on_exhaustion)
         self.timeout = timeout
-        self._thread: threading.Thread | None = None
+        self._tables: dict = {}
         self._view = None
-        self._question: ReplayQuestion | None = None
+        self._plan: list | None = None
+        self._cost = 0
+        self._next = 0
         self.last_answer = None
         self.last_unmapped = False
         self.last_free_repeats = 0
 
-    # -- worker side ------------------------------------------------------------------------------
-    def _worker_step(self, action: int) -> None:
-        self._to_main.put(("action", action))
-        msg = self._to_worker.get()
-        if msg is _CANCEL:
-            raise _Cancelled()
-
-    def _worker(self, question: ReplayQuestion) -> None:
-        try:
-            answer = self.controller.solve(question)
-        except _Cancelled:
-            return
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self._to_main.put(("error", exc))
-            return
-        self._to_main.put(("answer", answer))
-
-    # -- main side --------------------------------------------------------------------------------
-    def _cancel(self) -> None:
-        t = self._thread
-        self._thread = None
-        if t is not None and t.is_alive():
-            self._to_worker.put(_CANCEL)
-            t.join(timeout=5.0)
+    def _branch_table(self, view) -> BranchTable:
+        data = view._data          # the view's copy of the replay tensors (gold ids blanked)
+        key = id(data.probe_ids)
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = BranchTable(data, view._tables)
+        return table
 
     def reset(self, view) -> None:
-        self._cancel()
         self._view = view
-        self._to_main: queue.SimpleQueue = queue.SimpleQueue()
-        self._to_worker: queue.SimpleQueue = queue.SimpleQueue()
-        self._question = ReplayQuestion(view, self._worker_step, strict=self.strict,
-                                        raise_on_exhaustion=self.raise_on_exhaustion)
-        self._started = False
-        self._finished = False
+        self._plan = None
+        self._next = 0
         self.last_answer, self.last_unmapped, self.last_free_repeats = None, False, 0
 
-    def act(self, observation, view) -> int:
-        if self._question is None or self._finished:
-            raise PolicyError(f"{self.name}: act() called before reset() or after the episode ended")
-        if not self._started:
-            self._started = True
-            self._thread = threading.Thread(target=self._worker, args=(self._question,),
-                                            name=f"autotts-{self.name}", daemon=True)
-            self._thread.start()
-        else:
-            self._to_worker.put(_GO)
+    def _solve(self, view) -> None:
+        params = view._params
+        if not params.fused or params.probe_cost != 0 or params.token_budget > 0:
+            raise PolicyError(f"{self.name}: an AutoTTS controller needs the reference env settings "
+                              f"(fused=True, probe_cost=0, no token_budget); use "
+                              f"run_autotts_controller for other settings")
+        if view.cursor != 0 or view.steps != 0:
+            raise PolicyError(f"{self.name}: act() must start at the beginning of an episode")
+        state, e = view._state, view._e
+        q = int(state.question[e])
+        question = self._branch_table(view).question(
+            q, state.order[e], view.max_branches, strict=self.strict,
+            raise_on_exhaustion=self.raise_on_exhaustion)
+        answer = self._run_solve(question)
+        _, _, unmapped = question.commit(answer)
+        self.last_answer, self.last_unmapped = answer, unmapped
+        self.last_free_repeats = question.free_repeats
+        self._plan, self._cost = question.actions, question.cost
+
+    def _run_solve(self, question):
+        if not self.timeout or threading.current_thread() is not threading.main_thread():
+            return self.controller.solve(question)
+
+        def fire(signum, frame):
+            raise _SolveTimeout()
+
+        old = signal.signal(signal.SIGALRM, fire)
+        signal.setitimer(signal.ITIMER_REAL, float(self.timeout))
         try:
-            kind, payload = self._to_main.get(timeout=self.timeout)
-        except queue.Empty:
-            self._cancel()
-            self._finished = True
-            raise TimeoutError(f"{self.name}: controller made no call within {self.timeout} s") from None
-        if kind == "action":
-            return int(payload)
-        self._finished = True
-        self._thread = None
-        if kind == "error":
-            raise payload
-        action, unmapped = answer_string_action(self._view, payload)
-        self.last_answer, self.last_unmapped = payload, unmapped
-        self.last_free_repeats = self._question.free_repeats
-        return action
+            return self.controller.solve(question)
+        except _SolveTimeout:
+            raise TimeoutError(f"{self.name}: solve() took more than {self.timeout} s") from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+    def act(self, observation, view) -> int:
+        if self._view is None:
+            raise PolicyError(f"{self.name}: act() called before reset()")
+        if self._plan is None:
+            self._solve(view)
+        i = self._next
+        if i >= len(self._plan):
+            raise PolicyError(f"{self.name}: act() called after the episode ended")
+        if i == len(self._plan) - 1 and view.cost != self._cost:
+            raise PolicyError(f"{self.name}: the env charged {view.cost} tokens, the question "
+                              f"object {self._cost} (replay mismatch)")
+        self._next = i + 1
+        return int(self._plan[i])
 
     def close(self) -> None:
-        """Cancel a running worker (also done by the next ``reset``)."""
-        self._cancel()
-
-    def __del__(self):  # best effort: never leave a blocked worker behind
-        try:
-            self._cancel()
-        except Exception:  # noqa: BLE001
-            pass
+        """Nothing to release (kept for the Policy interface)."""

@@ -392,13 +392,15 @@ def _monotone_verdict(names: list, per_beta: list) -> dict:
 def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = DEFAULT_BETAS,
                         limits: SandboxLimits | None = None, executor: Executor | None = None,
                         keep_episodes: bool = True, parts: Sequence[SearchSet] | None = None,
-                        on_job=None, python_layer: str = "full") -> ControllerEvaluation:
+                        on_job=None, python_layer: str = "full",
+                        betas_per_job: int = 1) -> ControllerEvaluation:
     """Evaluate controller source ``code`` in the sandbox on ``search`` at every beta.
 
-    One child per beta and part (``parts``: :class:`SearchSet` objects over consecutive groups of
-    ``search``'s stores, with the same seeds -- e.g. one per store; default: ``[search]``), run on
-    ``executor`` when given, else on a private thread pool. The first failure (in beta, then part
-    order) fails the candidate and cancels the other jobs. ``on_job()`` is called as each job ends.
+    One child per group of ``betas_per_job`` consecutive betas and part (``parts``:
+    :class:`SearchSet` objects over consecutive groups of ``search``'s stores, with the same seeds
+    -- e.g. one per store; default: ``[search]``), run on ``executor`` when given, else on a
+    private thread pool. The first failure (in beta, then part order) fails the candidate and
+    cancels the other jobs. ``on_job()`` is called as each job ends.
     ``python_layer`` other than ``"full"`` (tests of the lower layers, see
     :func:`~tts_gym.discovery.sandbox.runner.run_job`) skips the static rules.
     """
@@ -425,25 +427,37 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
     cancel = threading.Event()
     own = executor is None
     pool = executor or ThreadPoolExecutor(max_workers=min(len(betas) * len(parts), os.cpu_count() or 1))
-    keys = [(b, pi) for b in betas for pi in range(len(parts))]
+    size = max(1, int(betas_per_job))
+    groups = [tuple(betas[i:i + size]) for i in range(0, len(betas), size)]
+    keys = [(g, pi) for g in groups for pi in range(len(parts))]
     results: dict = {}
     failed: JobResult | None = None
+    failed_key = None                        # (betas of the failed job, part)
     try:
         futs = []
-        for b, pi in keys:
-            f = pool.submit(run_job, parts[pi], code, [b], limits, cancel=cancel,
+        for g, pi in keys:
+            f = pool.submit(run_job, parts[pi], code, list(g), limits, cancel=cancel,
                             python_layer=python_layer)
             if on_job is not None:
                 f.add_done_callback(lambda _f: on_job())
             futs.append(f)
-        for key, f in zip(keys, futs):
+        for (g, pi), f in zip(keys, futs):
             if failed is not None:
                 f.cancel()
                 continue
             res = f.result()
-            results[key] = res
             if not res.ok:
-                failed = res
+                results[(g[0], pi)] = res
+                failed, failed_key = res, (g, pi)
+                cancel.set()
+                continue
+            try:
+                for b, one in zip(g, _split_betas(res, parts[pi].num_episodes, len(g))):
+                    results[(b, pi)] = one
+            except ValueError as exc:
+                failed = JobResult(False, "integrity", str(exc), layers=res.layers)
+                failed_key = (g, pi)
+                results[(g[0], pi)] = failed
                 cancel.set()
     finally:
         if own:
@@ -456,9 +470,9 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
             ev.stdout = res.stdout
     if failed is not None:
         ev.ok, ev.error_kind, ev.error = False, failed.error_kind, failed.error
-        key = next(k for k, r in results.items() if r is failed)
+        group, pi = failed_key
         if failed.failed_episode is not None:
-            ev.failed_episode = parts[key[1]].describe_episode([key[0]], failed.failed_episode)
+            ev.failed_episode = parts[pi].describe_episode(list(group), failed.failed_episode)
         if failed.stdout:
             ev.stdout = failed.stdout
         return ev
@@ -477,6 +491,30 @@ def evaluate_controller(code: str, search: SearchSet, betas: Sequence[float] = D
             ev.episodes[b] = episodes
     ev.monotone = _monotone_verdict(names, ev.per_beta)
     return ev
+
+
+def _split_betas(res: JobResult, n: int, count: int) -> list[JobResult]:
+    """The results of a job over ``count`` betas (``n`` episodes each, beta-major) as one
+    :class:`JobResult` per beta (offsets re-based)."""
+    if count == 1:
+        return [res]
+    a = res.arrays
+    for k in ("actions", "offsets", "answers", "costs"):
+        if k not in a:
+            raise ValueError(f"result misses the {k!r} array")
+    o = a["offsets"]
+    if (a["answers"].shape != (n * count,) or a["costs"].shape != (n * count,)
+            or o.shape != (n * count + 1,) or o[0] != 0 or o[-1] != a["actions"].shape[0]
+            or np.any(np.diff(o) < 0)):
+        raise ValueError("integrity check failed: inconsistent result arrays")
+    out = []
+    for k in range(count):
+        lo, hi = k * n, (k + 1) * n
+        ob = o[lo:hi + 1]
+        out.append(dataclasses.replace(res, arrays={
+            "actions": a["actions"][ob[0]:ob[-1]], "offsets": ob - ob[0],
+            "answers": a["answers"][lo:hi], "costs": a["costs"][lo:hi]}))
+    return out
 
 
 def _combine(results: Sequence[JobResult], sizes: Sequence[int]) -> JobResult:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tts_gym.discovery.sandbox.interface import ControllerRejected, make_question
-from tts_gym.discovery.sandbox.namespace import check_source, compile_controller, instantiate
+from tts_gym.discovery.sandbox.interface import ControllerRejected, controller_format, make_question
+from tts_gym.discovery.sandbox.namespace import COMPILE_FLAGS, check_source, instantiate
 
 __all__ = ["FileController", "load_controller_policy", "check_controller_source"]
 
@@ -41,10 +41,12 @@ class FileController:
         self.path = str(path)
         source = Path(path).read_text()
         try:
-            self.code = compile_controller(source, filename=self.path)
+            tree = check_source(source, self.path)
         except SyntaxError as exc:
             raise ControllerRejected(f"{self.path}: SyntaxError: {exc.msg} "
                                      f"(line {exc.lineno})") from exc
+        self.code = compile(tree, self.path, "exec", flags=COMPILE_FLAGS, dont_inherit=True)
+        self.reference_format = controller_format(tree) == "reference"
         linecache.cache[self.path] = (len(source), None, source.splitlines(True), self.path)
         self.beta = float(beta)
         self.config = {"beta": self.beta}
@@ -61,8 +63,9 @@ def load_controller_policy(path: str | os.PathLike, beta: float = 0.5, *, name: 
     """A controller file (AutoTTS ``solve(question)`` style, as written by the discovery loop) as a
     :class:`~tts_gym.policies.base.Policy`, run in this process (see the module docstring).
     ``strict`` makes ``probe_more`` on an unopened or finished branch an error, as in the
-    sandbox."""
+    sandbox; a file in the reference's format gets the reference's exceptions when nothing is
+    left."""
     from tts_gym.policies.autotts_adapter import AutoTTSPolicy
     ctrl = FileController(path, beta)
     return AutoTTSPolicy(ctrl, name=name or f"{ctrl.NAME}(beta={float(beta):g})", strict=strict,
-                         timeout=timeout)
+                         raise_on_exhaustion=ctrl.reference_format, timeout=timeout)

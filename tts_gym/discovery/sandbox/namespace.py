@@ -30,11 +30,13 @@ import sys
 import types
 
 from tts_gym.discovery.sandbox.interface import (
-    ALLOWED_MODULES, ALLOWED_SUBMODULES, DENIED_MODULE_NAMES, ControllerRejected, construct,
-    missing_definitions,
+    ALLOWED_MODULES, ALLOWED_SUBMODULES, DENIED_MODULE_NAMES, LAZY_MODULES, ONLY_SUBMODULES,
+    REFERENCE_API_MODULE, ControllerRejected, construct, missing_definitions, module_overrides,
+    reference_names,
 )
 
 __all__ = ["check_source", "compile_controller", "controller_globals", "instantiate",
+           "imported_modules", "prepare_modules", "COMPILE_FLAGS",
            "restricted_module", "safe_builtins", "PrintBuffer", "ControllerRejected",
            "CONTROLLER_FILENAME", "DENIED_ATTRIBUTES", "ALLOWED_DUNDER_ATTRIBUTES",
            "ALLOWED_DUNDER_DEFINITIONS", "MAX_SOURCE_CHARS"]
@@ -180,6 +182,8 @@ class _Checker(ast.NodeVisitor):
             self._name(node, node.asname, "name")
 
     def _check_module(self, node, name: str) -> None:
+        if name == REFERENCE_API_MODULE:
+            return
         top = name.split(".")[0]
         if top not in ALLOWED_MODULES:
             self._err(node, f"import of '{name}' is not allowed; controllers may import only "
@@ -205,6 +209,8 @@ class _Checker(ast.NodeVisitor):
                 self._err(node, "'from ... import *' is not allowed")
             elif _is_dunder(alias.name) or alias.name in DENIED_ATTRIBUTES:
                 self._err(node, f"importing '{alias.name}' is not allowed")
+            elif node.module == REFERENCE_API_MODULE and alias.name not in reference_names():
+                self._err(node, f"'{alias.name}' is not a name of {REFERENCE_API_MODULE}")
         self.generic_visit(node)
 
 
@@ -226,11 +232,30 @@ def check_source(source: str, filename: str = CONTROLLER_FILENAME) -> ast.Module
     return tree
 
 
+COMPILE_FLAGS = __import__("__future__").annotations.compiler_flag
+"""Controller code is compiled with postponed evaluation of annotations (PEP 563): the module is
+executed afresh for every episode, and evaluating its annotations (``Optional[Dict[str, Any]]``
+on every method) was a large part of that cost. Only code that reads annotations at run time
+sees a difference (strings instead of objects)."""
+
+
 def compile_controller(source: str, filename: str = CONTROLLER_FILENAME):
     """:func:`check_source` + ``compile``: the code object to ``exec`` in
     :func:`controller_globals`."""
     tree = check_source(source, filename)
-    return compile(tree, filename, "exec", dont_inherit=True)
+    return compile(tree, filename, "exec", flags=COMPILE_FLAGS, dont_inherit=True)
+
+
+def imported_modules(tree: ast.Module) -> set:
+    """Modules (and their top-level packages) the module ``tree`` imports."""
+    out = set()
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+        for name in names:
+            out.add(name)
+            out.add(name.split(".")[0])
+    return out
 
 
 # -- read-only module copies -----------------------------------------------------------------------
@@ -295,7 +320,11 @@ def _build_proxy(full: str):
     denied = DENIED_MODULE_NAMES.get(full, set())
     subs = ALLOWED_SUBMODULES.get(top, ()) if full == top else ()
     out = {}
-    for key in dir(mod):
+    if full == REFERENCE_API_MODULE:
+        out = {k: getattr(mod, k) for k in reference_names()}
+        out["__name__"] = full
+        return _module_proxy(full, out)
+    for key in (() if full in ONLY_SUBMODULES else dir(mod)):
         if key.startswith("_") or key in denied:
             continue
         try:
@@ -309,6 +338,7 @@ def _build_proxy(full: str):
         out["make_dataclass"] = _checked_make_dataclass(out["make_dataclass"])
     for s in subs:
         out[s] = restricted_module(f"{top}.{s}")
+    out.update(module_overrides(full))
     out["__name__"] = full
     return _module_proxy(full, out)
 
@@ -321,18 +351,31 @@ def restricted_module(full: str):
     return p
 
 
-def prepare_modules() -> None:
-    """Build every module copy now (the worker does this before it locks itself down)."""
+def prepare_modules(wanted=None) -> None:
+    """Build the module copies now (the worker does this before it locks itself down): every
+    allowed module, those of :data:`~tts_gym.discovery.sandbox.interface.LAZY_MODULES` only when
+    in ``wanted`` (module names the controller imports, :func:`imported_modules`; ``None``: all)."""
+    if wanted is not None and REFERENCE_API_MODULE in wanted:
+        wanted = set(wanted) | {"scipy"}     # its Beta-majority helpers use scipy.stats
+    def needed(full: str) -> bool:
+        return wanted is None or full not in LAZY_MODULES or full in wanted or (
+            "." in full and full.split(".")[0] in wanted)
     for full in ALLOWED_MODULES:
-        restricted_module(full)
+        if needed(full):
+            restricted_module(full)
     for top, subs in ALLOWED_SUBMODULES.items():
         for s in subs:
-            restricted_module(f"{top}.{s}")
+            if needed(f"{top}.{s}"):
+                restricted_module(f"{top}.{s}")
 
 
 def _restricted_import(name, globals=None, locals=None, fromlist=(), level=0):
     if level:
         raise ImportError("relative imports are not allowed in controller code")
+    if name == REFERENCE_API_MODULE:
+        if not fromlist:
+            raise ImportError(f"import {name} is not available; use 'from {name} import ...'")
+        return restricted_module(name)
     top = name.split(".")[0]
     if top not in ALLOWED_MODULES:
         raise ImportError(f"import of {name!r} is not allowed in controller code")

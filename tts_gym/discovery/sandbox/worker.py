@@ -65,6 +65,7 @@ class EpisodeContext:
         self.betas = [float(b) for b in payload["betas"]]
         self.orders = payload["orders"]          # per store: int32 [R, Q, N]
         self.questions = payload["questions"]    # per store: int32 [R, Q]
+        self.reference_format = False            # OptimalController: the reference's exceptions
 
     def episodes(self):
         """``(beta index, beta, store index, replicate, column, local question)`` in the parent's
@@ -321,7 +322,8 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
                                      f"{K.ERROR_MESSAGES.get(int(c), c)}")
         log.append(action)
 
-    rq = ctx.ReplayQuestion(ctx.view, step, strict=True)
+    rq = ctx.ReplayQuestion(ctx.view, step, strict=True,
+                            raise_on_exhaustion=ctx.reference_format)
     question = make_question(rq, lambda m: sticky.append(m) if len(sticky) < 5 else None)
     python_layer = cfg.get("python_layer", "full")
     if python_layer in ("full", "hook"):
@@ -422,22 +424,27 @@ def _fatal(out: _Out, kind: str, message: str) -> int:
 
 
 def _compile(source: str, python_layer: str):
-    """``(code, None)`` or ``(None, (kind, message))``."""
+    """``(code, tree, None)`` or ``(None, None, (kind, message))``."""
+    import ast
+
     from tts_gym.discovery.sandbox.namespace import (
-        CONTROLLER_FILENAME, ControllerRejected, compile_controller,
+        COMPILE_FLAGS, CONTROLLER_FILENAME, ControllerRejected, check_source,
     )
     try:
         if python_layer == "full":
-            return compile_controller(source), None
-        return compile(source, CONTROLLER_FILENAME, "exec"), None
+            tree = check_source(source)
+            return compile(tree, CONTROLLER_FILENAME, "exec", flags=COMPILE_FLAGS,
+                           dont_inherit=True), tree, None
+        tree = ast.parse(source, CONTROLLER_FILENAME)
+        return compile(tree, CONTROLLER_FILENAME, "exec"), tree, None
     except SyntaxError as exc:
-        return None, ("syntax", f"SyntaxError: {exc.msg} (line {exc.lineno}"
+        return None, None, ("syntax", f"SyntaxError: {exc.msg} (line {exc.lineno}"
                                 f"{', column ' + str(exc.offset) if exc.offset else ''})"
                       + (f"\n    {exc.text.rstrip()}" if exc.text else ""))
     except ControllerRejected as exc:
-        return None, ("rejected", str(exc))
+        return None, None, ("rejected", str(exc))
     except (RecursionError, MemoryError, ValueError) as exc:
-        return None, ("rejected", f"the source cannot be parsed: {type(exc).__name__}: {exc}")
+        return None, None, ("rejected", f"the source cannot be parsed: {type(exc).__name__}: {exc}")
 
 
 def _run_child(ctx, code, episode, w: int) -> None:
@@ -551,7 +558,10 @@ def main(argv=None) -> int:
     C.set_limits(core=0, cpu_s=limits.get("cpu_s"))
     _prepare_numba_cache(config.get("numba_cache") or {})
     from tts_gym.discovery.sandbox import seccomp
-    from tts_gym.discovery.sandbox.namespace import CONTROLLER_FILENAME, prepare_modules
+    from tts_gym.discovery.sandbox.interface import controller_format
+    from tts_gym.discovery.sandbox.namespace import (
+        CONTROLLER_FILENAME, imported_modules, prepare_modules,
+    )
     import gc, linecache, select, struct, time, traceback  # noqa: E401,F401 - before lock-down
     ctx = EpisodeContext(payload, config)
     warm_kernels(ctx)
@@ -561,14 +571,16 @@ def main(argv=None) -> int:
     except seccomp.SeccompUnsupported as exc:
         if config.get("seccomp", True):
             return _fatal(out, "sandbox", str(exc))
-    prepare_modules()
     python_layer = payload.get("python_layer", "full")
     if python_layer not in ("full", "hook", "none"):
         return _fatal(out, "sandbox", f"unknown python_layer {python_layer!r}")
     config["python_layer"] = python_layer
-    code, err = _compile(payload["code"], python_layer)
+    code, tree, err = _compile(payload["code"], python_layer)
     if err is not None:
         return _fatal(out, *err)
+    # the module copies the controller can import are built now, before the lock-down
+    prepare_modules(imported_modules(tree))
+    ctx.reference_format = controller_format(tree) == "reference"
     source = payload["code"]
     linecache.cache[CONTROLLER_FILENAME] = (len(source), None, source.splitlines(True),
                                             CONTROLLER_FILENAME)
