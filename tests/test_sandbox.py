@@ -129,8 +129,9 @@ def test_question_object_leads_to_no_module(store):
     q = make_question(ReplayQuestion(view, lambda a: K.step_episode(state, data, params, 0, a),
                                      strict=True), lambda m: None)
     names = [n for n in dir(q) if not n.startswith("__")]
-    assert sorted(names) == ["get_new_branch_final_answer", "get_seq_and_total_tokens",
-                             "num_branches", "probe_freq", "probe_more", "probe_new"]
+    assert sorted(names) == ["get_cost_per_branch_active", "get_new_branch_final_answer",
+                             "get_seq_and_total_tokens", "num_branches", "probe_freq",
+                             "probe_more", "probe_new"]
     for n in names:
         v = getattr(q, n)
         assert not isinstance(v, types.ModuleType)

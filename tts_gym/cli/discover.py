@@ -332,9 +332,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
     console = output.console(stderr=True)
     try:
         from tts_gym.files import check_output_dir
-        check_output_dir(args.out, what="--out")   # before any evaluation or request
         cfg = _config(args)
-        require(cfg.allow_unsandboxed)
+        require(cfg.allow_unsandboxed)             # refused before anything is written
+        check_output_dir(args.out, what="--out")   # before any evaluation or request
     except SandboxUnavailable as exc:
         print(f"tts-gym discover: error: {exc} (or pass --allow-unsandboxed to run it anyway, "
               f"recorded in the run)", file=sys.stderr)
