@@ -8,7 +8,8 @@ accuracy to 2 decimals and the integer tokens -- except two rows of r0000 at bet
 the README's known exception, and Qwen3-0.6B) whose CSV was not written by the shipped file:
 there parity is with the authors' code, which this file runs on those rows to show it.
 
-What runs here, sized for CI (figures on 2 busy cores; the whole file takes about 3-4 minutes):
+What runs here, sized for CI (the whole file: about 200 CPU-seconds, measured on the 2-core
+development machine; 10 minutes of wall time there while it was shared):
 
 * ``tts-gym eval --controller method_r000N.py`` (the CLI, in-process) for every round on
   Qwen3-1.7B at one beta each (0.8 for r0000: the known exception);

@@ -4,14 +4,21 @@
   (bubblewrap namespaces, seccomp, one fresh process per episode, no gold answers, no API key,
   whole-sandbox limits) with a restricted namespace as defence in depth; costs and correctness are
   re-computed in the parent from the sandbox's action logs;
+* :mod:`~tts_gym.discovery.controller_eval` -- controller files evaluated in-process
+  (``tts-gym eval --controller --trusted``) and beta-sweeps sharded over sandboxed processes or Ray;
+* :mod:`~tts_gym.discovery.reference_api` -- the AutoTTS reference's controller API
+  (``LLMDesignedMethod``, its helpers and seed classes) for files in the reference's format;
 * :mod:`~tts_gym.discovery.proposer` -- prompt building and the Anthropic Messages API client;
+* :mod:`~tts_gym.discovery.explorer` -- the per-round explorer agent with tools (evaluate drafts,
+  show traces, read the history, submit);
 * :mod:`~tts_gym.discovery.history` -- per-round folders, atomic writes, resume;
 * :mod:`~tts_gym.discovery.loop` -- the propose / evaluate / feed-back loop (``tts-gym discover``);
 * :mod:`~tts_gym.discovery.prices` -- dollars per million tokens of the Claude models.
 
-Controller files (``class Controller`` with ``__init__(beta)`` and ``solve(question)``, the AutoTTS
-style) are evaluated with :func:`evaluate_controller` (sandboxed), or, for code you trust, loaded
-in-process as policies with :func:`load_controller_policy`.
+Controller files (``class Controller`` built as ``Controller(beta)``, or the reference's
+``class OptimalController`` built as ``OptimalController(config={"beta": b})``, both with
+``solve(question)``) are evaluated with :func:`evaluate_controller` (sandboxed), or, for code you
+trust, loaded in-process as policies with :func:`load_controller_policy`.
 """
 from __future__ import annotations
 
