@@ -100,6 +100,18 @@ CASES = {
           "-o", "{d}/c2.h5", "--branches", "2", "--max-retries", "0", "--progress", "none",
           "--checkpoint-dir", "{d}/ck"], "rerun the same command to resume"),
     ],
+    ("run",): [
+        (["--base-url", "http://127.0.0.1:9", "--model", "m", "--questions", "{d}/missing.jsonl",
+          "--policy", "sc"], "no such questions file"),
+        (["--base-url", "http://127.0.0.1:9", "--model", "m", "--questions", "{d}/questions.jsonl",
+          "--policy", "nope"], "unknown policy 'nope'"),
+        (["--base-url", "http://127.0.0.1:9", "--model", "m", "--questions", "{d}/questions.jsonl",
+          "--policy", "sc", "--param", "n=0"], "parameter 'n' must be an integer in [1,"),
+        (["--model", "m", "--questions", "{d}/questions.jsonl", "--policy", "sc"], "--base-url"),
+        (["--base-url", "http://127.0.0.1:9", "--model", "m", "--questions", "{d}/questions.jsonl",
+          "--policy", "sc", "--param", "n=2", "--max-retries", "0", "--timeout", "2", "-o", "{d}/r1"],
+         "rerun the same command to resume"),
+    ],
     ("compare",): [
         (["--policies", "nope", "--out", "{d}/cmp"], "unknown policies"),
         (["--out", "{d}/a_file"], "not a directory"),

@@ -162,8 +162,11 @@ def _eval_controller_sandboxed(store, policy: str, params: dict, seeds, args: ar
     beta = float(params["beta"])
     limits = SandboxLimits(timeout_s=args.job_timeout or 60.0 + 0.5 * search.num_episodes,
                            episode_timeout_s=args.episode_timeout, memory_mb=args.memory_mb)
+    from tts_gym.evaluation.progress import progress_bar
     try:
-        ev = evaluate_controller(code, search, [beta], limits)
+        with progress_bar(search.num_episodes, "evaluating (sandbox)", progress_flag(args)) as bar:
+            ev = evaluate_controller(code, search, [beta], limits,
+                                     on_job=lambda *a, **k: bar.update(search.num_episodes - bar.n))
     except SandboxUnavailable as exc:
         raise ValueError(f"{exc} (pass --trusted to run a file you trust in this process)") from None
     if not ev.ok:

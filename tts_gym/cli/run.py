@@ -146,17 +146,17 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         questions = as_questions(args.questions, args.limit)
     except (ValueError, TypeError, CollectError, LiveRunError, SyntaxError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     prefix = Path(args.output) if args.output else Path(f"{Path(args.questions).stem}.{label}")
     out_json, out_csv, out_h5 = (prefix.with_name(prefix.name + ext) for ext in (".json", ".csv", ".h5"))
     ckpt = prefix.with_name(prefix.name + ".ckpt")
     if not prefix.parent.is_dir():
-        print(f"{prog}: {prefix.parent}: output directory does not exist", file=sys.stderr)
+        print(f"{prog}: error: {prefix.parent}: output directory does not exist", file=sys.stderr)
         return 2
     clash = [p for p in (out_json, out_csv) + (() if args.no_record else (out_h5,)) if p.exists()]
     if clash and not (args.overwrite or (args.append and clash == [out_h5])):
-        print(f"{prog}: {clash[0]} exists: pass --overwrite to replace the outputs"
+        print(f"{prog}: error: {clash[0]} exists: pass --overwrite to replace the outputs"
               + ("" if args.no_record else " (or --append to add the store to it)"), file=sys.stderr)
         return 2
     server = Server(args.base_url, args.model, api_key=api_key_from(args), concurrency=args.concurrency,
@@ -173,10 +173,10 @@ def run(args: argparse.Namespace) -> int:
                           benchmark=args.benchmark or Path(args.questions).stem, checkpoint_dir=ckpt,
                           restart=args.restart, keep_checkpoints=args.keep_checkpoints, progress=args.progress)
     except (LiveRunError, ValueError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # a failing controller, a store that does not validate, ...: checkpoints stay
-        print(f"{prog}: {type(exc).__name__}: {exc} (answered questions are checkpointed in {ckpt}; rerun the "
+        print(f"{prog}: error: {type(exc).__name__}: {exc} (answered questions are checkpointed in {ckpt}; rerun the "
               f"same command to resume)", file=sys.stderr)
         return 1
     result.write_json(out_json)

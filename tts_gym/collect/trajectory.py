@@ -28,7 +28,6 @@ from tts_gym.data.answers import ERR, extract_boxed, extract_forced_answer
 
 if TYPE_CHECKING:  # pragma: no cover
     from tts_gym.collect.client import CompletionsClient
-    from tts_gym.collect.collector import CollectConfig
 
 __all__ = ["CollectError", "Trajectory", "request_seed"]
 

@@ -121,6 +121,8 @@ def _builtin_params(family: str, params: Mapping[str, Any]) -> dict:
     _, full = _registry.validate_params(family, params)   # raises on unknown / out-of-range values
     if family == "sc":
         return {"max_samples": full["max_samples"]}
+    if _registry.external_policy(family) is not None:
+        return {k: full[k] for k in params if k in full}
     spec = _registry.spec(family)
     return {spec.param_aliases.get(k, k): full[spec.param_aliases.get(k, k)] for k in params}
 

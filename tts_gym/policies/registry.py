@@ -192,7 +192,8 @@ def canonical(name: Any, *, strict: bool = True) -> str:
     if k.replace("-", "_") in EXTERNAL_POLICIES:
         return k.replace("-", "_")
     if strict:
-        raise PolicyParamError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)} "
+        raise PolicyParamError(f"unknown policy {name!r}; choose one of "
+                               f"{', '.join(POLICY_NAMES + tuple(EXTERNAL_POLICIES))} "
                                f"(aliases: pp = parallel_probe)")
     return k
 
