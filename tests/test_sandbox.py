@@ -392,10 +392,11 @@ def test_wall_clock_limit_kills_the_sandbox(search):
            "            except BaseException:\n                pass\n"
     t = time.monotonic()
     ev = evaluate_controller(code, search, betas=[0.0],
-                             limits=SandboxLimits(timeout_s=4, episode_timeout_s=60))
+                             limits=SandboxLimits(timeout_s=4, episode_timeout_s=120))
     # the per-episode limit is far beyond the wall-clock limit: only the parent's kill ends it
+    # (before the episode limit could, however slow the machine is)
     assert not ev.ok and ev.error_kind == "timeout" and "wall-clock" in ev.error
-    assert time.monotonic() - t < 20
+    assert time.monotonic() - t < 100
     assert processes_with("sandbox.worker") == []
 
 
