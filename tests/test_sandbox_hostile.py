@@ -116,6 +116,20 @@ class Listener:
         self.sock.close()
 
 
+def _runtime_neighbours() -> list[str]:
+    """Entries beside the package that are there only because the Python runtime the sandbox sees
+    read-only lives there (a virtual environment inside the checkout, as CI makes it)."""
+    import os
+    import sys
+    parent = os.path.dirname(package_dir())
+    out = []
+    for root in {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}:
+        rel = os.path.relpath(root, parent)
+        if not rel.startswith(".."):
+            out.append(rel.split(os.sep)[0])
+    return out
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     store = shared_store("Qwen3-1.7B", "aime24")
@@ -130,7 +144,8 @@ def world(tmp_path_factory):
     subs = {"STORE_FILE": str(STORE_FILE), "SHARED_DIR": str(SHARED_REPLAY_DIR),
             "PACKAGE_DIR": package_dir(), "CANARY_DIR": str(canary), "SECRET": SECRET,
             "MARKER": MARKER, "HOST_PORT": str(listener.port),
-            "QUESTION_HEX": store.questions[0][:40].encode().hex()}
+            "QUESTION_HEX": store.questions[0][:40].encode().hex(),
+            "RUNTIME_NEIGHBOURS": repr(_runtime_neighbours())}
     yield {"search": search, "subs": subs, "canary": canary, "listener": listener}
     mp.undo()
     listener.close()
