@@ -29,10 +29,10 @@ class EpisodeView:
     ``max_branches`` and meaningful for positions ``< cursor``.
     """
 
-    __slots__ = ("_state", "_data", "_params", "_e", "_tables", "_state1", "_scratch")
+    __slots__ = ("_state", "_data", "_params", "_e", "_tables", "_state1", "_scratch", "live")
 
     def __init__(self, state: EnvState, data: ReplayData, params: EnvParams, e: int,
-                 answer_tables):
+                 answer_tables, *, live: bool = False):
         # the view carries the store tensors without the gold ids: a policy holding it cannot score
         # itself (scoring reads the env's own ReplayData)
         data = data._replace(gold_ids=np.full_like(data.gold_ids, -1))
@@ -40,6 +40,9 @@ class EpisodeView:
         self._tables = answer_tables  # indexed by the packed question index (all stores concatenated)
         self._state1 = None   # this episode as a batch of one (live slices), built on first use
         self._scratch = None  # observation kernel's counting scratch, idem
+        # live: the tensors fill in as the episode is played (a model server answers each step), so
+        # what a branch will say is not known ahead of the step that reveals it
+        self.live = bool(live)
 
     # --- scalars ---------------------------------------------------------------------------------
     @property

@@ -116,7 +116,7 @@ class LiveEpisode:
         K.reset_episode(self.state, 0, 0, np.arange(M, dtype=np.int32))
         self.answers: list[str] = []
         self._answer_ids: dict[str, int] = {}
-        self.view = EpisodeView(self.state, self.data, self.params, 0, [self.answers])
+        self.view = EpisodeView(self.state, self.data, self.params, 0, [self.answers], live=True)
         self.trajectories: dict[int, Trajectory] = {}
         self._fetches: dict[tuple, asyncio.Future] = {}
         self._open_mode: str | None = None   # "branch" / "sample": how the policy opens positions

@@ -50,6 +50,7 @@ reaches any of them:
 from __future__ import annotations
 
 import operator
+import queue
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -237,8 +238,63 @@ class _SolveTimeout(BaseException):
     controller's ``except Exception`` and the safe wrappers do not swallow it)."""
 
 
+class _Cancelled(BaseException):
+    """Raised inside an abandoned live ``solve`` (not an ``Exception``: the controller's handlers and
+    the safe wrappers do not swallow it)."""
+
+
+class _LiveSolve:
+    """``controller.solve`` over a live episode (a model server answers each step, so nothing can be
+    read ahead): ``solve`` runs in a worker thread on a :class:`ReplayQuestion` whose every call hands
+    its action to the caller and waits until the caller has applied it. Strict hand-off: one of the
+    two threads runs at a time."""
+
+    def __init__(self, policy: "AutoTTSPolicy", view) -> None:
+        self._to_main: queue.SimpleQueue = queue.SimpleQueue()
+        self._to_worker: queue.SimpleQueue = queue.SimpleQueue()
+        self.question = ReplayQuestion(view, self._handoff, strict=policy.strict,
+                                       raise_on_exhaustion=policy.raise_on_exhaustion)
+        self._thread = threading.Thread(target=self._work, args=(policy.controller,),
+                                        name=f"autotts-{policy.name}", daemon=True)
+        self._started = False
+
+    def _handoff(self, action: int) -> None:
+        self._to_main.put(("action", action))
+        if self._to_worker.get() is None:
+            raise _Cancelled()
+
+    def _work(self, controller) -> None:
+        try:
+            answer = controller.solve(self.question)
+        except _Cancelled:
+            return
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self._to_main.put(("error", exc))
+            return
+        self._to_main.put(("answer", answer))
+
+    def next(self, timeout: float | None):
+        """The controller's next call after the previous action was applied: ``("action", a)``,
+        ``("answer", string)`` or ``("error", exception)``."""
+        if self._started:
+            self._to_worker.put(True)
+        else:
+            self._started = True
+            self._thread.start()
+        try:
+            return self._to_main.get(timeout=timeout)
+        except queue.Empty:
+            self.cancel()
+            return "timeout", None
+
+    def cancel(self) -> None:
+        if self._thread.is_alive():
+            self._to_worker.put(None)
+            self._thread.join(timeout=5.0)
+
+
 class AutoTTSPolicy(Policy):
-    """An AutoTTS controller as a :class:`~tts_gym.policies.base.Policy`, without threads.
+    """An AutoTTS controller as a :class:`~tts_gym.policies.base.Policy`.
 
     At the first ``act`` of an episode, ``controller.solve`` runs to completion on a
     :class:`ReferenceQuestion` over the episode's own branches and branch order (read from the
@@ -252,6 +308,11 @@ class AutoTTSPolicy(Policy):
     controller written against the question object cannot see masks. Exceptions raised by the
     controller propagate from the first ``act``. ``timeout`` (seconds, ``None``: no limit) bounds one
     ``solve`` (a real-time timer; main thread only).
+
+    On a live episode (``view.live``: a model server answers each step, see
+    :mod:`tts_gym.online`) nothing can be read ahead, so ``solve`` runs in a worker thread on a
+    :class:`ReplayQuestion` instead: each call hands its action to ``act`` and waits until the
+    episode has applied it; ``timeout`` then bounds the wait for the controller's next call.
 
     Statistics of the last episode: ``last_answer``, ``last_unmapped``, ``last_free_repeats``.
     """
@@ -267,6 +328,7 @@ class AutoTTSPolicy(Policy):
         self.strict, self.raise_on_exhaustion = bool(strict), bool(raise_on_exhaustion)
         self.timeout = timeout
         self._tables: dict = {}
+        self._live: _LiveSolve | None = None
         self._view = None
         self._plan: list | None = None
         self._cost = 0
@@ -277,13 +339,13 @@ class AutoTTSPolicy(Policy):
 
     def _branch_table(self, view) -> BranchTable:
         data = view._data          # the view's copy of the replay tensors (gold ids blanked)
-        key = id(data.probe_ids)
-        table = self._tables.get(key)
-        if table is None:
-            table = self._tables[key] = BranchTable(data, view._tables)
-        return table
+        hit = self._tables.get(id(data.probe_ids))
+        if hit is None or hit[0] is not data.probe_ids:   # the array is kept: its id is not reused
+            hit = self._tables[id(data.probe_ids)] = (data.probe_ids, BranchTable(data, view._tables))
+        return hit[1]
 
     def reset(self, view) -> None:
+        self.close()
         self._view = view
         self._plan = None
         self._next = 0
@@ -325,9 +387,32 @@ class AutoTTSPolicy(Policy):
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
 
+    def _act_live(self, view) -> int:
+        if self._live is None:
+            if view.cursor != 0 or view.steps != 0:
+                raise PolicyError(f"{self.name}: act() must start at the beginning of an episode")
+            self._live = _LiveSolve(self, view)
+        kind, payload = self._live.next(self.timeout)
+        if kind == "action":
+            return int(payload)
+        live, self._live = self._live, None
+        self._plan = []                          # the episode is over for this policy
+        if kind == "timeout":
+            raise TimeoutError(f"{self.name}: the controller made no call within {self.timeout} s")
+        if kind == "error":
+            raise payload
+        action, unmapped = answer_string_action(view, payload)
+        self.last_answer, self.last_unmapped = payload, unmapped
+        self.last_free_repeats = live.question.free_repeats
+        return action
+
     def act(self, observation, view) -> int:
         if self._view is None:
             raise PolicyError(f"{self.name}: act() called before reset()")
+        if getattr(view, "live", False):
+            if self._plan is not None:
+                raise PolicyError(f"{self.name}: act() called after the episode ended")
+            return self._act_live(view)
         if self._plan is None:
             self._solve(view)
         i = self._next
@@ -340,4 +425,13 @@ class AutoTTSPolicy(Policy):
         return int(self._plan[i])
 
     def close(self) -> None:
-        """Nothing to release (kept for the Policy interface)."""
+        """Cancel the worker of an unfinished live episode (also done by the next ``reset``)."""
+        live, self._live = self._live, None
+        if live is not None:
+            live.cancel()
+
+    def __del__(self):  # never leave a blocked worker behind
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
