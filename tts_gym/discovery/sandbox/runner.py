@@ -95,33 +95,6 @@ class JobResult:
 
 
 # ------------------------------------------------------------------------------------------------
-# numba's cache, shared read-only with the sandbox
-# ------------------------------------------------------------------------------------------------
-
-_warm_lock = threading.Lock()
-_warm: dict = {}
-
-
-def _numba_cache_map(payload: dict) -> dict:
-    """Warm the worker's kernel paths in this process once (so that numba's cache holds them) and
-    return ``{source folder: cache folder}`` of the kernels the worker calls."""
-    with _warm_lock:
-        if "map" not in _warm:
-            from tts_gym.core import kernels as K
-            from tts_gym.discovery.sandbox.worker import EpisodeContext, warm_kernels
-            warm_kernels(EpisodeContext(payload, {}))
-            mapping = {}
-            for disp in (K.reset_episode, K.step_episode):
-                cache = getattr(disp, "_cache", None)
-                path = getattr(cache, "_cache_path", None)
-                src = getattr(getattr(disp, "py_func", None), "__code__", None)
-                if path and src is not None and os.path.isdir(path):
-                    mapping[os.path.dirname(os.path.abspath(src.co_filename))] = path
-            _warm["map"] = mapping
-        return _warm["map"]
-
-
-# ------------------------------------------------------------------------------------------------
 # running one sandbox
 # ------------------------------------------------------------------------------------------------
 
@@ -283,22 +256,18 @@ def run_job(search, code: str, betas: Sequence[float], limits: SandboxLimits, *,
     config = {"limits": limits.worker_limits(sandboxed), "print_cap": int(limits.print_cap),
               "landlock": bool(limits.landlock), "seccomp": bool(limits.seccomp),
               "read_roots": C.read_roots()}
-    cache_map = _numba_cache_map(payload)
     t0 = time.monotonic()
     seccomp_fd = None
     with tempfile.TemporaryDirectory(prefix="tts-gym-sandbox-", dir=C.job_parent_dir()) as tmp:
         os.chmod(tmp, 0o755)
         if sandboxed:
             from tts_gym.discovery.sandbox import seccomp
-            config["numba_cache"] = cache_map
-            extra = [d for d in cache_map.values()
-                     if not any(d.startswith(os.path.join(r, "")) for r in config["read_roots"])]
             command = [C.interpreter(), "-s", "-B", "-m", WORKER_MODULE, json.dumps(config)]
             if limits.seccomp:
                 seccomp_fd = os.memfd_create("tts-gym-seccomp", 0)
                 os.write(seccomp_fd, seccomp.sandbox_program())
                 os.lseek(seccomp_fd, 0, os.SEEK_SET)
-            argv, env, fds = C.launch_command(conf, command, tmp, seccomp_fd, extra_ro=extra)
+            argv, env, fds = C.launch_command(conf, command, tmp, seccomp_fd)
         else:
             config.update(ppid=os.getpid(), install_sandbox_filter=True)
             argv = [C.interpreter(), "-s", "-B", "-m", WORKER_MODULE, json.dumps(config)]

@@ -7,9 +7,9 @@ and writes binary records to its stdout (:mod:`~tts_gym.discovery.sandbox.frames
 
 The worker itself never runs controller code. It
 
-1. prepares numba's cache (copies of the parent's cache files into the private ``/tmp``), imports
-   numpy and the replay kernels, warms every kernel path an episode uses, builds the read-only
-   module copies, checks and compiles the controller source (a rule violation ends the job here);
+1. builds the question rows of the redacted stores (plain Python values: no compiled code is
+   loaded, so the worker stays small and forks fast), builds the read-only module copies, checks
+   and compiles the controller source (a rule violation ends the job here);
 2. locks itself down: non-dumpable (the episode processes, same uid, cannot read or trace it),
    Landlock when available and enabled (read-only access to the runtime, nothing else),
    resource limits; without bubblewrap it also installs the whole-sandbox seccomp filter;
@@ -44,28 +44,33 @@ class SandboxViolation(PermissionError):
 
 
 class EpisodeContext:
-    """Everything an episode process needs, prepared (and warmed) by the worker."""
+    """Everything an episode process needs, prepared (and warmed) by the worker.
+
+    The question object is :class:`~tts_gym.core.reference_question.ReferenceQuestion` over the
+    redacted stores' branches as Python values: the worker loads no compiled code (a small process
+    forks fast, once per episode), and the parent re-plays every action log with the kernels."""
 
     def __init__(self, payload: dict, config: dict) -> None:
         import numpy as np
 
-        from tts_gym.core import kernels as K
-        from tts_gym.envs.view import EpisodeView
-        from tts_gym.policies.autotts_adapter import ReplayQuestion
-        self.np, self.K, self.ReplayQuestion = np, K, ReplayQuestion
+        from tts_gym.core.reference_question import BranchTable
+        self.np = np
         self.config = config
         self.stores = payload["stores"]
-        self.data = K.pack_stores(self.stores)
-        tables = tuple(t for s in self.stores for t in s.answer_tables)
-        self.M = int(self.data.probe_ids.shape[1])
-        self.params = K.EnvParams(max_branches=self.M, fused=True, probe_cost=0, token_budget=0)
-        self.state = K.make_state(1, self.M)
-        self.qoff = np.cumsum([0] + [s.num_questions for s in self.stores])
-        self.view = EpisodeView(self.state, self.data, self.params, 0, tables)
+        self.table = BranchTable.from_stores(self.stores)
+        self.M = max(int(s.probe_ids.shape[1]) for s in self.stores)
+        self.qoff = [0]
+        for s in self.stores:
+            self.qoff.append(self.qoff[-1] + int(s.num_questions))
         self.betas = [float(b) for b in payload["betas"]]
         self.orders = payload["orders"]          # per store: int32 [R, Q, N]
         self.questions = payload["questions"]    # per store: int32 [R, Q]
         self.reference_format = False            # OptimalController: the reference's exceptions
+
+    def question(self, si: int, r: int, j: int, q: int, **kw):
+        """A fresh question object for local question ``q`` of store ``si`` in column ``j`` of
+        replicate ``r``."""
+        return self.table.question(self.qoff[si] + q, self.orders[si][r, j], self.M, **kw)
 
     def episodes(self):
         """``(beta index, beta, store index, replicate, column, local question)`` in the parent's
@@ -78,18 +83,11 @@ class EpisodeContext:
                         yield bi, beta, si, r, j, int(self.questions[si][r, j])
 
 
-def warm_kernels(ctx: EpisodeContext) -> None:
-    """Run every kernel path an episode uses once (compiles, or loads numba's cache)."""
-    from tts_gym.policies.autotts_adapter import answer_string_action
-    K = ctx.K
-    K.reset_episode(ctx.state, 0, 0, ctx.orders[0][0, 0])
-    rq = ctx.ReplayQuestion(ctx.view, lambda a: K.step_episode(ctx.state, ctx.data, ctx.params,
-                                                               0, a), strict=True)
-    rq.probe_new()
-    rq.probe_more(0)
-    rq.get_new_branch_final_answer()
-    answer_string_action(ctx.view, rq.probe_new()[0])
-    K.reset_episode(ctx.state, 0, 0, ctx.orders[0][0, 0])
+def warm_rows(ctx: EpisodeContext) -> None:
+    """Build every question's branch rows before the fork (each episode process would otherwise
+    rebuild its question's rows: the forks share what the worker holds)."""
+    for q in range(ctx.qoff[-1]):
+        ctx.table.rows(q)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -279,17 +277,15 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
     import gc
     import random
 
-    from tts_gym.core import actions as A
     from tts_gym.discovery.sandbox import confinement as C
     from tts_gym.discovery.sandbox import seccomp
     from tts_gym.discovery.sandbox.interface import (
-        ControllerRejected, InadmissibleAction, construct, make_question,
+        ControllerRejected, InadmissibleAction, construct, inadmissible_handler, make_question,
     )
     from tts_gym.discovery.sandbox.namespace import CONTROLLER_FILENAME, PrintBuffer, instantiate
-    from tts_gym.policies.autotts_adapter import answer_string_action
     cfg, limits = ctx.config, ctx.config["limits"]
     bi, beta, si, r, j, q = episode
-    np, K, state = ctx.np, ctx.K, ctx.state
+    np = ctx.np
     C.set_limits(as_bytes=ctx.vm_at_fork + int(limits["memory_mb"]) * 2**20,
                  cpu_s=int(limits["episode_cpu_s"]), nofile=32, fsize=0, core=0,
                  nproc=limits.get("nproc"))
@@ -300,12 +296,10 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
             F.write_all(fd, F.error_record("sandbox", f"the per-episode seccomp filter could not "
                                                       f"be installed: {exc}"))
             return 1
-    K.reset_episode(state, 0, int(ctx.qoff[si]) + q, ctx.orders[si][r, j])
     gc.enable()                               # the worker runs without; controller code with
     seed = (bi * 7919 + si) * 1_000_003 + r * 1009 + q
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    log = array.array("h")
     printed = PrintBuffer(int(cfg.get("print_cap", 8192)))
     violations: list = []
     sticky: list = []
@@ -315,16 +309,13 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
             violations.append(msg)
             F.write_all(fd, F.record(b"V", msg.encode("utf-8", "replace")))
 
-    def step(action: int) -> None:
-        c, _ = K.step_episode(state, ctx.data, ctx.params, 0, action)
-        if c:
-            raise InadmissibleAction(f"env refused {A.describe(action, ctx.M)}: "
-                                     f"{K.ERROR_MESSAGES.get(int(c), c)}")
-        log.append(action)
+    def note(msg: str) -> None:
+        if len(sticky) < 5:
+            sticky.append(msg)
 
-    rq = ctx.ReplayQuestion(ctx.view, step, strict=True,
-                            raise_on_exhaustion=ctx.reference_format)
-    question = make_question(rq, lambda m: sticky.append(m) if len(sticky) < 5 else None)
+    rq = ctx.question(si, r, j, q, strict=True, raise_on_exhaustion=ctx.reference_format,
+                      inadmissible=inadmissible_handler(note))
+    question = make_question(rq, note)
     python_layer = cfg.get("python_layer", "full")
     if python_layer in ("full", "hook"):
         install_audit_hook(ctx.hook_paths, report, CONTROLLER_FILENAME)
@@ -359,55 +350,23 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
     if kind is None:
         if isinstance(answer, str) and type(answer) is not str:
             answer = str.__str__(answer)      # no str-subclass code after solve()
-        action, unmapped = answer_string_action(ctx.view, answer)
+        _, answer_id, unmapped = rq.commit(answer)
         if unmapped:
             kind, msg = "inadmissible", describe_answer_problem(answer)
-        else:
-            try:
-                step(action)
-            except InadmissibleAction as exc:
-                kind, msg = "inadmissible", _args0(exc)
     text = printed.text()
     if kind is not None:
         F.write_all(fd, F.error_record(kind, msg or kind, text))
         return 1
-    actions = log
+    actions = array.array("h", rq.actions)
     if sys.byteorder != "little":
-        actions = array.array("h", log)
         actions.byteswap()
-    F.write_all(fd, F.result_record(int(state.answer[0]), int(state.cost[0]), actions.tobytes(),
-                                    text))
+    F.write_all(fd, F.result_record(int(answer_id), int(rq.cost), actions.tobytes(), text))
     return 0
 
 
 # ------------------------------------------------------------------------------------------------
 # the worker
 # ------------------------------------------------------------------------------------------------
-
-def _prepare_numba_cache(mapping: dict) -> None:
-    """Copy the parent's numba cache files (bound read-only) to where numba looks for them here:
-    ``$NUMBA_CACHE_DIR/<folder>_<sha1 of the source folder>`` (numba's own layout), so that the
-    kernels load instead of compiling in every sandbox."""
-    import hashlib
-    import shutil
-    root = os.environ.get("NUMBA_CACHE_DIR")
-    if not root:
-        return
-    for src_dir, cache_dir in mapping.items():
-        sub = os.path.basename(src_dir) + "_" + hashlib.sha1(src_dir.encode()).hexdigest()
-        dst = os.path.join(root, sub)
-        os.makedirs(dst, exist_ok=True)
-        try:
-            names = os.listdir(cache_dir)
-        except OSError:
-            continue
-        for name in names:
-            if name.endswith((".nbi", ".nbc")):
-                try:
-                    shutil.copyfile(os.path.join(cache_dir, name), os.path.join(dst, name))
-                except OSError:
-                    pass
-
 
 class _Out:
     def __init__(self, fd: int) -> None:
@@ -556,7 +515,6 @@ def main(argv=None) -> int:
     del raw
     limits = config["limits"]
     C.set_limits(core=0, cpu_s=limits.get("cpu_s"))
-    _prepare_numba_cache(config.get("numba_cache") or {})
     from tts_gym.discovery.sandbox import seccomp
     from tts_gym.discovery.sandbox.interface import controller_format
     from tts_gym.discovery.sandbox.namespace import (
@@ -564,7 +522,7 @@ def main(argv=None) -> int:
     )
     import gc, linecache, select, struct, time, traceback  # noqa: E401,F401 - before lock-down
     ctx = EpisodeContext(payload, config)
-    warm_kernels(ctx)
+    warm_rows(ctx)
     ctx.hook_paths = hook_paths(config["read_roots"])
     try:
         ctx.episode_program = seccomp.episode_program()
