@@ -205,7 +205,8 @@ def package_dir() -> str:
 
 
 def site_dirs() -> list[str]:
-    """Directories of installed packages the worker imports from (numpy, numba, llvmlite...)."""
+    """Directories of installed packages the worker imports from (numpy, the controller's allowed
+    modules...)."""
     import sysconfig
     out = []
     for key in ("purelib", "platlib"):
@@ -257,9 +258,9 @@ def child_environment(sandboxed: bool = True) -> dict:
            "PYTHONPATH": os.pathsep.join([pkg_parent] + site_dirs()),
            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
            "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+           "MKL_NUM_THREADS": "1"}
     if sandboxed:
-        env.update(HOME="/tmp", TMPDIR="/tmp", NUMBA_CACHE_DIR="/tmp/numba-cache")
+        env.update(HOME="/tmp", TMPDIR="/tmp")
     else:
         for k in ("NUMBA_CACHE_DIR", "LD_LIBRARY_PATH"):
             if k in os.environ:
@@ -299,7 +300,7 @@ def launch_command(conf: Confinement, command: list, tmpdir: str, seccomp_fd: in
     """``(argv, env, pass_fds)`` running ``command`` confined as ``conf`` says. ``tmpdir`` is a
     private 0755 folder of the job (staging mount points live there); ``seccomp_fd`` an open file
     holding the whole-sandbox seccomp program (``None``: none); ``extra_ro``: more folders bound
-    read-only at their own paths (numba's cache when it lives outside the package)."""
+    read-only at their own paths."""
     if not conf.sandboxed:
         raise ValueError("launch_command needs a bubblewrap confinement")
     fds = () if seccomp_fd is None else (seccomp_fd,)
