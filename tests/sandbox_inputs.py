@@ -1,5 +1,6 @@
 """Inputs shared by the tests that run controllers through the sandbox or the discovery loop, and by
-``benchmarks/sandbox_cost.py``: controller sources, the code of a hostile file, a store cut short.
+``benchmarks/sandbox_cost.py``: controller sources, hostile files as the sandbox runs them (with their
+templates), a store cut short.
 
 Plain Python (no pytest), so that a benchmark can import it too.
 """
