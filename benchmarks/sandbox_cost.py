@@ -21,13 +21,14 @@ cache). Two controllers: ``one-probe`` (opens one branch and answers: pure overh
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "autotts-replay"
+sys.path.insert(0, str(REPO / "tests"))          # tests/sandbox_inputs.py: the store cut short
 
 ONE_PROBE = '''
 class Controller:
@@ -35,17 +36,8 @@ class Controller:
         pass
 
     def solve(self, question):
-        answer, index, finished = question.probe_new()
-        return answer
+        return question.probe_new()[0]
 '''
-
-
-def first_questions(store, n: int):
-    cut = {f.name: getattr(store, f.name) for f in dataclasses.fields(store)}
-    for k, v in cut.items():
-        if hasattr(v, "shape") or isinstance(v, tuple):
-            cut[k] = v[:n]
-    return dataclasses.replace(store, **cut)
 
 
 def job_sandbox(code: str, store, seeds, limits):
@@ -82,6 +74,7 @@ def main() -> None:
     from tts_gym.data.resolve import resolve_store
     from tts_gym.discovery.sandbox.confinement import confinement
     from tts_gym.discovery.sandbox.runner import SandboxLimits
+    from sandbox_inputs import first_questions
     store = resolve_store(str(args.data), args.model, args.benchmark)
     one = first_questions(store, 1)
     seeds = range(args.seeds)

@@ -30,6 +30,21 @@ def shared_store(model: str, benchmark: str) -> ReplayStore:
         return ReplayStore.from_records(model, benchmark, json.load(fh))
 
 
+@lru_cache(maxsize=None)
+def ragged_store() -> ReplayStore:
+    """A small synthetic store whose questions have 3..14 branches, so every policy meets branch
+    exhaustion (never reached on the 128-branch shared stores)."""
+    from tts_gym.data.synthetic import synthesize
+
+    base = synthesize(num_questions=12, num_branches=14, seed=3, max_probes=12)
+    records = base.to_records()
+    for q, rec in enumerate(records):
+        n = 3 + (q * 5) % 12
+        rec["each_branch"] = rec["each_branch"][:n]
+        rec["final_answers_trace"] = rec["final_answers_trace"][:n]
+    return ReplayStore.from_records("synthetic", "ragged", records)
+
+
 @pytest.fixture(scope="session")
 def shared_replay_dir() -> Path:
     if not SHARED_REPLAY_DIR.is_dir():
@@ -45,3 +60,15 @@ def shared_h5(shared_replay_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("shared_h5") / "autotts.h5"
     save_stores(path, import_autotts(shared_replay_dir))
     return path
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance of 2 CPUs (shut down after the module if this fixture started it)."""
+    import ray
+    from tts_gym.evaluation.ray_backend import ensure_ray
+    started = not ray.is_initialized()
+    ensure_ray(num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()

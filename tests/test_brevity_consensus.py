@@ -8,21 +8,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tts_gym
-from tts_gym.data.store import ReplayStore
 from tts_gym.data.synthetic import synthesize
 from tts_gym.evaluation.protocol import evaluate_compiled
 from tts_gym.evaluation.rollout import evaluate_reference_python
 from tts_gym.policies import brevity_consensus as bwc
 from tts_gym.policies import make_policy
 
-from conftest import REPO_ROOT, shared_store
+from conftest import REPO_ROOT, ragged_store, shared_store
 
 CONFIGS = [
     {},
@@ -42,18 +40,6 @@ CONFIGS = [
 ]
 IDS = [f"config{i}" for i in range(len(CONFIGS))]
 FIELDS = ("answers", "costs", "correct", "steps")
-
-
-@lru_cache(maxsize=None)
-def ragged_store() -> ReplayStore:
-    """Questions with 3..14 branches, so every rule meets branch exhaustion."""
-    base = synthesize(num_questions=12, num_branches=14, seed=3, max_probes=12)
-    records = base.to_records()
-    for q, rec in enumerate(records):
-        n = 3 + (q * 5) % 12
-        rec["each_branch"] = rec["each_branch"][:n]
-        rec["final_answers_trace"] = rec["final_answers_trace"][:n]
-    return ReplayStore.from_records("synthetic", "ragged", records)
 
 
 def assert_same(store, params, seeds):

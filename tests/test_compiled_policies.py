@@ -4,18 +4,16 @@ cap below what a policy wants, degenerate parameters, and argument checking. The
 are compared episode for episode with the Python policies played through the env."""
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import pytest
 
+from conftest import ragged_store
 from tts_gym.core.kernels import pack_stores
 from tts_gym.core.orders import reference_permutations
 from tts_gym.policies import make_policy
 from tts_gym.policies.compiled import policy_param_rows, positions_needed, run_compiled
 from tts_gym.evaluation.protocol import ProtocolBatch, evaluate_compiled
 from tts_gym.evaluation.rollout import evaluate_reference_python, make_reference_env
-from tts_gym.data.store import ReplayStore
 from tts_gym.data.synthetic import synthesize
 
 CONFIGS = [
@@ -30,18 +28,6 @@ CONFIGS = [
     ("cmc", {"beta": 1.0}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}{v}' for k, v in p.items())}" for n, p in CONFIGS]
-
-
-@lru_cache(maxsize=None)
-def ragged_store() -> ReplayStore:
-    """A small synthetic store whose questions have 3..14 branches (so every policy runs out)."""
-    base = synthesize(num_questions=12, num_branches=14, seed=3, max_probes=12)
-    records = base.to_records()
-    for q, rec in enumerate(records):
-        n = 3 + (q * 5) % 12
-        rec["each_branch"] = rec["each_branch"][:n]
-        rec["final_answers_trace"] = rec["final_answers_trace"][:n]
-    return ReplayStore.from_records("synthetic", "ragged", records)
 
 
 @pytest.mark.parametrize("name,params", CONFIGS, ids=IDS)

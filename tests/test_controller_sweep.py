@@ -91,17 +91,6 @@ def test_in_process_equals_the_env_loop():
         np.testing.assert_array_equal(getattr(r, k), getattr(env_res, k), k)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-    from tts_gym.evaluation.ray_backend import ensure_ray
-    started = not ray.is_initialized()
-    ensure_ray(num_cpus=2)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 def test_ray_sweep_equals_local(ray_local):
     stores, seeds, betas = _stores(), [1, 2], [0.2, 0.8]
     search = SearchSet(stores, seeds)

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import SHARED_REPLAY_DIR
 from messages_api_server import MessagesAPIServer
+from sandbox_inputs import RAISES, VOTE_MARGIN, hostile_code
 from tts_gym.discovery.history import RunDir, read_json, write_atomic
 from tts_gym.discovery.loop import DiscoveryConfig, run_discovery, select_best
 from tts_gym.discovery.prices import cost_usd, price_for
@@ -36,62 +37,9 @@ def proposal(code: str, idea: str = "Here is the controller.") -> str:
     return f"{idea}\n\n```python\n{code.strip()}\n```\n"
 
 
-GOOD = '''
-class Controller:
-    """Full reads until one answer leads by 3 votes, at most 2 + 14*beta branches."""
-
-    def __init__(self, beta):
-        self.max_reads = 2 + round(14 * beta)
-
-    def solve(self, question):
-        counts = {}
-        for _ in range(self.max_reads):
-            a = question.get_new_branch_final_answer()
-            if a is None:
-                break
-            counts[a] = counts.get(a, 0) + 1
-            ranked = sorted(counts.values(), reverse=True)
-            if ranked[0] - (ranked[1] if len(ranked) > 1 else 0) >= 3:
-                break
-        if not counts:
-            return None
-        return max(counts, key=counts.get)
-'''
-
-RAISES = '''
-class Controller:
-    def __init__(self, beta):
-        self.beta = beta
-
-    def solve(self, question):
-        answer, index, finished = question.probe_new()
-        return self.table[answer]
-'''
-
-LOOPS = '''
-class Controller:
-    def __init__(self, beta):
-        pass
-
-    def solve(self, question):
-        n = 0
-        while True:
-            try:
-                n += 1
-            except BaseException:
-                pass
-'''
-
-MEMORY = '''
-class Controller:
-    def __init__(self, beta):
-        pass
-
-    def solve(self, question):
-        hoard = []
-        while True:
-            hoard.append([0] * 5_000_000)
-'''
+# from the hostile suite: a busy loop that swallows every exception, a memory hoarder
+LOOPS = hostile_code("cpu_busy_loop.py")
+MEMORY = hostile_code("memory_lists.py")
 
 SYNTAX = '''
 class Controller:
@@ -166,10 +114,10 @@ class Controller:
         return answer
 '''
 
-GOOD2 = GOOD.replace("14 * beta", "10 * beta").replace(">= 3", ">= 2")
+VOTE_MARGIN2 = VOTE_MARGIN.replace("14 * beta", "10 * beta").replace(">= 3", ">= 2")
 
 PROPOSALS = [
-    ("good", proposal(GOOD, "Adaptive full reads with a vote-margin stop.")),
+    ("good", proposal(VOTE_MARGIN, "Adaptive full reads with a vote-margin stop.")),
     ("raises", proposal(RAISES)),
     ("loops", proposal(LOOPS)),
     ("memory", proposal(MEMORY)),
@@ -211,7 +159,7 @@ def test_prices_and_usage():
 
 
 def test_extract_code():
-    code, err = extract_code(proposal(GOOD))
+    code, err = extract_code(proposal(VOTE_MARGIN))
     assert err is None and "class Controller" in code
     two = "```python\nx = 1\n```\ntext\n```python\nclass Controller:\n    pass\n```"
     assert extract_code(two)[0].startswith("class Controller")
@@ -286,7 +234,7 @@ def test_loop_records_every_failure_and_selects_the_good_controller(tmp_path, mo
 
 def test_candidates_per_round_layout_and_selection(tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
-    with MessagesAPIServer([proposal(GOOD), proposal(GOOD2)]) as srv:
+    with MessagesAPIServer([proposal(VOTE_MARGIN), proposal(VOTE_MARGIN2)]) as srv:
         cfg = small_config(rounds=1, candidates_per_round=2, heldout=False, betas=(1.0,))
         proposer = Proposer(ProposerConfig(model=MODEL, base_url=srv.url, max_retries=0))
         summary = run_discovery(cfg, tmp_path / "run", proposer=proposer)
@@ -334,7 +282,7 @@ def test_kill_9_mid_round_then_resume(tmp_path):
     """SIGKILL while round 1 is being evaluated (its response is saved); --resume finishes round 1
     without a new request, leaves round 0 alone, and only asks for round 2."""
     out = tmp_path / "run"
-    with MessagesAPIServer([proposal(GOOD), proposal(LOOPS), proposal(GOOD2)]) as srv:
+    with MessagesAPIServer([proposal(VOTE_MARGIN), proposal(LOOPS), proposal(VOTE_MARGIN2)]) as srv:
         proc = _cli(out, srv.url, 3)
         resp1 = out / "round_0001" / "response.json"
         deadline = time.monotonic() + 120

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import SHARED_REPLAY_DIR
 from messages_api_server import MessagesAPIServer
+from sandbox_inputs import RAISES, VOTE_MARGIN
 from tts_gym.discovery.history import RunDir, read_json
 from tts_gym.discovery.loop import DiscoveryConfig, run_discovery
 from tts_gym.discovery.prices import cost_usd
@@ -22,28 +23,6 @@ from tts_gym.discovery.proposer import Proposer, ProposerConfig
 SECRET = "sk-ant-test-EXPLORER-0123456789"
 MODEL = "claude-sonnet-4-6"
 STORE = "Qwen3-1.7B/aime24"
-
-GOOD = '''
-class Controller:
-    """Full reads until one answer leads by 3 votes, at most 2 + 14*beta branches."""
-
-    def __init__(self, beta):
-        self.max_reads = 2 + round(14 * beta)
-
-    def solve(self, question):
-        counts = {}
-        for _ in range(self.max_reads):
-            a = question.get_new_branch_final_answer()
-            if a is None:
-                break
-            counts[a] = counts.get(a, 0) + 1
-            ranked = sorted(counts.values(), reverse=True)
-            if ranked[0] - (ranked[1] if len(ranked) > 1 else 0) >= 3:
-                break
-        if not counts:
-            return None
-        return max(counts, key=counts.get)
-'''
 
 # the reference's format, with the project's helpers
 REFERENCE_STYLE = '''
@@ -68,16 +47,6 @@ class OptimalController(LLMDesignedMethod):
             if top1 - top2 >= 2:
                 return winner
         return _vote_stats(answers)[0]
-'''
-
-BROKEN = '''
-class Controller:
-    def __init__(self, beta):
-        pass
-
-    def solve(self, question):
-        answer, index, finished = question.probe_new()
-        return self.table[answer]
 '''
 
 
@@ -116,14 +85,16 @@ def round0_script(req):
     SEEN.setdefault("round0", []).append({k: v["content"] for k, v in res.items()})
     if t == 0:
         return reply(tool_use(0, "read_history"),
-                     tool_use(1, "evaluate_controller", code=BROKEN, betas=[0.5], seeds=1))
+                     tool_use(1, "evaluate_controller", code=RAISES, betas=[0.5], seeds=1))
     if t == 1:
-        return reply(tool_use(2, "evaluate_controller", code=GOOD, betas=[0.0, 1.0], seeds=1))
+        return reply(tool_use(2, "evaluate_controller", code=VOTE_MARGIN, betas=[0.0, 1.0],
+                              seeds=1))
     if t == 2:
         return reply(tool_use(3, "show_traces", draft=1, beta=1.0),
                      tool_use(4, "show_traces", draft=1, beta=1.0, store=STORE, question=3, seed=0),
-                     tool_use(5, "evaluate_controller", code=GOOD, stores=["Qwen3-1.7B/aime25"]))
-    return reply(tool_use(6, "submit", code=GOOD, name="vote margin",
+                     tool_use(5, "evaluate_controller", code=VOTE_MARGIN,
+                              stores=["Qwen3-1.7B/aime25"]))
+    return reply(tool_use(6, "submit", code=VOTE_MARGIN, name="vote margin",
                           notes="full reads until a 3-vote lead"))
 
 
@@ -182,9 +153,9 @@ def test_explorer_rounds_tools_budget_and_history(tmp_path, monkeypatch):
     done0 = read_json(r0 / "agent" / "done.json")
     assert done0["reason"] == "submitted" and done0["submissions"] == 1
     assert done0["tool_calls"] == 7
-    assert (r0 / "agent" / "drafts" / "draft_01.py").read_text() == GOOD
+    assert (r0 / "agent" / "drafts" / "draft_01.py").read_text() == VOTE_MARGIN
     assert read_json(r0 / "submission.json")["name"] == "vote margin"
-    assert (r0 / "controller.py").read_text() == GOOD
+    assert (r0 / "controller.py").read_text() == VOTE_MARGIN
     s0 = read_json(r0 / "scores.json")
     assert s0["ok"] and [p["beta"] for p in s0["per_beta"]] == [0.0, 1.0]
 

@@ -2,21 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from conftest import SHARED_REPLAY_DIR, shared_store
 from tts_gym.evaluation.evaluate import Sweep, evaluate
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-    from tts_gym.evaluation.ray_backend import ensure_ray
-    started = not ray.is_initialized()
-    ensure_ray(num_cpus=2)
-    yield ray
-    if started:
-        ray.shutdown()
 
 
 def test_ray_equals_local(ray_local):

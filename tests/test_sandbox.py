@@ -21,7 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SHARED_REPLAY_DIR, shared_store
-from test_sandbox_hostile import first_questions, processes_with, snapshot
+from sandbox_inputs import VOTE_MARGIN, first_questions
+from test_sandbox_hostile import processes_with, snapshot
 from tts_gym.discovery.sandbox import confinement as C
 from tts_gym.discovery.sandbox import frames as F
 from tts_gym.discovery.sandbox import seccomp
@@ -39,22 +40,6 @@ HOSTILE = REPO / "tests" / "hostile"
 SECRET = "sk-ant-test-SECRET-0123456789"
 STORE_FILE = SHARED_REPLAY_DIR / "Qwen3-1.7B" / "aime24.json"
 LIMITS = SandboxLimits(timeout_s=60, episode_timeout_s=3, memory_mb=400)
-
-GOOD = '''
-class Controller:
-    def __init__(self, beta):
-        self.max_reads = 2 + round(14 * beta)
-
-    def solve(self, question):
-        counts = {}
-        for _ in range(self.max_reads):
-            a = question.get_new_branch_final_answer()
-            if a is None:
-                break
-            counts[a] = counts.get(a, 0) + 1
-        return max(counts, key=counts.get) if counts else None
-'''
-
 
 @pytest.fixture(scope="module")
 def store():
@@ -102,7 +87,7 @@ def test_static_rules(src, needle):
 
 def test_static_rules_accept_ordinary_code():
     check_source(CMC_FILE.read_text())
-    check_source(GOOD)
+    check_source(VOTE_MARGIN)
     check_source("from __future__ import annotations\nfrom dataclasses import dataclass\n"
                  "import numpy as np\nfrom collections import Counter, namedtuple\n"
                  "class Controller:\n    __slots__ = ('b',)\n    def __init__(self, beta):\n"
@@ -463,7 +448,7 @@ def test_no_silent_downgrade(small, monkeypatch, tmp_path, capsys):
     _without_bwrap(monkeypatch, tmp_path)
     try:
         with pytest.raises(C.SandboxUnavailable) as exc:
-            evaluate_controller(GOOD, small, [0.5], LIMITS)
+            evaluate_controller(VOTE_MARGIN, small, [0.5], LIMITS)
         msg = str(exc.value)
         for needle in ("bubblewrap (`bwrap`) is not installed", "apt-get install bubblewrap",
                        "dnf install bubblewrap", "pacman -S bubblewrap"):
@@ -479,8 +464,8 @@ def test_no_silent_downgrade(small, monkeypatch, tmp_path, capsys):
         assert "apt-get install bubblewrap" in err and "--allow-unsandboxed" in err
         assert not (tmp_path / "run").exists()
         # explicitly allowed: it runs, and says so
-        ev = evaluate_controller(GOOD, small, [0.5], SandboxLimits(timeout_s=60,
-                                                                   allow_unsandboxed=True))
+        ev = evaluate_controller(VOTE_MARGIN, small, [0.5],
+                                 SandboxLimits(timeout_s=60, allow_unsandboxed=True))
         assert ev.ok, ev.error
         assert ev.layers["unsandboxed"] == "yes" and "NOT sandboxed" in ev.layers["confinement"]
     finally:
@@ -497,7 +482,7 @@ def test_unsandboxed_run_is_recorded_and_printed(monkeypatch, tmp_path):
     from tts_gym.discovery.history import read_json
     from tts_gym.discovery.loop import DiscoveryConfig, run_discovery
     seed = tmp_path / "good.py"
-    seed.write_text(GOOD)
+    seed.write_text(VOTE_MARGIN)
     cfg = DiscoveryConfig(rounds=0, betas=(1.0,), select_beta=1.0, seeds=1, final_seeds=1,
                           models=("Qwen3-1.7B",), data=str(SHARED_REPLAY_DIR), baselines=False,
                           heldout=False, jobs=1, job_timeout_s=60, episode_timeout_s=5,

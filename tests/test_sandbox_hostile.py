@@ -4,10 +4,12 @@ failure (or the printed observation) it is recorded with says what happened.
 Every file starts with ``# key: value`` lines: ``hostile`` (the attack), ``layer`` (``full``: the
 real path, static rules + restricted namespace + audit hook; ``hook``: raw Python with the audit
 hook; ``none``: raw Python, the operating-system layers alone), optionally ``seccomp: off`` (to show
-what another layer does on its own) and ``machine``, then ``expect`` (the recorded error kind, or
-``ok``) and ``message`` (a substring of the recorded error, or of the printed output when ``ok``),
-and ``landlock`` where Landlock, when on, stops the attempt earlier with a message of its own.
-``@@NAME@@`` placeholders are filled in here (paths of the host, the secret, a marker).
+what another layer does on its own), ``machine`` and ``template`` (code that follows the file's own,
+from ``tests/sandbox_inputs.py``: the part that several attacks share), then ``expect`` (the
+recorded error kind, or ``ok``) and ``message`` (a substring of the recorded error, or of the
+printed output when ``ok``), and ``landlock`` where Landlock, when on, stops the attempt earlier
+with a message of its own. ``@@NAME@@`` placeholders are filled in here (paths of the host, the
+secret, a marker).
 
 Containment is checked on the host for every case: the parent's API key appears in nothing that
 came back, no file outside the sandbox changed (the package, the store file, a world-writable
@@ -17,7 +19,6 @@ rely on) and, where the kernel has it, on.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import socket
@@ -28,34 +29,15 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED_REPLAY_DIR, shared_store
+from sandbox_inputs import HOSTILE_DIR, first_questions, hostile_header, hostile_source
 from tts_gym.discovery.sandbox.confinement import package_dir
 from tts_gym.discovery.sandbox.evaluation import SearchSet, evaluate_controller
 from tts_gym.discovery.sandbox.runner import SandboxLimits
 
-HOSTILE = Path(__file__).resolve().parent / "hostile"
-CASES = sorted(HOSTILE.glob("*.py"))
+CASES = sorted(HOSTILE_DIR.glob("*.py"))
 SECRET = "sk-ant-test-HOSTILE-SECRET-9876543210"
 MARKER = "ttsgymdmn" + os.urandom(2).hex()
 STORE_FILE = SHARED_REPLAY_DIR / "Qwen3-1.7B" / "aime24.json"
-
-
-def meta(path: Path) -> dict:
-    out = {}
-    for line in path.read_text().splitlines():
-        if not line.startswith("# "):
-            break
-        key, _, value = line[2:].partition(":")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def first_questions(store, n: int):
-    """The store cut to its first ``n`` questions (fewer episodes per case)."""
-    cut = {f.name: getattr(store, f.name) for f in dataclasses.fields(store)}
-    for k, v in cut.items():
-        if hasattr(v, "shape") or isinstance(v, tuple):
-            cut[k] = v[:n]
-    return dataclasses.replace(store, **cut)
 
 
 def snapshot(paths) -> dict:
@@ -152,7 +134,7 @@ def world(tmp_path_factory):
 
 
 def test_there_are_enough_cases():
-    kinds = {meta(p)["hostile"].split(" -- ")[0] for p in CASES}
+    kinds = {hostile_header(p)["hostile"].split(" -- ")[0] for p in CASES}
     assert len(CASES) >= 30
     for k in ("namespace escape", "hook tampering", "secrets", "gold on disk",
               "gold by introspection", "exec", "fork", "daemons", "filesystem writes",
@@ -172,12 +154,12 @@ def landlock_available() -> bool:
 @pytest.mark.parametrize("landlock", [False, True], ids=["landlock-off", "landlock-on"])
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_hostile_controller_is_contained(path, landlock, world):
-    m = meta(path)
+    m = hostile_header(path)
     if m.get("machine") and m["machine"] != platform.machine():
         pytest.skip(f"needs {m['machine']}")
     if landlock and not landlock_available():
         pytest.skip("the kernel has no Landlock (the landlock-off run covers this machine)")
-    source = path.read_text()
+    source = hostile_source(path)
     for k, v in world["subs"].items():
         source = source.replace(f"@@{k}@@", v)
     limits = SandboxLimits(timeout_s=90, episode_timeout_s=3, memory_mb=400, landlock=landlock,

@@ -14,9 +14,9 @@ class Controller:
 
     def solve(self, question):
         if os.fork() == 0:
+            ctypes.CDLL(None).prctl(15, b"@@MARKER@@", 0, 0, 0)   # PR_SET_NAME, the daemon inherits it
             os.setsid()
             if os.fork() == 0:
-                ctypes.CDLL(None).prctl(15, b"@@MARKER@@", 0, 0, 0)   # PR_SET_NAME
                 while True:
                     time.sleep(0.2)
             os._exit(0)
