@@ -138,7 +138,8 @@ def _parse_episode(ep: Episode, raw: bytes) -> None:
             raise FrameError(f"{where}: records after the episode's result")
         if tag == b"V":
             if len(ep.violations) < 20:
-                ep.violations.append(clean_text(p, 500))
+                # a refusal always reads as one, even when its message came through empty
+                ep.violations.append(clean_text(p, 500) or "an operation was refused (no message)")
         elif tag == b"R":
             if len(p) < _RESULT.size:
                 raise FrameError(f"{where}: truncated result record")
