@@ -40,6 +40,8 @@ import numpy as np
 
 from tts_gym.data.catalog import BENCHMARKS, MODELS
 
+from machine import cpu_model  # benchmarks/machine.py: a script's folder is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "autotts-replay"
 
@@ -73,17 +75,6 @@ def load_stores(data_dir: Path, models, benchmarks):
             with open(path) as fh:
                 stores.append(ReplayStore.from_records(m, b, json.load(fh)))
     return stores
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn, *a, **kw):
