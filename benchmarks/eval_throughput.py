@@ -37,10 +37,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py: a script's folder is on sys.path
 
 from tts_gym.data.catalog import BENCHMARKS, MODELS
-
-from machine import cpu_model  # benchmarks/machine.py: a script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "autotts-replay"

@@ -51,7 +51,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from machine import cpu_model  # benchmarks/machine.py: a script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
