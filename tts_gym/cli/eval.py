@@ -96,13 +96,8 @@ def parse_params(pairs: list[str], params_json: str | None = None) -> dict:
     """``--params JSON`` then each ``--param KEY=VALUE`` (later ones win)."""
     out: dict = {}
     if params_json:
-        try:
-            obj = json.loads(params_json)
-        except ValueError as exc:
-            raise ValueError(f"--params is not valid JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"--params must be a JSON object, got {type(obj).__name__}")
-        out.update(obj)
+        from tts_gym.data.store import json_object
+        out.update(json_object(params_json, "--params"))
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():

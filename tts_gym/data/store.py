@@ -43,6 +43,7 @@ character in any string. With these bounds no episode's token total can overflow
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,18 @@ class StoreFormatError(ValueError):
         if loc:
             where.append(", ".join(loc))
         super().__init__(": ".join(where + [detail]))
+
+
+def json_object(text, what: str) -> dict:
+    """``text`` (a store's ``attrs_json``, a ``--params`` option) parsed as a JSON object;
+    ``ValueError`` ``"<what> is not valid JSON (...)"`` or ``"<what> must be a JSON object, got <type>"``."""
+    try:
+        obj = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def answer_dtype(max_table_size: int) -> type:
