@@ -3,7 +3,7 @@
 the stored agent config, and :func:`learn_and_save`, the end of every program (learn with the
 callbacks, evaluate once more, save the agent and its config).
 
-A program reads like this (``agents/maskable_ppo.py`` in full)::
+A program reads like this (``agents/maskable_ppo.py``, shortened)::
 
     @dataclass
     class Args(TrainingArgs):                        # its own settings, each with its help
