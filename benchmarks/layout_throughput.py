@@ -39,10 +39,15 @@ MEASURE = r'''
 import json, sys, time
 import numpy as np
 data, what = sys.argv[1], sys.argv[2]
+import tts_gym
+root = sys.argv[3]
+assert tts_gym.__file__.startswith(root), (tts_gym.__file__, root)
+# the flat layout first: an editable install's finder would otherwise serve this checkout's
+# tts_gym.data to the other one
 try:
-    from tts_gym.data.resolve import resolve_store
-except ImportError:                      # the flat layout
     from tts_gym.datasets import resolve_store
+except ImportError:
+    from tts_gym.data.resolve import resolve_store
 from tts_gym.evaluation.evaluate import evaluate
 
 MAIN = [("SC@64", "sc", {"n": 64}), ("ASC@64 thr0.95", "asc", {"max_samples": 64, "threshold": 0.95}),
@@ -123,7 +128,7 @@ def export(rev: str, dest: Path) -> Path:
 
 def measure(root: Path, data: Path, what: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(root), NUMBA_CACHE_DIR=str(root / ".numba-cache"))
-    proc = subprocess.run([sys.executable, "-c", MEASURE, str(data), what], cwd=root, env=env,
+    proc = subprocess.run([sys.executable, "-c", MEASURE, str(data), what, str(root)], cwd=root, env=env,
                           capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
