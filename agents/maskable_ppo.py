@@ -22,32 +22,14 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 
 from tts_gym.cli.dataclass_args import parse_dataclass
-from tts_gym.data.catalog import MODELS, SEARCH_BENCHMARKS
-from tts_gym.data.resolve import resolve_stores
-from tts_gym.rl import (MaskableReplayPolicy, ReplayActorCriticPolicy, learn_and_save, make_replay_vec_env,
-                        set_torch_threads)
+from tts_gym.rl import (MaskableReplayPolicy, ReplayActorCriticPolicy, TrainingArgs, learn_and_save,
+                        make_training_env, set_torch_threads)
 
 
 @dataclass
-class Args:
+class Args(TrainingArgs):
+    """The data, env and run settings every agent program has (tts_gym.rl.TrainingArgs), and PPO's."""
     # -- data and env
-    data: str | None = None
-    """replay data: an HDF5 file, a directory of AutoTTS JSON, or 'synthetic' (default: $TTS_GYM_DATA
-    or the cache of `tts-gym data fetch`)"""
-    models: tuple[str, ...] = MODELS
-    """models whose stores the agent trains on"""
-    benchmark: str = SEARCH_BENCHMARKS[0]
-    """the training (search) benchmark; the held-out ones are never loaded here"""
-    max_branches: int = 32
-    """positions per episode (M): the action space is Discrete(4 + 4M)"""
-    num_envs: int = 64
-    """episodes stepped together"""
-    cost_weight_range: tuple[float, float] = (1e-3, 0.3)
-    """range the per-episode cost weight w is drawn from"""
-    cost_weight_dist: str = "log-uniform"
-    """how w is drawn from its range: log-uniform or uniform"""
-    token_scale: float = 100_000
-    """tokens per unit of reward: reward = 1{correct} - w * tokens / token_scale"""
     dense_reward: bool = True
     """charge the cost at every step (the same return as charging it at the end)"""
     permutation: str = "random"
@@ -56,14 +38,12 @@ class Args:
     """truncate episodes after this many actions, inadmissible ones included (with masks every
     episode ends by itself)"""
     # -- algorithm (sb3-contrib MaskablePPO, or stable-baselines3 PPO with --no-masks)
+    name: str | None = None
+    """run name (default: maskable_ppo_<benchmark>_s<seed>, or ppo_... without masks)"""
     masks: bool = True
     """sample only admissible actions (MaskablePPO); --no-masks: PPO, inadmissible actions are no-ops"""
     invalid_penalty: float = 0.1
     """without masks: the reward of an inadmissible action"""
-    timesteps: int = 1_000_000
-    """environment steps to train for"""
-    seed: int = 0
-    """seed of the env's episode draws, the cost-weight sampler and the network"""
     learning_rate: float = 3e-4
     """Adam step size"""
     n_steps: int = 128
@@ -89,27 +69,6 @@ class Args:
     """width of the shared position / context layers"""
     action_kinds: tuple[str, ...] = ("branch", "sample", "answer", "continue", "prune")
     """actions the agent may ever choose (tts_gym.rl.networks.ACTION_KINDS)"""
-    # -- run
-    threads: int = 1
-    """torch threads"""
-    name: str | None = None
-    """run name (default: maskable_ppo_<benchmark>_s<seed>, or ppo_... without masks)"""
-    logdir: str = "runs"
-    """TensorBoard logs and checkpoints"""
-    eval_freq: int = 100_000
-    """evaluate on the training stores every N env steps (0: never)"""
-    eval_seeds: int = 2
-    """reference shuffle seeds of that evaluation"""
-    eval_cost_weights: tuple[float, ...] = (0.003, 0.03, 0.3)
-    """cost weights the evaluation plays the agent at"""
-    checkpoint_freq: int = 250_000
-    """save a checkpoint every N env steps (0: never)"""
-    save_agent: str | None = None
-    """also write the final agent to PATH.zip + PATH.json"""
-    progress: bool = True
-    """show a progress bar"""
-    verbose: int = 0
-    """SB3's verbosity"""
 
 
 def main(argv=None):
@@ -118,15 +77,10 @@ def main(argv=None):
     args.name = args.name or f"{'maskable_ppo' if args.masks else 'ppo'}_{args.benchmark}_s{args.seed}"
     set_torch_threads(args.threads)
 
-    stores = (resolve_stores("synthetic") if args.data == "synthetic"
-              else resolve_stores(args.data, args.models, args.benchmark))
-    env = make_replay_vec_env(stores, args.num_envs, cost_weight_range=args.cost_weight_range,
-                              cost_weight_dist=args.cost_weight_dist, max_branches=args.max_branches,
-                              token_scale=args.token_scale, dense_reward=args.dense_reward,
-                              permutation=args.permutation,
-                              invalid_action="raise" if args.masks else "penalize",
-                              invalid_action_penalty=args.invalid_penalty,
-                              max_episode_steps=args.max_episode_steps)
+    stores, env = make_training_env(args, dense_reward=args.dense_reward, permutation=args.permutation,
+                                    invalid_action="raise" if args.masks else "penalize",
+                                    invalid_action_penalty=args.invalid_penalty,
+                                    max_episode_steps=args.max_episode_steps)
     model = algo(
         policy, env, learning_rate=args.learning_rate, n_steps=args.n_steps,
         batch_size=args.batch_size, n_epochs=args.n_epochs, gamma=args.gamma, gae_lambda=args.gae_lambda,

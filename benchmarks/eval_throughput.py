@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py: a script's folder is on sys.path
 
 from tts_gym.data.catalog import BENCHMARKS, MODELS
 
@@ -73,17 +74,6 @@ def load_stores(data_dir: Path, models, benchmarks):
             with open(path) as fh:
                 stores.append(ReplayStore.from_records(m, b, json.load(fh)))
     return stores
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn, *a, **kw):

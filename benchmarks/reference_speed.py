@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py: a script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -84,17 +85,6 @@ def import_reference(code_dir: Path):
         spec.loader.exec_module(mod)
         mods.append(mod)
     return tuple(mods)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load(data_dir: Path, model: str, benchmark: str):

@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("load", "sc64", "cmc")
 
-_CHILD = r"""
+# the opening of every child script: its imports and peak_mib()
+_CHILD_PRELUDE = r"""
 import json, sys, time
 
 
@@ -45,7 +46,9 @@ def peak_mib():
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+"""
 
+_CHILD = _CHILD_PRELUDE + r"""
 from tts_gym.data.hdf5 import open_store
 case, path, seeds, api = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 import numpy, numba, h5py  # noqa: F401  (the baseline every case pays)
@@ -71,17 +74,7 @@ out["peak_mb"] = peak_mib()
 print(json.dumps(out))
 """
 
-_IMPORT_CHILD = r"""
-import json, sys, time
-
-
-def peak_mib():
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-
-
+_IMPORT_CHILD = _CHILD_PRELUDE + r"""
 from tts_gym.data.autotts import import_autotts_to_hdf5
 base = peak_mib()
 t0 = time.perf_counter()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from collections.abc import Callable
 
 
 def _fmt(v: float) -> str:
@@ -69,3 +71,29 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_command(subparsers, name: str, *, help: str, description: str, epilog: str,
+                add_arguments: Callable[[argparse.ArgumentParser], None],
+                run: Callable[[argparse.Namespace], int]) -> None:
+    """Command ``name`` of ``tts-gym``: its options from ``add_arguments``, carried out by ``run``."""
+    p = subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run_standalone(prog: str, argv: list[str] | None, *, description: str, epilog: str,
+                   add_arguments: Callable[[argparse.ArgumentParser], None],
+                   run: Callable[[argparse.Namespace], int], interrupted: str) -> int:
+    """A command run on its own (``python -m tts_gym.cli.NAME``) with the options of ``tts-gym NAME``;
+    an interrupt ends it with status 130 and the line ``interrupted (<interrupted>)``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"interrupted ({interrupted})", file=sys.stderr)
+        return 130

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from tts_gym.cli.args import float_in, int_in, positive_float, positive_int
+from tts_gym.cli.args import add_command, float_in, int_in, positive_float, positive_int, run_standalone
 from tts_gym.data.store import MAX_BRANCHES, MAX_PROBE_INTERVAL
 
 HELP = "sample reasoning trajectories from an OpenAI-compatible server into a replay store"
@@ -215,23 +215,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("collect", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
+    add_command(subparsers, "collect", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                add_arguments=add_arguments, run=run)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``python -m tts_gym.cli.collect``), same as ``tts-gym collect``."""
-    parser = argparse.ArgumentParser(prog="tts-gym collect", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("interrupted (finished questions are checkpointed; rerun to resume)", file=sys.stderr)
-        return 130
+    return run_standalone("tts-gym collect", argv, description=DESCRIPTION, epilog=EPILOG,
+                          add_arguments=add_arguments, run=run,
+                          interrupted="finished questions are checkpointed; rerun to resume")
 
 
 if __name__ == "__main__":

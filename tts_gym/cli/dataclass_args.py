@@ -13,6 +13,9 @@ the file, and read it with :func:`parse_dataclass`::
 
     args = parse_dataclass(Args)      # --timesteps N --cost-weight-range LOW HIGH
 
+An ``Args`` may extend another dataclass (``tts_gym.rl.TrainingArgs``): the inherited fields come
+first, with their help, and a field declared again keeps its place but takes the new default and help.
+
 Booleans (also ``bool | None``) get ``--flag`` / ``--no-flag``; ``tuple[X, Y]`` takes two values, ``tuple[X, ...]`` and
 lists one or more; ``X | None`` fields default to ``None`` and take an ``X``.
 """
@@ -29,8 +32,17 @@ __all__ = ["parse_dataclass", "field_docs"]
 
 
 def field_docs(cls) -> dict[str, str]:
-    """The string literal under each field of dataclass ``cls``, by field name (none when the
-    source cannot be read, e.g. in an interactive session)."""
+    """The string literal under each field of dataclass ``cls`` and of the dataclasses it extends,
+    by field name (a field declared again takes its latest literal; none for a class whose source
+    cannot be read, e.g. one defined in an interactive session)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls) -> dict[str, str]:
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError):

@@ -96,13 +96,8 @@ def parse_params(pairs: list[str], params_json: str | None = None) -> dict:
     """``--params JSON`` then each ``--param KEY=VALUE`` (later ones win)."""
     out: dict = {}
     if params_json:
-        try:
-            obj = json.loads(params_json)
-        except ValueError as exc:
-            raise ValueError(f"--params is not valid JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"--params must be a JSON object, got {type(obj).__name__}")
-        out.update(obj)
+        from tts_gym.data.store import json_object
+        out.update(json_object(params_json, "--params"))
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
@@ -232,21 +227,15 @@ def _print_table(summary: dict) -> None:
 
 
 def _check_flags(args: argparse.Namespace, builtin: bool) -> None:
-    """Refuse options that would be ignored by the chosen implementation."""
-    backend = getattr(args, "backend", "local")
+    """Refuse options that would be ignored by the chosen implementation or backend."""
+    from tts_gym.cli.evaluate_cmds import check_backend_args
     if args.impl == "python" or not builtin:
         what = "--impl python" if builtin else ("--controller" if getattr(args, "controller", None) else "--agent")
         if args.workers is not None:
             raise ValueError(f"--workers sets the compiled kernels' threads; it has no effect with {what}")
         if args.conf_variant != "exact":
             raise ValueError(f"--conf-variant applies to the compiled kernels; it has no effect with {what}")
-    if backend == "local":
-        for flag, value in (("--address", getattr(args, "address", None)),
-                            ("--num-cpus", getattr(args, "num_cpus", None))):
-            if value is not None:
-                raise ValueError(f"{flag} applies to --backend ray only")
-    elif getattr(args, "address", None) is not None and getattr(args, "num_cpus", None) is not None:
-        raise ValueError("--num-cpus sizes a new local Ray instance; it cannot be used with --address")
+    check_backend_args(args)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

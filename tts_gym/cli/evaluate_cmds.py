@@ -505,12 +505,26 @@ def cmd_table(args: argparse.Namespace) -> int:
 # registration
 # ---------------------------------------------------------------------------------------------
 
-def _add_parts_args(p) -> None:
-    p.add_argument("--parts", default=None, metavar="DIR",
-                   help="where finished stores are kept while the command runs, reused by a rerun "
-                        "(default: <output>.parts, or <save>.parts)")
-    p.add_argument("--restart", action="store_true", help="ignore finished stores in --parts")
-    p.add_argument("--keep-parts", action="store_true", help="keep --parts after success")
+def _add_results_args(p, results_help: str) -> None:
+    """``--results`` (draw or tabulate a saved file instead of evaluating) and the stores otherwise."""
+    p.add_argument("--results", default=None, metavar="FILE", help=results_help)
+    add_data_args(p, multi=True)
+
+
+def _add_run_args(p, func, saves: bool = True) -> None:
+    """The options of how a command evaluates (``--save`` and ``--parts`` with ``saves``), and the
+    command's function."""
+    if saves:
+        p.add_argument("--save", default=None, metavar="JSON", help="also write the evaluated rows as JSON")
+        p.add_argument("--parts", default=None, metavar="DIR",
+                       help="where finished stores are kept while the command runs, reused by a rerun "
+                            "(default: <output>.parts, or <save>.parts)")
+        p.add_argument("--restart", action="store_true", help="ignore finished stores in --parts")
+        p.add_argument("--keep-parts", action="store_true", help="keep --parts after success")
+    output.add_progress_arg(p)
+    add_protocol_args(p)
+    add_backend_args(p)
+    p.set_defaults(func=func)
 
 
 def register(sub) -> None:
@@ -525,17 +539,12 @@ def register(sub) -> None:
                         f"pp = parallel_probe")
     p.add_argument("--out", default="runs/compare", metavar="DIR",
                    help="output directory (default: runs/compare)")
-    output.add_progress_arg(p)
-    add_protocol_args(p)
-    add_backend_args(p)
-    p.set_defaults(func=cmd_compare)
+    _add_run_args(p, cmd_compare, saves=False)
 
     p = sub.add_parser("plot", help="scaling curves (accuracy vs tokens, log axis) as a PNG",
                        description=PLOT_DESCRIPTION, formatter_class=raw)
-    p.add_argument("--results", default=None, metavar="FILE",
-                   help="a results JSON/CSV written by compare, plot --save or table --save: draw it "
-                        "instead of evaluating")
-    add_data_args(p, multi=True)
+    _add_results_args(p, "a results JSON/CSV written by compare, plot --save or table --save: draw it "
+                         "instead of evaluating")
     p.add_argument("--policies", default=None, metavar="LIST",
                    help="comma-separated policies to sweep (default: all); pp = parallel_probe")
     p.add_argument("-o", "--output", default="scaling.png", metavar="PNG",
@@ -545,26 +554,14 @@ def register(sub) -> None:
     p.add_argument("--no-errorbars", action="store_true",
                    help="no 95%% confidence intervals on the points")
     p.add_argument("--no-oracle", action="store_true", help="leave out the oracle curves")
-    p.add_argument("--save", default=None, metavar="JSON", help="also write the evaluated rows as JSON")
-    _add_parts_args(p)
-    output.add_progress_arg(p)
-    add_protocol_args(p)
-    add_backend_args(p)
-    p.set_defaults(func=cmd_plot)
+    _add_run_args(p, cmd_plot)
 
     p = sub.add_parser("table", help="the AutoTTS main table (methods x benchmarks) as markdown",
                        description=TABLE_DESCRIPTION, formatter_class=raw)
-    p.add_argument("--results", default=None, metavar="FILE",
-                   help="a results JSON/CSV (from --save): tabulate it instead of evaluating")
-    add_data_args(p, multi=True)
+    _add_results_args(p, "a results JSON/CSV (from --save): tabulate it instead of evaluating")
     p.add_argument("--search", default=SEARCH_BENCHMARKS[0], metavar="BENCHMARK",
                    help="the benchmark controllers were searched on (default: %s)" % SEARCH_BENCHMARKS[0] + "; the others "
                         "are held out")
     p.add_argument("-o", "--output", default=None, metavar="FILE.md",
                    help="also write the markdown to this file")
-    p.add_argument("--save", default=None, metavar="JSON", help="also write the evaluated rows as JSON")
-    _add_parts_args(p)
-    output.add_progress_arg(p)
-    add_protocol_args(p)
-    add_backend_args(p)
-    p.set_defaults(func=cmd_table)
+    _add_run_args(p, cmd_table)

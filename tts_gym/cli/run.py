@@ -21,6 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from tts_gym.cli.args import add_command, run_standalone
+
 HELP = "play a policy live against an OpenAI-compatible server (answers, tokens, a replay store)"
 
 DESCRIPTION = """\
@@ -188,23 +190,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
+    add_command(subparsers, "run", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                add_arguments=add_arguments, run=run)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``python -m tts_gym.cli.run``), same as ``tts-gym run``."""
-    parser = argparse.ArgumentParser(prog="tts-gym run", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("interrupted (answered questions are checkpointed; rerun to resume)", file=sys.stderr)
-        return 130
+    return run_standalone("tts-gym run", argv, description=DESCRIPTION, epilog=EPILOG,
+                          add_arguments=add_arguments, run=run,
+                          interrupted="answered questions are checkpointed; rerun to resume")
 
 
 if __name__ == "__main__":

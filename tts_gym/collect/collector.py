@@ -65,7 +65,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from tts_gym.collect.client import CompletionsClient, Usage
 from tts_gym.collect.trajectory import CollectError, Trajectory, request_seed  # noqa: F401 (re-export)
@@ -352,29 +352,30 @@ class Collector:
 
 
 # -- progress ------------------------------------------------------------------------------------
-class _Progress:
-    """rich progress bar on a terminal, one line per finished question otherwise, or nothing."""
+class ProgressDisplay:
+    """Progress of a run against a server: a rich bar of ``total`` ``unit`` (``mode="rich"``, with an
+    ETA column if ``eta``), one line per finished question (``"plain"``), or nothing (``"none"``);
+    ``"auto"`` is rich on a terminal, plain otherwise. A context manager (the bar shows inside)."""
 
-    def __init__(self, mode: str, total_branches: int, total_questions: int, client: CompletionsClient,
-                 stream=None):
-        self.mode = mode
+    def __init__(self, mode: str, client: CompletionsClient, stream, *, unit: str, total: int, eta: bool):
         self.stream = stream or sys.stderr
         if mode == "auto":
-            self.mode = "rich" if self.stream.isatty() else "plain"
+            mode = "rich" if self.stream.isatty() else "plain"
+        self.mode = mode
         self.client = client
-        self.total_questions = total_questions
-        self.done_questions = 0
         self.t0 = time.perf_counter()
         self._bar = None
-        if self.mode == "rich":
+        if mode == "rich":
             from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
-            self._bar = Progress(TextColumn("[bold]branches"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                 TextColumn("{task.description}"), console=Console(file=self.stream),
+            columns = [TextColumn(f"[bold]{unit}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                       TimeElapsedColumn()]
+            if eta:
+                columns += [TextColumn("eta"), TimeRemainingColumn()]
+            self._bar = Progress(*columns, TextColumn("{task.description}"), console=Console(file=self.stream),
                                  transient=False)
-            self._task = self._bar.add_task("", total=total_branches)
+            self._task = self._bar.add_task("", total=total)
 
     def __enter__(self):
         if self._bar is not None:
@@ -385,9 +386,23 @@ class _Progress:
         if self._bar is not None:
             self._bar.stop()
 
+    def elapsed(self) -> float:
+        """Seconds since the start (never 0: rates divide by it)."""
+        return max(time.perf_counter() - self.t0, 1e-9)
+
+
+class _Progress(ProgressDisplay):
+    """Bar over the branches; the plain lines name each finished question."""
+
+    def __init__(self, mode: str, total_branches: int, total_questions: int, client: CompletionsClient,
+                 stream=None):
+        super().__init__(mode, client, stream, unit="branches", total=total_branches, eta=True)
+        self.total_questions = total_questions
+        self.done_questions = 0
+
     def _rates(self) -> str:
         u = self.client.usage
-        dt = max(time.perf_counter() - self.t0, 1e-9)
+        dt = self.elapsed()
         return (f"q {self.done_questions}/{self.total_questions} | {u.requests:,} req {u.requests / dt:,.1f}/s | "
                 f"{u.completion_tokens:,} tok {u.completion_tokens / dt:,.0f}/s | {self.client.in_flight} in flight")
 
@@ -401,6 +416,19 @@ class _Progress:
             print(f"collect: question {q.id} done ({self._rates()})", file=self.stream, flush=True)
         elif self._bar is not None:
             self._bar.update(self._task, description=self._rates())
+
+
+async def run_concurrently(coros: Iterable[Awaitable]) -> None:
+    """Run ``coros`` as concurrent tasks; when one fails (or the run is cancelled) the others are
+    cancelled and waited for before the error goes on."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 # -- the whole run -------------------------------------------------------------------------------
@@ -442,14 +470,7 @@ async def collect_async(config: CollectConfig, questions: list[Question], *, bas
                 done[q.index] = {"record": record, "usage": usage.to_dict(), "stats": stats}
                 prog.question_done(q)
 
-            tasks = [asyncio.ensure_future(run_question(q)) for q in pending]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
+            await run_concurrently(run_question(q) for q in pending)
         run_usage = client.usage
     total = Usage()
     records = []

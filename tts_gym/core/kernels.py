@@ -138,22 +138,9 @@ def pack_stores(stores) -> ReplayData:
                           num_branches=arr("num_branches", np.int32),
                           probe_interval=arr("probe_interval", np.int32), gold_ids=arr("gold_ids", np.int32),
                           num_answers=num_answers)
-    Q = sum(s.num_questions for s in stores)
-    N = max(s.max_branches for s in stores)
-    K = max(s.max_probes for s in stores)
-    probe_ids = np.full((Q, N, K), -1, np.result_type(*[s.probe_ids.dtype for s in stores]))
-    num_probes = np.zeros((Q, N), np.int32)
-    branch_tokens = np.zeros((Q, N), np.int64)
-    final_ids = np.full((Q, N), -1, np.int32)
-    q0 = 0
-    for s in stores:
-        q1 = q0 + s.num_questions
-        n, k = s.max_branches, s.max_probes
-        probe_ids[q0:q1, :n, :k] = s.probe_ids
-        num_probes[q0:q1, :n] = s.num_probes
-        branch_tokens[q0:q1, :n] = s.branch_tokens
-        final_ids[q0:q1, :n] = s.final_ids
-        q0 = q1
+    from tts_gym.data.store import stack_branch_arrays
+    probe_ids, num_probes, branch_tokens, final_ids = stack_branch_arrays(
+        stores, np.result_type(*[s.probe_ids.dtype for s in stores]))
     cat = lambda name, dt: np.ascontiguousarray(  # noqa: E731
         np.concatenate([np.asarray(getattr(s, name)) for s in stores]), dtype=dt)
     return ReplayData(probe_ids=probe_ids, num_probes=num_probes, branch_tokens=branch_tokens,

@@ -57,7 +57,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from tts_gym.data.store import (GOLD_ABSENT, MAX_BRANCH_TOKENS, MAX_BRANCHES, MAX_PROBE_INTERVAL,
-                                PAD_ID, ReplayStore, StoreFormatError)
+                                ReplayStore, StoreFormatError, empty_branch_arrays)
 
 REQUIRED_FIELDS = ("question", "gold_answer", "probe_freq", "each_branch")
 OPTIONAL_FIELDS = ("final_answers_trace",)
@@ -69,23 +69,14 @@ _FIELD_TYPES = {"question": (str, "a string"), "gold_answer": (str, "a string"),
 _STR_ONLY = frozenset({str})
 
 
+# bool before int: a bool is an int
+_JSON_TYPE_NAMES = ((type(None), "null"), (bool, "boolean"), (int, "integer"), (float, "number"),
+                    (str, "string"), (list, "list"), (dict, "object"))
+
+
 def _jtype(value: Any) -> str:
     """JSON name of a Python value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    return next((name for kind, name in _JSON_TYPE_NAMES if isinstance(value, kind)), type(value).__name__)
 
 
 def _show(value: Any, limit: int = 40) -> str:
@@ -453,10 +444,7 @@ def build_store(model: str, benchmark: str, records: list[dict[str, Any]], attrs
     Q = len(records)
     N = max(len(r["each_branch"]) for r in records)
     K = max(len(br[0]) for r in records for br in r["each_branch"])
-    probe_ids = np.full((Q, N, K), PAD_ID, dtype=np.int32)
-    num_probes = np.zeros((Q, N), dtype=np.int32)
-    branch_tokens = np.zeros((Q, N), dtype=np.int64)
-    final_ids = np.full((Q, N), PAD_ID, dtype=np.int32)
+    probe_ids, num_probes, branch_tokens, final_ids = empty_branch_arrays(Q, N, K)
     num_branches = np.zeros(Q, dtype=np.int32)
     gold_ids = np.full(Q, GOLD_ABSENT, dtype=np.int32)
     tables = []
@@ -526,6 +514,18 @@ def find_autotts_files(src: str | os.PathLike) -> list[Path]:
     return files
 
 
+def _source_files(src: str | os.PathLike | Iterable[str | os.PathLike], model: str | None,
+                  benchmark: str | None) -> list[Path]:
+    """The store files of one source or several (:func:`find_autotts_files`); name overrides need one file."""
+    sources = [src] if isinstance(src, (str, os.PathLike)) else list(src)
+    files: list[Path] = []
+    for s in sources:
+        files.extend(find_autotts_files(s))
+    if (model or benchmark) and len(files) > 1:
+        raise ValueError("model/benchmark overrides need a single source file")
+    return files
+
+
 def import_autotts(src: str | os.PathLike | Iterable[str | os.PathLike], model: str | None = None,
                    benchmark: str | None = None) -> dict[tuple[str, str], ReplayStore]:
     """Import AutoTTS JSON: a file, a directory laid out ``<model>/<benchmark>.json``, or several of them.
@@ -534,12 +534,7 @@ def import_autotts(src: str | os.PathLike | Iterable[str | os.PathLike], model: 
     override the names inferred from the path (only meaningful for a single file). The first fault
     found raises :class:`StoreFormatError`; nothing is returned half-imported.
     """
-    sources = [src] if isinstance(src, (str, os.PathLike)) else list(src)
-    files: list[Path] = []
-    for s in sources:
-        files.extend(find_autotts_files(s))
-    if (model or benchmark) and len(files) > 1:
-        raise ValueError("model/benchmark overrides need a single source file")
+    files = _source_files(src, model, benchmark)
     stores: dict[tuple[str, str], ReplayStore] = {}
     origin: dict[tuple[str, str], Path] = {}
     for f in files:
@@ -559,12 +554,7 @@ def import_autotts_to_hdf5(src: str | os.PathLike | Iterable[str | os.PathLike],
     atomically: on any fault nothing (and no temporary file) is left, an existing file is untouched.
     Returns the ``(model, benchmark)`` written."""
     from tts_gym.data.hdf5 import write_store_blocks
-    sources = [src] if isinstance(src, (str, os.PathLike)) else list(src)
-    files: list[Path] = []
-    for s in sources:
-        files.extend(find_autotts_files(s))
-    if (model or benchmark) and len(files) > 1:
-        raise ValueError("model/benchmark overrides need a single source file")
+    files = _source_files(src, model, benchmark)
     keys: dict[tuple[str, str], Path] = {}
     items = []
     for f in files:

@@ -41,7 +41,7 @@ import numpy as np
 
 from tts_gym.data.catalog import StoreNotFoundError, select_stores
 from tts_gym.data.store import (COMPACT_ANSWERS, GOLD_ABSENT, PAD_ID, AnswerTables, ReplayStore,
-                                StoreFormatError, answer_dtype)
+                                StoreFormatError, answer_dtype, json_object)
 
 SCHEMA_VERSION = 1
 FILE_FORMAT = "tts_gym.replay-stores"
@@ -467,12 +467,9 @@ def _read_store(f, model: str, benchmark: str, path, validate: bool) -> ReplaySt
         r.fail(f"attribute probe_shape must be three non-negative integers [Q, N, K], got {shape!r}")
     Q, N, K = dims
     try:
-        raw_attrs = grp.attrs.get("attrs_json", "{}")
-        attrs = json.loads(raw_attrs)
-    except (TypeError, ValueError) as exc:
-        r.fail(f"attribute attrs_json is not valid JSON ({exc})")
-    if not isinstance(attrs, dict):
-        r.fail(f"attribute attrs_json must be a JSON object, got {type(attrs).__name__}")
+        attrs = json_object(grp.attrs.get("attrs_json", "{}"), "attribute attrs_json")
+    except ValueError as exc:
+        r.fail(str(exc))
     names = {}
     for key in ("model", "benchmark"):
         v = grp.attrs.get(key)

@@ -43,6 +43,7 @@ character in any string. With these bounds no episode's token total can overflow
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -103,9 +104,50 @@ class StoreFormatError(ValueError):
         super().__init__(": ".join(where + [detail]))
 
 
+def json_object(text, what: str) -> dict:
+    """``text`` (a store's ``attrs_json``, a ``--params`` option) parsed as a JSON object;
+    ``ValueError`` ``"<what> is not valid JSON (...)"`` or ``"<what> must be a JSON object, got <type>"``."""
+    try:
+        obj = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def answer_dtype(max_table_size: int) -> type:
     """The dtype of ``probe_ids`` for answer tables of at most ``max_table_size`` entries."""
     return np.int16 if int(max_table_size) <= COMPACT_ANSWERS else np.int32
+
+
+def empty_branch_arrays(Q: int, N: int, K: int, probe_dtype=np.int32
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(probe_ids, num_probes, branch_tokens, final_ids)`` for ``Q`` questions of at most ``N``
+    branches of at most ``K`` probes, every slot empty (ids :data:`PAD_ID`, counts and tokens 0)."""
+    return (np.full((Q, N, K), PAD_ID, dtype=probe_dtype), np.zeros((Q, N), dtype=np.int32),
+            np.zeros((Q, N), dtype=np.int64), np.full((Q, N), PAD_ID, dtype=np.int32))
+
+
+def stack_branch_arrays(parts: Sequence[Any], probe_dtype
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(probe_ids, num_probes, branch_tokens, final_ids)`` of the stores ``parts`` stacked along
+    the question axis, the branch and probe axes padded to the widest part."""
+    Q = sum(p.num_questions for p in parts)
+    N = max(p.max_branches for p in parts)
+    K = max(p.max_probes for p in parts)
+    arrays = empty_branch_arrays(Q, N, K, probe_dtype)
+    probe_ids, num_probes, branch_tokens, final_ids = arrays
+    q0 = 0
+    for p in parts:
+        q1 = q0 + p.num_questions
+        n, k = p.max_branches, p.max_probes
+        probe_ids[q0:q1, :n, :k] = p.probe_ids
+        num_probes[q0:q1, :n] = p.num_probes
+        branch_tokens[q0:q1, :n] = p.branch_tokens
+        final_ids[q0:q1, :n] = p.final_ids
+        q0 = q1
+    return arrays
 
 
 def _show(s: str, limit: int = 40) -> str:
@@ -611,10 +653,7 @@ class ReplayStore:
         Q = len(records)
         N = max(len(r["each_branch"]) for r in records)
         K = max(len(br[0]) for r in records for br in r["each_branch"])
-        probe_ids = np.full((Q, N, K), PAD_ID, dtype=np.int32)
-        num_probes = np.zeros((Q, N), dtype=np.int32)
-        branch_tokens = np.zeros((Q, N), dtype=np.int64)
-        final_ids = np.full((Q, N), PAD_ID, dtype=np.int32)
+        probe_ids, num_probes, branch_tokens, final_ids = empty_branch_arrays(Q, N, K)
         num_branches = np.zeros(Q, dtype=np.int32)
         probe_interval = np.zeros(Q, dtype=np.int32)
         gold_ids = np.full(Q, GOLD_ABSENT, dtype=np.int32)
@@ -664,24 +703,10 @@ class ReplayStore:
             raise ValueError("nothing to concatenate")
         if len(parts) == 1 and model is None and benchmark is None and attrs is None:
             return parts[0]
-        Q = sum(p.num_questions for p in parts)
-        N = max(p.max_branches for p in parts)
-        K = max(p.max_probes for p in parts)
         sizes = np.concatenate([p.answer_tables.sizes() for p in parts])
-        probe_ids = np.full((Q, N, K), PAD_ID, dtype=answer_dtype(int(sizes.max())))
-        num_probes = np.zeros((Q, N), np.int32)
-        branch_tokens = np.zeros((Q, N), np.int64)
-        final_ids = np.full((Q, N), PAD_ID, np.int32)
-        q0 = 0
-        for p in parts:
-            q1 = q0 + p.num_questions
-            n, k = p.max_branches, p.max_probes
-            probe_ids[q0:q1, :n, :k] = p.probe_ids
-            num_probes[q0:q1, :n] = p.num_probes
-            branch_tokens[q0:q1, :n] = p.branch_tokens
-            final_ids[q0:q1, :n] = p.final_ids
-            q0 = q1
-        starts = np.zeros(Q + 1, np.int64)
+        probe_ids, num_probes, branch_tokens, final_ids = stack_branch_arrays(
+            parts, answer_dtype(int(sizes.max())))
+        starts = np.zeros(len(sizes) + 1, np.int64)
         np.cumsum(sizes, out=starts[1:])
         blob = b"".join(p.answer_tables._blob for p in parts)
         ends, off = [], 0

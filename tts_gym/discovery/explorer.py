@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tts_gym.discovery.history import read_json, write_atomic, write_json
+from tts_gym.discovery.history import read_json, sum_usage, write_atomic, write_json
 from tts_gym.discovery.prices import cost_usd
 from tts_gym.discovery.proposer import (
     CONTROLLER_INTERFACE, candidate_block, error_gist, extract_code, format_curve_table,
@@ -58,58 +58,59 @@ from tts_gym.discovery.proposer import (
 
 __all__ = ["AgentBudget", "ExplorerTools", "run_explorer_round", "TOOLS", "AGENT_SYSTEM_PROMPT"]
 
+def _tool(name: str, description: str, properties: dict, required: tuple[str, ...] = ()) -> dict:
+    """A tool definition for the Messages API; ``description`` is a paragraph (line breaks are spaces)."""
+    schema: dict = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return {"name": name, "description": " ".join(description.split()), "input_schema": schema}
+
+
 TOOLS = [
-    {"name": "evaluate_controller",
-     "description": (
-         "Evaluate a draft controller file in the sandbox on the search benchmarks. Returns its "
-         "accuracy (%) and mean tokens per question at each beta, per benchmark and on average, "
-         "whether token use is non-decreasing in beta, and the failure message if it failed "
-         "(exception with the controller's traceback, time-out, inadmissible action, rule "
-         "violation). Each call is numbered as a draft (use the number with show_traces). "
-         "Defaults: every search benchmark, the search betas and seeds; fewer betas/seeds/"
-         "benchmarks are faster."),
-     "input_schema": {"type": "object", "properties": {
-         "code": {"type": "string", "description": "the complete controller file"},
-         "betas": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
-                   "description": "betas to evaluate (default: the search betas)"},
-         "stores": {"type": "array", "items": {"type": "string"},
-                    "description": "search benchmarks to use, by name (default: all)"},
-         "seeds": {"type": "integer", "minimum": 1,
-                   "description": "random branch orders per question (default and maximum: the "
-                                  "search setting's)"}},
-         "required": ["code"]}},
-    {"name": "show_traces",
-     "description": (
-         "Show step-by-step execution traces of episodes of an evaluated draft: which branches "
-         "were opened, the sequence of intermediate answers each revealed (anonymised labels, the "
-         "correct one marked), tokens, and the committed answer. Give store + question + seed for "
-         "one chosen episode, or nothing for representative ones (wrong although the correct "
-         "answer was revealed, wrong without it, the most expensive correct ones)."),
-     "input_schema": {"type": "object", "properties": {
-         "draft": {"type": "integer", "description": "draft number from evaluate_controller"},
-         "beta": {"type": "number", "description": "one of the draft's betas (default: middle)"},
-         "store": {"type": "string"}, "question": {"type": "integer", "minimum": 0},
-         "seed": {"type": "integer", "minimum": 0},
-         "n": {"type": "integer", "minimum": 1, "maximum": 8,
-               "description": "number of representative episodes (default 3)"}},
-         "required": ["draft"]}},
-    {"name": "read_history",
-     "description": (
-         "Read the discovery history: without a label, one line per previous candidate (and the "
-         "baselines); with a label such as 'Round 2' or 'Round 3, candidate 1', that candidate "
-         "in full: curves per benchmark, failure, code and execution traces."),
-     "input_schema": {"type": "object", "properties": {"label": {"type": "string"}}}},
-    {"name": "submit",
-     "description": (
-         "Submit a controller file as one of this round's candidates. It is checked against the "
-         "sandbox rules now and evaluated on the full search protocol after the round; candidates "
-         "are ranked by mean search accuracy at the selection beta. The round ends once the "
-         "allowed number of candidates is submitted."),
-     "input_schema": {"type": "object", "properties": {
-         "code": {"type": "string", "description": "the complete controller file"},
-         "name": {"type": "string", "description": "a short name of the idea"},
-         "notes": {"type": "string", "description": "what it does and why (a few sentences)"}},
-         "required": ["code"]}},
+    _tool("evaluate_controller", """
+        Evaluate a draft controller file in the sandbox on the search benchmarks. Returns its
+        accuracy (%) and mean tokens per question at each beta, per benchmark and on average,
+        whether token use is non-decreasing in beta, and the failure message if it failed
+        (exception with the controller's traceback, time-out, inadmissible action, rule
+        violation). Each call is numbered as a draft (use the number with show_traces).
+        Defaults: every search benchmark, the search betas and seeds; fewer betas/seeds/benchmarks
+        are faster.""",
+          {"code": {"type": "string", "description": "the complete controller file"},
+           "betas": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+                     "description": "betas to evaluate (default: the search betas)"},
+           "stores": {"type": "array", "items": {"type": "string"},
+                      "description": "search benchmarks to use, by name (default: all)"},
+           "seeds": {"type": "integer", "minimum": 1,
+                     "description": "random branch orders per question (default and maximum: the "
+                                    "search setting's)"}},
+          required=("code",)),
+    _tool("show_traces", """
+        Show step-by-step execution traces of episodes of an evaluated draft: which branches
+        were opened, the sequence of intermediate answers each revealed (anonymised labels, the
+        correct one marked), tokens, and the committed answer. Give store + question + seed for
+        one chosen episode, or nothing for representative ones (wrong although the correct
+        answer was revealed, wrong without it, the most expensive correct ones).""",
+          {"draft": {"type": "integer", "description": "draft number from evaluate_controller"},
+           "beta": {"type": "number", "description": "one of the draft's betas (default: middle)"},
+           "store": {"type": "string"}, "question": {"type": "integer", "minimum": 0},
+           "seed": {"type": "integer", "minimum": 0},
+           "n": {"type": "integer", "minimum": 1, "maximum": 8,
+                 "description": "number of representative episodes (default 3)"}},
+          required=("draft",)),
+    _tool("read_history", """
+        Read the discovery history: without a label, one line per previous candidate (and the
+        baselines); with a label such as 'Round 2' or 'Round 3, candidate 1', that candidate
+        in full: curves per benchmark, failure, code and execution traces.""",
+          {"label": {"type": "string"}}),
+    _tool("submit", """
+        Submit a controller file as one of this round's candidates. It is checked against the
+        sandbox rules now and evaluated on the full search protocol after the round; candidates
+        are ranked by mean search accuracy at the selection beta. The round ends once the
+        allowed number of candidates is submitted.""",
+          {"code": {"type": "string", "description": "the complete controller file"},
+           "name": {"type": "string", "description": "a short name of the idea"},
+           "notes": {"type": "string", "description": "what it does and why (a few sentences)"}},
+          required=("code",)),
 ]
 
 AGENT_SYSTEM_PROMPT = '''\
@@ -528,20 +529,8 @@ def run_explorer_round(agent_dir: Path, proposer, base: dict, user: str, tools: 
 
 def agent_usage(agent_dir: Path) -> dict:
     """Tokens and dollars of a round's conversation (summed over its saved steps)."""
-    tot = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
-           "cache_read_input_tokens": 0, "usd": 0.0}
-    known = True
-    for p in sorted(Path(agent_dir).glob("step_*/usage.json")):
-        u = read_json(p) or {}
-        tot["requests"] += 1
-        for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
-                  "cache_read_input_tokens"):
-            tot[k] += int(u.get(k) or 0)
-        if u.get("usd") is None:
-            known = False
-        else:
-            tot["usd"] += float(u["usd"])
-    if not known:
+    tot = sum_usage(Path(agent_dir).glob("step_*/usage.json"))
+    if tot.pop("usd_unknown"):
         tot["usd"] = None
     return tot
 

@@ -66,6 +66,25 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         return json.load(fh)
 
 
+USAGE_TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def sum_usage(paths) -> dict:
+    """``requests``, the tokens of :data:`USAGE_TOKEN_KEYS` and ``usd`` summed over the ``usage.json``
+    files ``paths``; ``usd_unknown`` counts the requests whose price is not known (left out of ``usd``)."""
+    tot: dict = {"requests": 0, **dict.fromkeys(USAGE_TOKEN_KEYS, 0), "usd": 0.0, "usd_unknown": 0}
+    for p in sorted(paths):
+        u = read_json(p) or {}
+        tot["requests"] += 1
+        for k in USAGE_TOKEN_KEYS:
+            tot[k] += int(u.get(k) or 0)
+        if u.get("usd") is None:
+            tot["usd_unknown"] += 1
+        else:
+            tot["usd"] += float(u["usd"])
+    return tot
+
+
 class RunDir:
     """Paths and state of one run directory (see the module docstring)."""
 
@@ -162,16 +181,4 @@ class RunDir:
 
     def usage_totals(self) -> dict:
         """Tokens and dollars summed over every saved ``usage.json`` (finished or not)."""
-        tot = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
-               "cache_read_input_tokens": 0, "usd": 0.0, "usd_unknown": 0}
-        for p in sorted(self.root.glob("round_*/**/usage.json")):
-            u = read_json(p) or {}
-            tot["requests"] += 1
-            for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
-                      "cache_read_input_tokens"):
-                tot[k] += int(u.get(k) or 0)
-            if u.get("usd") is None:
-                tot["usd_unknown"] += 1
-            else:
-                tot["usd"] += float(u["usd"])
-        return tot
+        return sum_usage(self.root.glob("round_*/**/usage.json"))

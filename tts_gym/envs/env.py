@@ -590,7 +590,27 @@ def _entry_points(su: ReplaySetup) -> tuple:
     return hit
 
 
-class TTSReplayEnv(gym.Env):
+class RebuiltOnUnpickling:
+    """Pickling of an env holding compiled-side handles: the attributes named in ``_DERIVED`` are
+    left out and rebuilt from the rest by ``_build_core()`` on unpickling."""
+
+    _DERIVED: tuple[str, ...] = ()
+
+    def _build_core(self) -> None:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in self._DERIVED:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build_core()
+
+
+class TTSReplayEnv(RebuiltOnUnpickling, gym.Env):
     """Replay of pre-sampled reasoning trajectories as a Gymnasium env (see the module docstring)."""
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -654,16 +674,6 @@ class TTSReplayEnv(gym.Env):
         if getattr(self, "_view", None) is None:
             self._view = EpisodeView(self.state, su.data, su.params, 0, su.answer_tables)
         self._pos0, self._glob0 = self._pos[0], self._glob[0]
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        for key in self._DERIVED:
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._build_core()
 
     # -- public accessors --------------------------------------------------------------------------
     @property

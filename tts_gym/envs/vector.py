@@ -71,7 +71,7 @@ from numba.core.extending import intrinsic
 from numba.experimental import structref
 
 from tts_gym.core.actions import NUM_GLOBAL_ACTIONS, describe, num_actions
-from tts_gym.envs.env import (KERNEL_MODULES, ReplaySetup, _check_step_limit, compiled_entry,
+from tts_gym.envs.env import (KERNEL_MODULES, RebuiltOnUnpickling, ReplaySetup, _check_step_limit, compiled_entry,
                               refresh_numba_cache)
 from tts_gym.core.kernels import (ERR_BAD_ACTION, ERR_DONE, ERROR_MESSAGES, OK, action_mask_batch,
                                   check_action, env_step, make_state, reset_batch)
@@ -331,11 +331,13 @@ def _object_action_ids(a: np.ndarray, venv) -> np.ndarray:
     return np.array([int(x) for x in flat], np.int64).reshape(a.shape)
 
 
-class TTSReplayVectorEnv(VectorEnv):
+class TTSReplayVectorEnv(RebuiltOnUnpickling, VectorEnv):
     """``num_envs`` replay episodes stepped in one compiled call (see the module docstring).
 
     Accepts every argument of :class:`tts_gym.envs.env.TTSReplayEnv` plus ``num_envs``,
-    ``autoreset_mode``, ``copy``, ``mask_in_info`` and ``num_threads``.
+    ``autoreset_mode``, ``copy``, ``mask_in_info`` and ``num_threads``; the store and episode
+    options (``max_branches`` to ``num_shuffle_seeds``) go to :class:`tts_gym.envs.env.ReplaySetup`
+    as they are, with the same defaults.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4,
@@ -344,13 +346,8 @@ class TTSReplayVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, store=None, model: str | None = None,
                  benchmark: str | None = None, *, autoreset_mode=AutoresetMode.NEXT_STEP,
                  copy: bool = True, mask_in_info: bool = True, render_mode: str | None = None,
-                 max_branches: int = 64, fused: bool = True, probe_cost: int = 0,
-                 token_budget: int | None = None, cost_weight=0.0, token_scale: float = 100_000,
-                 dense_reward: bool = False, invalid_action: str = "penalize",
-                 invalid_action_penalty: float = 0.1, question_sampling: str = "uniform",
-                 permutation: str = "reference", num_shuffle_seeds: int = 100,
                  step_limit: int | None = None, max_episode_steps: int | None = None,
-                 num_threads: int = 1):
+                 num_threads: int = 1, **setup_options):
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if int(num_threads) < 1:
@@ -358,13 +355,8 @@ class TTSReplayVectorEnv(VectorEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
-        self.setup = su = ReplaySetup(
-            store, model, benchmark, max_branches=max_branches, fused=fused, probe_cost=probe_cost,
-            token_budget=token_budget, cost_weight=cost_weight, token_scale=token_scale,
-            dense_reward=dense_reward, invalid_action=invalid_action,
-            invalid_action_penalty=invalid_action_penalty, question_sampling=question_sampling,
-            permutation=permutation, num_shuffle_seeds=num_shuffle_seeds,
-            max_episode_steps=_check_step_limit(step_limit, max_episode_steps))
+        self.setup = su = ReplaySetup(store, model, benchmark, **setup_options,
+                                      max_episode_steps=_check_step_limit(step_limit, max_episode_steps))
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = dict(type(self).metadata, autoreset_mode=self.autoreset_mode)
         self.render_mode = render_mode
@@ -435,16 +427,6 @@ class TTSReplayVectorEnv(VectorEnv):
                                             np.zeros(E, np.int64), skip_all, *self._step_args[1:], 0, 0)
             self._slices = [(scratches[i], int(bounds[i]), int(bounds[i + 1])) for i in range(T)]
             self._pool = ThreadPoolExecutor(max_workers=T - 1, thread_name_prefix="tts_gym-vec")
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        for key in self._DERIVED:
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._build_core()
 
     # -- helpers -----------------------------------------------------------------------------------
     def _reset_ids(self, ids: np.ndarray, options: dict | None = None) -> dict:

@@ -30,14 +30,14 @@ import io
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from tts_gym.collect.client import CompletionError, CompletionsClient, Usage
-from tts_gym.collect.collector import DEFAULT_TEMPLATE, CheckpointDir, CollectConfig, Question, load_questions
+from tts_gym.collect.collector import (DEFAULT_TEMPLATE, CheckpointDir, CollectConfig, ProgressDisplay, Question,
+                                       load_questions, run_concurrently)
 from tts_gym.collect.trajectory import CollectError
 from tts_gym.online.episode import LiveActionError, LiveEpisode
 
@@ -269,42 +269,20 @@ class _RunSpec:
 
 
 # -- progress ----------------------------------------------------------------------------------------
-class _Progress:
-    """rich progress bar on a terminal, one line per answered question otherwise, or nothing."""
+class _Progress(ProgressDisplay):
+    """Bar over the questions; the plain lines give each answered question's answer and tokens."""
 
     def __init__(self, mode: str, total: int, client: CompletionsClient, stream=None):
-        self.stream = stream or sys.stderr
-        if mode == "auto":
-            mode = "rich" if self.stream.isatty() else "plain"
-        self.mode = mode
-        self.client = client
-        self.t0 = time.perf_counter()
+        super().__init__(mode, client, stream, unit="questions", total=total, eta=False)
         self.done = 0
         self.correct = 0
         self.graded = 0
         self.tokens = 0
         self.total = total
-        self._bar = None
-        if mode == "rich":
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-            self._bar = Progress(TextColumn("[bold]questions"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.description}"),
-                                 console=Console(file=self.stream), transient=False)
-            self._task = self._bar.add_task("", total=total)
-
-    def __enter__(self):
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.stop()
 
     def _rates(self) -> str:
         u = self.client.usage
-        dt = max(time.perf_counter() - self.t0, 1e-9)
+        dt = self.elapsed()
         acc = f"acc {100.0 * self.correct / self.graded:.1f}% | " if self.graded else ""
         return (f"{acc}{self.tokens / max(self.done, 1):,.0f} tok/q | {u.requests:,} req | "
                 f"{u.completion_tokens / dt:,.0f} tok/s | {self.client.in_flight} in flight")
@@ -433,14 +411,7 @@ async def run_async(policy, questions: list[Question], server: Server, config: C
                 if on_question is not None:
                     on_question(res)
 
-            tasks = [asyncio.ensure_future(one(q)) for q in pending]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
+            await run_concurrently(one(q) for q in pending)
         run_usage = client.usage
     results, records = [], []
     for q in questions:

@@ -67,12 +67,13 @@ import numba as nb
 import numpy as np
 
 from tts_gym.core import kernels as _kernels
-from tts_gym.core.actions import ABSTAIN, BRANCH, NUM_GLOBAL_ACTIONS
+from tts_gym.core.actions import BRANCH, NUM_GLOBAL_ACTIONS
 from tts_gym.core.atomics import fetch_add
 from tts_gym.core.kernels import FINISHED, OK, EnvParams, is_correct, reset_episode
 from tts_gym.core.numba_cache import bind_module_cache
 from tts_gym.core.voting import conf, conf_lookup, vote_push
 from tts_gym.policies.base import ScriptedPolicy
+from tts_gym.policies.compiled import _abandon_disagreeing, _commit_action, _majority_unpruned
 
 __all__ = ["NAME", "PARAM_NAMES", "INT_PARAMS", "DEFAULTS", "PRESETS", "DEFAULT_PRESET",
            "CONFIG_FILE", "normalize", "BrevityConsensus",
@@ -354,12 +355,24 @@ _ISCRATCH_ROWS = 11
 
 
 @nb.njit(inline="always", **_JIT)
-def _commit(state, params, e, answer):
-    if answer >= 0:
-        for p in range(state.cursor[e]):
-            if state.latest[e, p] == answer:
-                return np.int64(NUM_GLOBAL_ACTIONS + 3 * params.max_branches + p)
-    return np.int64(ABSTAIN)
+def _join_pool(state, e, p, alpha, W, counts, first, cand, mark, pool, st, npd, npool, pw1, pt1, pt2, minfin):
+    """Finished position ``p`` joins the pool: its brevity weight goes to its answer's ``W``, a new
+    answer becomes a candidate, the unweighted vote and the pool's smallest ledger follow. Returns
+    the updated ``(npd, npool, pw1, pt1, pt2, minfin)``."""
+    st[p] = 1
+    a = state.latest[e, p]
+    led = state.ledger[e, p]
+    W[a] += (led / TOKEN_UNIT) ** (-alpha)
+    if counts[a] == 0:
+        cand[npd] = a
+        npd += 1
+        mark[a] = 1
+    pw1, pt1, pt2 = vote_push(counts, first, a, npool, pw1, pt1, pt2)
+    pool[npool] = p
+    npool += 1
+    if npool == 1 or led < minfin:
+        minfin = led
+    return npd, npool, pw1, pt1, pt2, minfin
 
 
 @nb.njit(inline="always", **_JIT)
@@ -421,19 +434,9 @@ def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_af
                 if code == OK and state.latest[e, p] != old:
                     _saw(state, e, p, ever, nseen, seen)
                 if st[p] == 0 and code == OK and (state.flags[e, p] & FINISHED) != 0:
-                    st[p] = 1
-                    a = state.latest[e, p]
-                    led = state.ledger[e, p]
-                    W[a] += (led / TOKEN_UNIT) ** (-alpha)
-                    if counts[a] == 0:
-                        cand[npd] = a
-                        npd += 1
-                        mark[a] = 1
-                    pw1, pt1, pt2 = vote_push(counts, first, a, npool, pw1, pt1, pt2)
-                    pool[npool] = p
-                    npool += 1
-                    if npool == 1 or led < minfin:
-                        minfin = led
+                    npd, npool, pw1, pt1, pt2, minfin = _join_pool(state, e, p, alpha, W, counts, first, cand,
+                                                                   mark, pool, st, npd, npool, pw1, pt1, pt2,
+                                                                   minfin)
         if done:
             break
         # ---- register newly opened positions ----
@@ -443,19 +446,8 @@ def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_af
             nseen[p] = 0
             _saw(state, e, p, ever, nseen, seen)
             if (state.flags[e, p] & FINISHED) != 0:
-                st[p] = 1
-                a = state.latest[e, p]
-                led = state.ledger[e, p]
-                W[a] += (led / TOKEN_UNIT) ** (-alpha)
-                if counts[a] == 0:
-                    cand[npd] = a
-                    npd += 1
-                    mark[a] = 1
-                pw1, pt1, pt2 = vote_push(counts, first, a, npool, pw1, pt1, pt2)
-                pool[npool] = p
-                npool += 1
-                if npool == 1 or led < minfin:
-                    minfin = led
+                npd, npool, pw1, pt1, pt2, minfin = _join_pool(state, e, p, alpha, W, counts, first, cand, mark,
+                                                               pool, st, npd, npool, pw1, pt1, pt2, minfin)
         nbr = state.cursor[e]
         stop = False
         if nbr == 0:
@@ -521,26 +513,8 @@ def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_af
                         acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
                         nq += 1
             if patience > 0 and a1 >= 0:
-                alive = 0
-                ncd = 0
-                for p in range(nbr):
-                    if st[p] != 0:
-                        continue
-                    dis[p] = dis[p] + 1 if state.latest[e, p] != a1 else 0
-                    alive += 1
-                    if dis[p] >= patience:
-                        live[ncd] = p
-                        ncd += 1
-                kp = alive - keep_alive
-                if kp > ncd:
-                    kp = ncd
-                if kp > 0:
-                    _sort_desc_stable(live, ncd, dis)
-                    for i in range(kp):
-                        p = live[i]
-                        st[p] = 2
-                        acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
-                        nq += 1
+                nq, _pruned = _abandon_disagreeing(state, e, nbr, a1, st, dis, patience, keep_alive, live, acts,
+                                                   nq, M)
             n_live = 0
             for p in range(nbr):
                 if st[p] == 0:
@@ -573,12 +547,7 @@ def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_af
         # ---- answer ----
         answer = a1
         if answer < 0:
-            nl = 0
-            for p in range(nbr):
-                if st[p] != 2 and state.latest[e, p] >= 0:
-                    live[nl] = p
-                    nl += 1
-            answer = _majority_positions(state, e, live, nl, counts)
+            answer = _majority_unpruned(state, e, nbr, st, live, counts)
         for i in range(npd):
             a = cand[i]
             W[a] = 0.0
@@ -587,7 +556,7 @@ def episode_bwc(state, data, params, e, n_init, max_width, widen_burst, widen_af
         for p in range(nbr):
             for i in range(nseen[p]):
                 ever[seen[p, i]] = 0
-        acts[0] = _commit(state, params, e, answer)
+        acts[0] = _commit_action(state, params, e, answer)
         nq = 1
         done = True
 
@@ -603,37 +572,6 @@ def _saw(state, e, p, ever, nseen, seen):
     seen[p, nseen[p]] = a
     nseen[p] += 1
     ever[a] += 1
-
-
-@nb.njit(**_JIT)
-def _sort_desc_stable(idx, n, key):
-    """Stable insertion sort of ``idx[:n]`` by ``key[idx]`` descending (ties keep their order)."""
-    for i in range(1, n):
-        v = idx[i]
-        k = key[v]
-        j = i - 1
-        while j >= 0 and key[idx[j]] < k:
-            idx[j + 1] = idx[j]
-            j -= 1
-        idx[j + 1] = v
-
-
-@nb.njit(**_JIT)
-def _majority_positions(state, e, plist, n, counts):
-    """Majority of ``latest`` over positions ``plist[:n]`` (-1 if none), ties to the earliest first
-    occurrence. ``counts`` is zero on entry and exit."""
-    for i in range(n):
-        counts[state.latest[e, plist[i]]] += 1
-    w = -1
-    best = 0
-    for i in range(n):
-        a = state.latest[e, plist[i]]
-        if counts[a] > best:
-            best = counts[a]
-            w = a
-    for i in range(n):
-        counts[state.latest[e, plist[i]]] = 0
-    return w
 
 
 @nb.njit(**_JIT)

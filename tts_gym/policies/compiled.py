@@ -193,6 +193,50 @@ def _sort_desc_stable(idx, n, key):
 
 
 @nb.njit(**_PLAY)
+def _majority_unpruned(state, e, nbr, flags, live, counts):
+    """Majority of the latest answers of the opened positions ``0 .. nbr - 1`` not pruned
+    (``flags[p] != 2``) that have revealed one (:func:`_majority_latest`; ``live`` is scratch)."""
+    nl = 0
+    for p in range(nbr):
+        if flags[p] != 2 and state.latest[e, p] >= 0:
+            live[nl] = p
+            nl += 1
+    return _majority_latest(state, e, live, nl, counts)
+
+
+@nb.njit(**_PLAY)
+def _abandon_disagreeing(state, e, nbr, leader, flags, disagree, patience, keep, live, acts, nq, M):
+    """Abandonment of branches that keep disagreeing with ``leader``: each live position's
+    (``flags[p] == 0``) ``disagree`` counter counts consecutive rounds with a latest answer other
+    than ``leader`` (0 again on agreement); those with a counter ``>= patience`` are pruned,
+    most-disagreeing first (stable), keeping ``keep`` live: PRUNE queued at ``acts[nq:]``, flag 2.
+    Returns ``(nq, number pruned)``."""
+    alive = 0
+    nc = 0
+    for p in range(nbr):
+        if flags[p] != 0:
+            continue
+        disagree[p] = disagree[p] + 1 if state.latest[e, p] != leader else 0
+        alive += 1
+        if disagree[p] >= patience:
+            live[nc] = p
+            nc += 1
+    k = alive - keep
+    if k > nc:
+        k = nc
+    pruned = 0
+    if k > 0:
+        _sort_desc_stable(live, nc, disagree)
+        for i in range(k):
+            p = ix(live[i])
+            acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
+            nq += 1
+            flags[p] = 2
+        pruned = k
+    return nq, pruned
+
+
+@nb.njit(**_PLAY)
 def _clear_counts(state, e, counts):
     for p in range(state.cursor[e]):
         a = state.latest[e, p]
@@ -542,27 +586,9 @@ def play_cmc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
                     hist[T_ema - 1] = ema
                 nq = 0
                 if warm and w0 >= 0:                                   # (2) abandonment
-                    alive = 0
-                    nc = 0
-                    for p in range(nbr):
-                        if flags[p] != 0:
-                            continue
-                        disagree[p] = disagree[p] + 1 if state.latest[e, p] != w0 else 0
-                        alive += 1
-                        if disagree[p] >= abandon_patience:
-                            live[nc] = p
-                            nc += 1
-                    k = alive - 2
-                    if k > nc:
-                        k = nc
-                    if k > 0:
-                        _sort_desc_stable(live, nc, disagree)
-                        for i in range(k):
-                            p = ix(live[i])
-                            acts[nq] = NUM_GLOBAL_ACTIONS + 2 * M + p
-                            nq += 1
-                            flags[p] = 2
-                            n_live -= 1
+                    nq, pruned = _abandon_disagreeing(state, e, nbr, w0, flags, disagree, abandon_patience, 2,
+                                                      live, acts, nq, M)
+                    n_live -= pruned
                 nl = 0                                                 # (3) depth allocation
                 for p in range(nbr):
                     if flags[p] == 0:
@@ -610,12 +636,7 @@ def play_cmc(step, state, data, params, e, row, table, iscratch, fscratch, acts)
         if answer == -3:                                               # loop ended: final vote
             answer = ps[0]
             if answer < 0:
-                nl = 0
-                for p in range(nbr):
-                    if flags[p] != 2 and state.latest[e, p] >= 0:
-                        live[nl] = p
-                        nl += 1
-                answer = _majority_latest(state, e, live, nl, counts2)
+                answer = _majority_unpruned(state, e, nbr, flags, live, counts2)
         for i in range(ps[3]):
             counts[ix(pool[i])] = 0
         acts[0] = _commit_action(state, params, e, answer)

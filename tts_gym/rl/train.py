@@ -1,12 +1,17 @@
-"""The training pieces the agent programs under ``agents/`` share: the training env, held-in
-monitoring (a batched evaluator and callbacks), the stored agent config, and :func:`learn_and_save`,
-the end of every program (learn with the callbacks, evaluate once more, save the agent and its config).
+"""The training pieces the agent programs under ``agents/`` share: the settings every program has
+(:class:`TrainingArgs`), the training env, held-in monitoring (a batched evaluator and callbacks),
+the stored agent config, and :func:`learn_and_save`, the end of every program (learn with the
+callbacks, evaluate once more, save the agent and its config).
 
-A program reads like this (``agents/maskable_ppo.py`` in full)::
+A program reads like this (``agents/maskable_ppo.py``, shortened)::
 
-    args = parse_dataclass(Args)                     # every setting, with its help, in one dataclass
-    stores = resolve_stores(args.data, args.models, args.benchmark)
-    env = make_replay_vec_env(stores, args.num_envs, cost_weight_range=args.cost_weight_range, ...)
+    @dataclass
+    class Args(TrainingArgs):                        # its own settings, each with its help
+        learning_rate: float = 3e-4
+        \"\"\"Adam step size\"\"\"
+
+    args = parse_dataclass(Args)
+    stores, env = make_training_env(args, dense_reward=args.dense_reward, ...)
     model = MaskablePPO(MaskableReplayPolicy, env, learning_rate=args.learning_rate, ...)
     learn_and_save(model, env, stores, args, "MaskablePPO")
 
@@ -25,8 +30,75 @@ from typing import Any, Sequence
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 
-__all__ = ["make_replay_vec_env", "evaluate_batched", "EpisodeStatsCallback", "HeldInEvalCallback",
-           "agent_config", "learn_and_save", "set_torch_threads"]
+from tts_gym.data.catalog import MODELS, SEARCH_BENCHMARKS
+
+__all__ = ["TrainingArgs", "make_training_env", "make_replay_vec_env", "evaluate_batched",
+           "EpisodeStatsCallback", "HeldInEvalCallback", "agent_config", "learn_and_save",
+           "set_torch_threads"]
+
+
+@dataclasses.dataclass
+class TrainingArgs:
+    """The settings of every agent program: the replay data and the training env
+    (:func:`make_training_env`), and the run (:func:`learn_and_save`). A program's ``Args`` extends
+    it with its env and algorithm settings (and may redeclare a field for its own default); read it
+    with :func:`tts_gym.cli.dataclass_args.parse_dataclass`."""
+    # -- data and env
+    data: str | None = None
+    """replay data: an HDF5 file, a directory of AutoTTS JSON, or 'synthetic' (default: $TTS_GYM_DATA
+    or the cache of `tts-gym data fetch`)"""
+    models: tuple[str, ...] = MODELS
+    """models whose stores the agent trains on"""
+    benchmark: str = SEARCH_BENCHMARKS[0]
+    """the training (search) benchmark; the held-out ones are never loaded here"""
+    max_branches: int = 32
+    """positions per episode (M): the action space is Discrete(4 + 4M)"""
+    num_envs: int = 64
+    """episodes stepped together"""
+    cost_weight_range: tuple[float, float] = (1e-3, 0.3)
+    """range the per-episode cost weight w is drawn from"""
+    cost_weight_dist: str = "log-uniform"
+    """how w is drawn from its range: log-uniform or uniform"""
+    token_scale: float = 100_000
+    """tokens per unit of reward: reward = 1{correct} - w * tokens / token_scale"""
+    # -- run
+    timesteps: int = 1_000_000
+    """environment steps to train for"""
+    seed: int = 0
+    """seed of the env's episode draws, the cost-weight sampler and the network"""
+    threads: int = 1
+    """torch threads"""
+    name: str | None = None
+    """run name (default: <algorithm>_<benchmark>_s<seed>)"""
+    logdir: str = "runs"
+    """TensorBoard logs and checkpoints"""
+    eval_freq: int = 100_000
+    """evaluate on the training stores every N env steps (0: never)"""
+    eval_seeds: int = 2
+    """reference shuffle seeds of that evaluation"""
+    eval_cost_weights: tuple[float, ...] = (0.003, 0.03, 0.3)
+    """cost weights the evaluation plays the agent at"""
+    checkpoint_freq: int = 250_000
+    """save a checkpoint every N env steps (0: never)"""
+    save_agent: str | None = None
+    """also write the final agent to PATH.zip + PATH.json"""
+    progress: bool = True
+    """show a progress bar"""
+    verbose: int = 0
+    """SB3's verbosity"""
+
+
+def make_training_env(args: TrainingArgs, **env_kwargs):
+    """``(stores, env)``: the training stores of ``args`` (``--data synthetic``: the built-in synthetic
+    store) and :func:`make_replay_vec_env` over them with the env settings of ``args`` and
+    ``env_kwargs``."""
+    from tts_gym.data.resolve import resolve_stores
+    stores = (resolve_stores("synthetic") if args.data == "synthetic"
+              else resolve_stores(args.data, args.models, args.benchmark))
+    env = make_replay_vec_env(stores, args.num_envs, cost_weight_range=args.cost_weight_range,
+                              cost_weight_dist=args.cost_weight_dist, max_branches=args.max_branches,
+                              token_scale=args.token_scale, **env_kwargs)
+    return stores, env
 
 
 def make_replay_vec_env(stores, num_envs: int = 64, *, cost_weight_range=(1e-3, 0.3),
