@@ -34,13 +34,14 @@ import time
 import gymnasium as gym
 import numba as nb
 import numpy as np
+from machine import compare_with  # benchmarks/machine.py: a script's folder is on sys.path
 
 import tts_gym  # noqa: F401  (registers the env)
 from tts_gym.core import actions as A
 from tts_gym.core.kernels import FINISHED, PRUNED
-from tts_gym.data.resolve import resolve_stores
 from tts_gym.core.orders import reference_permutation
 from tts_gym.core.spec_model import PyReplayEnv
+from tts_gym.data.resolve import resolve_stores
 
 ENV_ID = "tts_gym/Replay-v0"
 
@@ -207,6 +208,9 @@ def main(argv=None) -> dict:
                     help="num_threads of the threaded vector env rows (1: no such rows)")
     ap.add_argument("--threaded-num-envs", type=int, nargs="*", default=[1024, 8192],
                     help="batch sizes of the threaded vector env rows")
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="then print this checkout's figures next to commit REV's, measured side by "
+                         "side (benchmarks/layout_throughput.py)")
     args = ap.parse_args(argv)
 
     kw = dict(store=args.data, model=args.model, benchmark=args.benchmark, max_branches=args.max_branches)
@@ -252,6 +256,8 @@ def main(argv=None) -> dict:
     print(f"\nenv-steps/s: wall clock; 'env only': without the compiled controller's time; 'per CPU-s': "
           f"steps per second of this process's CPU time (what one uncontended core would give).\n"
           f"load average {os.getloadavg()[0]:.2f} at the end")
+    if args.baseline:
+        compare_with(args.baseline, "env", args.data)
     return res
 
 

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model  # benchmarks/machine.py: a script's folder is on sys.path
+from machine import compare_with, cpu_model  # benchmarks/machine.py: a script's folder is on sys.path
 
 from tts_gym.data.catalog import BENCHMARKS, MODELS
 
@@ -107,8 +107,8 @@ def main_table(batch, workers, reps):
 
 def python_available() -> str | None:
     try:
-        from tts_gym.policies import make_policy  # noqa: F401
         from tts_gym.evaluation.rollout import evaluate_reference_python  # noqa: F401
+        from tts_gym.policies import make_policy  # noqa: F401
     except ImportError as exc:  # pragma: no cover - older checkouts
         return f"Python path unavailable ({exc})"
     return None
@@ -122,9 +122,9 @@ def per_baseline(batch, py_seeds, workers, min_time, store_names=None, py_min_ti
     through the env on seeds 0, 1, ... of every store (``store_names``: a subset) -- at least
     ``py_seeds`` of them and until ``py_min_time`` seconds are spent -- the same stores and
     questions, so the episode mix matches (mean steps per episode of both are reported). The per-episode results of the common episodes must be identical."""
-    from tts_gym.policies import make_policy
     from tts_gym.evaluation.protocol import evaluate_grid_compiled
     from tts_gym.evaluation.rollout import evaluate_reference_python, make_reference_env
+    from tts_gym.policies import make_policy
     picked = [i for i, s in enumerate(batch.stores)
               if store_names is None or f"{s.model}/{s.benchmark}" in store_names]
     envs = {i: make_reference_env(batch.stores[i]) for i in picked}
@@ -189,6 +189,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-time", type=float, default=0.5, help="compiled timing loop, seconds")
     ap.add_argument("--skip-python", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="then print this checkout's figures next to commit REV's, measured side by "
+                         "side (benchmarks/layout_throughput.py)")
     args = ap.parse_args(argv)
 
     import numba
@@ -243,6 +246,8 @@ def main(argv=None) -> int:
                   f"thread, the only way it runs); per CPU-s = the same per CPU second, i.e. per core")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    if args.baseline:
+        return compare_with(args.baseline, "eval", args.data)
     return 0
 
 

@@ -2,6 +2,8 @@
 
     python benchmarks/layout_throughput.py                    # against bd33643 (before the staged layout)
     python benchmarks/layout_throughput.py --baseline HEAD~1 --reps 5
+    python benchmarks/eval_throughput.py --baseline bd33643   # its own figures, then this comparison
+    python benchmarks/env_throughput.py --baseline bd33643    # (the evaluation or the env part)
 
 The other commit is exported with ``git archive`` into a temporary folder; the same measurement
 script then runs in a fresh interpreter per checkout (``PYTHONPATH`` pointing at it), through the
@@ -143,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("TTS_GYM_DATA", DEFAULT_DATA)))
     ap.add_argument("--reps", type=int, default=3, help="alternating runs per checkout (best kept)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--only", choices=("eval", "env"), default=None,
+                    help="measure only the evaluation figures or only the env figures")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
         print(f"no replay stores at {args.data} (set TTS_GYM_DATA or --data): nothing measured")
@@ -152,7 +156,7 @@ def main(argv=None) -> int:
         sides = {"this": REPO, args.baseline: other}
         best: dict = {k: {} for k in sides}
         rows: dict = {}
-        for what in ("eval", "env"):
+        for what in ((args.only,) if args.only else ("eval", "env")):
             for name, root in sides.items():      # untimed first run: numba compiles into the cache
                 measure(root, args.data, what)
             for rep in range(args.reps):

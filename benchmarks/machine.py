@@ -14,3 +14,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def compare_with(baseline: str, part: str, data=None) -> int:
+    """This checkout's ``part`` ("eval" or "env") figures next to commit ``baseline``'s, measured
+    side by side by ``layout_throughput.py``."""
+    from layout_throughput import main as layout_main
+    print(f"\n-- side by side with {baseline} ({part}) --")
+    return layout_main(["--baseline", baseline, "--only", part] + ([] if data is None else ["--data", str(data)]))
