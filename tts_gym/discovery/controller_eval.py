@@ -45,7 +45,7 @@ class ControllerCode:
         import linecache
 
         from tts_gym.discovery.sandbox.interface import ControllerRejected, controller_format
-        from tts_gym.discovery.sandbox.namespace import COMPILE_FLAGS, check_source
+        from tts_gym.discovery.sandbox.namespace import check_source, compile_tree
         self.source = source
         self.filename = str(filename)
         try:
@@ -56,7 +56,7 @@ class ControllerCode:
         except ControllerRejected as exc:
             raise ControllerRejected(f"{self.filename}: {exc}") from None
         self.format = controller_format(tree)
-        self.code = compile(tree, self.filename, "exec", flags=COMPILE_FLAGS, dont_inherit=True)
+        self.code = compile_tree(tree, self.filename)
         linecache.cache[self.filename] = (len(source), None, source.splitlines(True), self.filename)
 
     @classmethod

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from tts_gym.discovery.sandbox.interface import ControllerRejected, controller_format, make_question
-from tts_gym.discovery.sandbox.namespace import COMPILE_FLAGS, check_source, instantiate
+from tts_gym.discovery.sandbox.namespace import check_source, compile_tree, instantiate
 
 __all__ = ["FileController", "load_controller_policy", "check_controller_source"]
 
@@ -45,7 +45,7 @@ class FileController:
         except SyntaxError as exc:
             raise ControllerRejected(f"{self.path}: SyntaxError: {exc.msg} "
                                      f"(line {exc.lineno})") from exc
-        self.code = compile(tree, self.path, "exec", flags=COMPILE_FLAGS, dont_inherit=True)
+        self.code = compile_tree(tree, self.path)
         self.reference_format = controller_format(tree) == "reference"
         linecache.cache[self.path] = (len(source), None, source.splitlines(True), self.path)
         self.beta = float(beta)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import builtins
 import sys
+import threading
 import types
 
 from tts_gym.discovery.sandbox.interface import (
@@ -35,8 +36,8 @@ from tts_gym.discovery.sandbox.interface import (
     reference_names,
 )
 
-__all__ = ["check_source", "compile_controller", "controller_globals", "instantiate",
-           "imported_modules", "prepare_modules", "COMPILE_FLAGS",
+__all__ = ["check_source", "compile_controller", "compile_tree", "controller_globals",
+           "instantiate", "imported_modules", "prepare_modules", "COMPILE_FLAGS",
            "restricted_module", "safe_builtins", "PrintBuffer", "ControllerRejected",
            "CONTROLLER_FILENAME", "DENIED_ATTRIBUTES", "ALLOWED_DUNDER_ATTRIBUTES",
            "ALLOWED_DUNDER_DEFINITIONS", "MAX_SOURCE_CHARS"]
@@ -214,6 +215,12 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+_AST_LOCK = threading.Lock()
+"""CPython before 3.11.8 keeps the AST parser's and validator's recursion depth per interpreter,
+not per thread: two threads parsing (or compiling an AST) at once can raise ``SystemError: AST
+constructor recursion depth mismatch``. Controller code is parsed and compiled under this lock."""
+
+
 def check_source(source: str, filename: str = CONTROLLER_FILENAME) -> ast.Module:
     """Parse and check controller source (see the module docstring); returns the AST or raises
     :class:`SyntaxError` / :class:`ControllerRejected` (every rule violation in one message)."""
@@ -222,7 +229,8 @@ def check_source(source: str, filename: str = CONTROLLER_FILENAME) -> ast.Module
     if len(source) > MAX_SOURCE_CHARS:
         raise ControllerRejected(f"controller source is {len(source)} characters; the limit is "
                                  f"{MAX_SOURCE_CHARS}")
-    tree = ast.parse(source, filename=filename)
+    with _AST_LOCK:
+        tree = ast.parse(source, filename=filename)
     checker = _Checker()
     checker.visit(tree)
     errors = checker.errors + missing_definitions(tree)
@@ -242,8 +250,13 @@ sees a difference (strings instead of objects)."""
 def compile_controller(source: str, filename: str = CONTROLLER_FILENAME):
     """:func:`check_source` + ``compile``: the code object to ``exec`` in
     :func:`controller_globals`."""
-    tree = check_source(source, filename)
-    return compile(tree, filename, "exec", flags=COMPILE_FLAGS, dont_inherit=True)
+    return compile_tree(check_source(source, filename), filename)
+
+
+def compile_tree(tree: ast.Module, filename: str):
+    """The code object of a checked controller's AST."""
+    with _AST_LOCK:
+        return compile(tree, filename, "exec", flags=COMPILE_FLAGS, dont_inherit=True)
 
 
 def imported_modules(tree: ast.Module) -> set:
