@@ -387,13 +387,12 @@ def _compile(source: str, python_layer: str):
     import ast
 
     from tts_gym.discovery.sandbox.namespace import (
-        COMPILE_FLAGS, CONTROLLER_FILENAME, ControllerRejected, check_source,
+        CONTROLLER_FILENAME, ControllerRejected, check_source, compile_tree,
     )
     try:
         if python_layer == "full":
             tree = check_source(source)
-            return compile(tree, CONTROLLER_FILENAME, "exec", flags=COMPILE_FLAGS,
-                           dont_inherit=True), tree, None
+            return compile_tree(tree, CONTROLLER_FILENAME), tree, None
         tree = ast.parse(source, CONTROLLER_FILENAME)
         return compile(tree, CONTROLLER_FILENAME, "exec"), tree, None
     except SyntaxError as exc:
