@@ -14,7 +14,8 @@ each define an ``OptimalController(config={"beta": b})``. On one store (default 
   :class:`~tts_gym.policies.autotts_adapter.ReferenceQuestion`, scores from the compiled kernels'
   re-play of the action logs (the re-play is included in the CPU time);
 * in the **sandbox** (:func:`tts_gym.discovery.sandbox.evaluate_controller`, what the discovery
-  loop runs): wall seconds of one job (one worker, one fresh process per episode; its processes
+  loop runs): wall seconds of one job (one worker; 64 episodes per forked process and a 2 %
+  sample re-run alone, or with ``--isolate-episodes`` one fresh process per episode; its processes
   are in their own pid namespace, out of ``getrusage``'s reach, and the wall time bounds their CPU).
 
 Printed per round: accuracy/tokens of each (they must agree), CPU seconds, episodes per CPU-second
@@ -100,7 +101,7 @@ def run_in_process(path: Path, store, beta: float, seeds) -> dict:
             "accuracy": p.accuracy, "tokens": p.avg_tokens, "replay_s": res.replay_s}
 
 
-def run_sandbox(path: Path, store, beta: float, seeds) -> dict:
+def run_sandbox(path: Path, store, beta: float, seeds, per_process: int = 64) -> dict:
     """One sandbox job. Its processes live in their own pid namespace and are not reaped through
     this process, so their CPU time is invisible to ``getrusage``; the job runs one worker that
     plays one episode at a time, so its wall time bounds its CPU time, and that is what is
@@ -108,7 +109,8 @@ def run_sandbox(path: Path, store, beta: float, seeds) -> dict:
     from tts_gym.discovery.sandbox import SandboxLimits, SearchSet, evaluate_controller
     search = SearchSet([store], list(seeds))
     w0 = time.perf_counter()
-    ev = evaluate_controller(path.read_text(), search, [beta], SandboxLimits(timeout_s=3600))
+    ev = evaluate_controller(path.read_text(), search, [beta],
+                             SandboxLimits(timeout_s=3600, episodes_per_process=per_process))
     cpu = time.perf_counter() - w0
     if not ev.ok:
         raise RuntimeError(f"{path.name}: {ev.error_kind}: {ev.error}")
@@ -144,6 +146,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="sweep: sandbox processes (0: CPUs)")
     ap.add_argument("--skip-sweep", action="store_true")
     ap.add_argument("--skip-sandbox", action="store_true")
+    ap.add_argument("--isolate-episodes", action="store_true",
+                    help="the sandbox forks one fresh process per episode (strict mode)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -154,6 +158,7 @@ def main(argv=None) -> int:
         infos = json.load(fh)
     store = ReplayStore.from_records(args.model, "aime24", infos)
     seeds = list(range(args.seeds))
+    per_process = 1 if args.isolate_episodes else 64
     print(f"# controller_speed: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; {args.model}/aime24, "
           f"beta={args.beta:g}, {len(seeds) * len(infos)} episodes per run, fastest of {args.reps}")
@@ -175,7 +180,8 @@ def main(argv=None) -> int:
                                                         seeds)),
                     ("in_process", lambda: run_in_process(path, store, args.beta, seeds))]
             if not args.skip_sandbox:
-                runs.append(("sandbox", lambda: run_sandbox(path, store, args.beta, seeds)))
+                runs.append(("sandbox", lambda: run_sandbox(path, store, args.beta, seeds,
+                                                            per_process)))
             for name, fn in runs:
                 res = fn()
                 if name not in best or res["cpu_s"] < best[name]["cpu_s"]:
@@ -211,7 +217,8 @@ def main(argv=None) -> int:
         jobs = jobs_of_sweep(len(SWEEP_BETAS), len(stores), workers)
         w0 = time.perf_counter()
         ev = sweep_controller((CODE_DIR / "method_r0004.py").read_text(), search, SWEEP_BETAS,
-                              SandboxLimits(timeout_s=3600), workers=workers)
+                              SandboxLimits(timeout_s=3600, episodes_per_process=per_process),
+                              workers=workers)
         wall = time.perf_counter() - w0
         if not ev.ok:
             print(f"sweep failed: {ev.error_kind}: {ev.error}")

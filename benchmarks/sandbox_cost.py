@@ -6,9 +6,10 @@ Three ways to run the same controller file over the same episodes:
 * ``in-process``   -- ``tts-gym eval --controller FILE --trusted``: the file in this process through
                      the Python env loop (no processes, no operating-system boundary);
 * ``worker``       -- the sandbox's worker without bubblewrap (``SandboxLimits(os_sandbox=False)``):
-                     one fresh process per episode, seccomp filters, limits, audit hook, re-play in
-                     the parent; no namespaces;
-* ``bubblewrap``   -- the full sandbox (``tts-gym eval --controller FILE``, ``tts-gym discover``).
+                     64 episodes per forked process and a 2 % sample re-run alone, seccomp
+                     filters, limits, audit hook, re-play in the parent; no namespaces;
+* ``bubblewrap``   -- the full sandbox (``tts-gym eval --controller FILE``, ``tts-gym discover``);
+* ``isolated``     -- the full sandbox with one fresh process per episode (``--isolate-episodes``).
 
 Start-up = wall time of a job of one episode; per episode = (wall time of a job of N episodes -
 start-up) / (N - 1). Best of ``--repeat`` runs, after one warm-up job per path (the parent's numba
@@ -84,8 +85,9 @@ def main() -> None:
           f"best of {args.repeat}; {os.cpu_count()} CPUs")
     print(f"bubblewrap: {conf.description if not isinstance(conf, str) else 'UNAVAILABLE: ' + conf}\n")
     limits = {"worker": SandboxLimits(timeout_s=1200, os_sandbox=False),
-              "bubblewrap": SandboxLimits(timeout_s=1200)}
-    paths = ["in-process", "worker"] + ([] if isinstance(conf, str) else ["bubblewrap"])
+              "bubblewrap": SandboxLimits(timeout_s=1200),
+              "isolated": SandboxLimits(timeout_s=1200, episodes_per_process=1)}
+    paths = ["in-process", "worker"] + ([] if isinstance(conf, str) else ["bubblewrap", "isolated"])
     with tempfile.TemporaryDirectory() as tmp:
         files = {"one-probe": Path(tmp) / "one_probe.py",
                  "cmc": REPO / "agents" / "controllers" / "cmc.py"}

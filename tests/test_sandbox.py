@@ -8,6 +8,7 @@ CLI run, a parent that never raises on what a sandbox sends.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -385,17 +386,74 @@ def test_wall_clock_limit_kills_the_sandbox(search):
     assert processes_with("sandbox.worker") == []
 
 
-def test_episodes_are_independent(small):
+STRICT = dataclasses.replace(LIMITS, episodes_per_process=1)
+
+# after its first episode it answers after one probe: cheaper episodes because of what an earlier
+# episode read, kept on a class of an allowed module, with no error to give it away
+REMEMBERING = """
+import collections
+
+
+class Controller:
+    def __init__(self, beta):
+        pass
+
+    def solve(self, question):
+        memory = getattr(collections.ChainMap, "seen", None)
+        if memory is None:
+            memory = {}
+            collections.ChainMap.seen = memory
+        answer, index, finished = question.probe_new()
+        if memory:
+            return memory.get(answer, answer)
+        for _ in range(3):
+            answer, index, finished = question.probe_new()
+        memory[answer] = answer
+        return answer
+"""
+
+
+def test_episodes_are_independent_one_process_each(small):
     """State set on module objects in one episode is gone in the next (one process per episode);
     the same file in this process (``--trusted``) does see it: the check is sensitive."""
     code = (HOSTILE / "memory_across_episodes.py").read_text()
-    ev = evaluate_controller(code, small, [0.5], LIMITS)
+    ev = evaluate_controller(code, small, [0.5], STRICT)
     assert ev.ok, ev.error
+    assert ev.layers["episodes"] == "one process per episode"
     assert ev.episodes[0.5]["steps"].shape == (4,)
     path = HOSTILE / "memory_across_episodes.py"
     from tts_gym.evaluation.rollout import evaluate_reference_python
     with pytest.raises(RuntimeError, match="state carried over"):
         evaluate_reference_python(small.stores[0], load_controller_policy(path, 0.5), seeds=[0, 1])
+
+
+def test_batched_episodes_give_the_strict_results(small):
+    """Several episodes per process (the default) give exactly what one process per episode
+    gives, episode for episode, for a controller without cross-episode state."""
+    strict = evaluate_controller(CMC_FILE.read_text(), small, [0.5, 1.0], STRICT)
+    batched = evaluate_controller(CMC_FILE.read_text(), small, [0.5, 1.0], LIMITS)
+    assert strict.ok and batched.ok, (strict.error, batched.error)
+    assert "episodes per process" in batched.layers["episodes"]
+    assert strict.per_beta == batched.per_beta
+    for b in (0.5, 1.0):
+        for k in ("answer", "cost", "steps"):
+            assert np.array_equal(strict.episodes[b][k], batched.episodes[b][k]), (b, k)
+
+
+def test_state_across_batched_episodes_is_caught(small):
+    """A controller that uses what earlier episodes of its process read (to answer seen
+    questions at once) fails the job as ``state``, naming the episode; one process per episode
+    evaluates it honestly."""
+    ev = evaluate_controller(REMEMBERING, small, [0.5], LIMITS)
+    assert not ev.ok and ev.error_kind == "state", (ev.error_kind, ev.error)
+    assert "played differently when run alone" in ev.error and "actions differ" in ev.error
+    assert ev.failed_episode is not None and "question" in ev.failed_episode
+    honest = evaluate_controller(REMEMBERING, small, [0.5], STRICT)
+    assert honest.ok and (honest.episodes[0.5]["steps"] == 5).all()
+    # the module-level-raising variant stops at its second episode instead
+    raising = evaluate_controller((HOSTILE / "memory_across_episodes.py").read_text(), small,
+                                  [0.5], LIMITS)
+    assert not raising.ok and "state carried over" in raising.error
 
 
 def test_load_controller_policy_matches_sandbox(store):
@@ -517,8 +575,70 @@ def _valid_stream(n: int = 2) -> bytes:
         child = F.record(b"V", b"x") if k == 1 else b""
         child += F.result_record(0, 10, struct.pack("<hh", 1, 2), "printed")
         out += F.record(b"C", struct.pack("<I", k) + child)
-        out += F.record(b"X", struct.pack("<IiBI", k, 0, 0, 5))
+        out += F.record(b"X", struct.pack("<IiBII", k, 0, 0, 5, 1))
     return out + F.record(b"D", struct.pack("<I", n))
+
+
+def _batched_stream(n: int = 3, audit: bool = True, fail_at: int | None = None,
+                    killed_in: int | None = None) -> bytes:
+    """A worker's output for one process playing episodes ``0 .. n - 1``, then (``audit``) the
+    re-run alone of episode 1."""
+    import signal
+    import struct
+    out = F.record(b"H", b"episodes=batched") + F.record(b"B", struct.pack("<II", 0, n))
+    status, ended = 0, 0
+    for k in range(n):
+        if k == killed_in:
+            out += F.record(b"C", struct.pack("<I", k) + F.record(b"V", b"refused"))
+            status = signal.SIGKILL
+            break
+        if k == fail_at:
+            out += F.record(b"C", struct.pack("<I", k) + F.error_record("exception", f"boom in {k}"))
+            status, ended = 1 << 8, ended + 1
+            break
+        rec = F.result_record(k, 10 * k, struct.pack("<h", k), f"p{k}")
+        out += F.record(b"C", struct.pack("<I", k) + rec[:7]) + F.record(b"C", struct.pack("<I", k) + rec[7:])
+        ended += 1
+    out += F.record(b"X", struct.pack("<IiBII", 0, status, 1 if killed_in is not None else 0, 30,
+                                      ended))
+    if audit and fail_at is None and killed_in is None:
+        out += F.record(b"A", struct.pack("<I", 1))
+        out += F.record(b"C", struct.pack("<I", 1)
+                        + F.result_record(1, 10, struct.pack("<h", 1), "p1"))
+        out += F.record(b"X", struct.pack("<IiBII", 1, 0, 0, 3, 1))
+    return out + F.record(b"D", struct.pack("<I", n))
+
+
+def test_stream_decoding_of_batched_episodes():
+    st_ = F.decode_stream(_batched_stream(), 3)
+    assert st_.done and [e.index for e in st_.episodes] == [0, 1, 2]
+    assert [(e.ok, e.answer, e.cost, e.printed, e.status) for e in st_.episodes] == [
+        (True, 0, 0, "p0", 0), (True, 1, 10, "p1", 0), (True, 2, 20, "p2", 0)]
+    assert [e.index for e in st_.audits] == [1] and st_.audits[0].actions == b"\x01\x00"
+    res = interpret(_batched_stream(), 0, "", LIMITS, 3)
+    assert res.ok and res.arrays["answers"].tolist() == [0, 1, 2]
+    assert res.arrays["offsets"].tolist() == [0, 1, 2, 3]
+
+
+def test_batched_failures_name_their_episode():
+    res = interpret(_batched_stream(fail_at=1), 0, "", LIMITS, 3)
+    assert not res.ok and res.error_kind == "exception" and res.failed_episode == 1
+    assert "boom in 1" in res.error
+    st_ = F.decode_stream(_batched_stream(killed_in=2), 3)
+    assert [e.index for e in st_.episodes] == [0, 1, 2] and st_.episodes[2].timed_out
+    res = interpret(_batched_stream(killed_in=2), 0, "", LIMITS, 3)
+    assert not res.ok and res.failed_episode == 2 and res.error_kind == "violation"
+
+
+def test_an_audit_that_differs_fails_the_job():
+    import struct
+    raw = _batched_stream(audit=False)[:-len(F.record(b"D", bytes(4)))]
+    raw += F.record(b"A", struct.pack("<I", 2))
+    raw += F.record(b"C", struct.pack("<I", 2) + F.result_record(2, 20, struct.pack("<hh", 2, 5), ""))
+    raw += F.record(b"X", struct.pack("<IiBII", 2, 0, 0, 3, 1)) + F.record(b"D", struct.pack("<I", 3))
+    res = interpret(raw, 0, "", LIMITS, 3)
+    assert not res.ok and res.error_kind == "state" and res.failed_episode == 2
+    assert "actions differ from action 1 on" in res.error
 
 
 def test_stream_decoding_of_a_valid_stream():
@@ -532,7 +652,7 @@ def test_stream_decoding_of_a_valid_stream():
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_the_parent_never_raises_on_sandbox_output(data):
-    raw = bytearray(_valid_stream())
+    raw = bytearray(data.draw(st.sampled_from([_valid_stream(), _batched_stream(2)])))
     how = data.draw(st.sampled_from(["random", "flip", "cut", "splice"]))
     if how == "random":
         raw = bytearray(data.draw(st.binary(max_size=400)))

@@ -163,7 +163,8 @@ def test_hostile_controller_is_contained(path, landlock, world):
     for k, v in world["subs"].items():
         source = source.replace(f"@@{k}@@", v)
     limits = SandboxLimits(timeout_s=90, episode_timeout_s=3, memory_mb=400, landlock=landlock,
-                           seccomp=m.get("seccomp") != "off")
+                           seccomp=m.get("seccomp") != "off",
+                           episodes_per_process=int(m.get("episodes-per-process", "64").split()[0]))
     watched = [package_dir(), world["canary"], STORE_FILE]
     before = snapshot(watched)
     connections = world["listener"].connections

@@ -20,7 +20,7 @@ driver's values (:data:`tts_gym.policies.common.POLICY_DEFAULTS`).
 
 Controller files (``--controller FILE``, e.g. a ``best_controller.py`` written by
 ``tts-gym discover``) are untrusted by default: they run in the operating-system sandbox of
-:mod:`tts_gym.discovery.sandbox` (bubblewrap; one fresh process per episode; every action log
+:mod:`tts_gym.discovery.sandbox` (bubblewrap; episode processes audited for cross-episode state; every action log
 re-played by the compiled kernels here), and are refused where no sandbox can be set up.
 ``--trusted`` is for your own code: the file runs in this process under the same Python-level
 rules but without the operating-system boundary (action logs re-played by the compiled kernels).
@@ -156,7 +156,8 @@ def _eval_controller_sandboxed(store, policy: str, params: dict, seeds, args: ar
     search = SearchSet([store], seeds)
     beta = float(params["beta"])
     limits = SandboxLimits(timeout_s=args.job_timeout or 60.0 + 0.5 * search.num_episodes,
-                           episode_timeout_s=args.episode_timeout, memory_mb=args.memory_mb)
+                           episode_timeout_s=args.episode_timeout, memory_mb=args.memory_mb,
+                           episodes_per_process=1 if args.isolate_episodes else 64)
     from tts_gym.evaluation.progress import progress_bar
     try:
         with progress_bar(search.num_episodes, "evaluating (sandbox)", progress_flag(args)) as bar:
@@ -358,6 +359,10 @@ def register(sub) -> None:
                    help="sandboxed --controller: seconds in all (default 60 + 0.5 per episode)")
     g.add_argument("--memory-mb", type=int, default=2048, metavar="MB",
                    help="sandboxed --controller: memory per episode process (MB, default 2048)")
+    g.add_argument("--isolate-episodes", action="store_true",
+                   help="sandboxed --controller: a fresh process for every episode (strict, 5-10x "
+                        "slower; by default 64 episodes share a process and a sample is re-run "
+                        "alone and compared)")
     from tts_gym.cli.evaluate_cmds import add_backend_args
     add_backend_args(p, group=g)
     output.add_progress_arg(g)

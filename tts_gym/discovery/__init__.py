@@ -1,7 +1,7 @@
 """LLM-driven discovery of test-time-scaling controllers, with a sandbox for untrusted code.
 
 * :mod:`~tts_gym.discovery.sandbox` -- evaluate a controller behind an operating-system boundary
-  (bubblewrap namespaces, seccomp, one fresh process per episode, no gold answers, no API key,
+  (bubblewrap namespaces, seccomp, episode processes audited for cross-episode state, no gold answers, no API key,
   whole-sandbox limits) with a restricted namespace as defence in depth; costs and correctness are
   re-computed in the parent from the sandbox's action logs;
 * :mod:`~tts_gym.discovery.controller_eval` -- controller files evaluated in-process

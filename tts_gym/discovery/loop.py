@@ -82,6 +82,7 @@ class DiscoveryConfig:
     job_timeout_s: float | None = None  # None: 60 s + 0.5 s per episode of the job
     episode_timeout_s: float = 20.0
     memory_mb: int = 2048
+    episodes_per_process: int = 64     # 1: a fresh process per episode (see SandboxLimits)
     trace_episodes: int = 3
     max_prompt_chars: int = 120_000
     max_usd: float | None = None
@@ -126,7 +127,8 @@ class DiscoveryConfig:
     def limits(self, episodes_per_job: int) -> SandboxLimits:
         timeout = self.job_timeout_s or (60.0 + 0.5 * episodes_per_job)
         return SandboxLimits(timeout_s=float(timeout), episode_timeout_s=float(self.episode_timeout_s),
-                             memory_mb=int(self.memory_mb), allow_unsandboxed=self.allow_unsandboxed)
+                             memory_mb=int(self.memory_mb), allow_unsandboxed=self.allow_unsandboxed,
+                             episodes_per_process=int(self.episodes_per_process))
 
     def prices(self) -> dict | None:
         if self.price_input is None and self.price_output is None:
@@ -293,7 +295,8 @@ def run_discovery(cfg: DiscoveryConfig, out_dir: str | os.PathLike, *, resume: b
             progress("seed_done", name=name, scores=ev.to_json())
 
         search_info = {"stores": search.names, "seeds": cfg.seeds, "betas": list(cfg.betas),
-                       "episode_timeout_s": cfg.episode_timeout_s, "memory_mb": cfg.memory_mb}
+                       "episode_timeout_s": cfg.episode_timeout_s, "memory_mb": cfg.memory_mb,
+                       "episodes_per_process": cfg.episodes_per_process}
         prices = cfg.prices()
         for r in range(cfg.rounds):
             if run.round_done(r):

@@ -8,9 +8,10 @@ Layers, outermost first:
   ``allow_unsandboxed``);
 * :mod:`~tts_gym.discovery.sandbox.seccomp` -- a whole-sandbox and a per-episode seccomp filter
   (classic BPF generated here);
-* :mod:`~tts_gym.discovery.sandbox.worker` -- the worker inside, which forks one fresh process per
-  episode from a warm, clean state (episodes cannot share state), with Landlock as an extra layer
-  where the kernel has it, and an audit hook;
+* :mod:`~tts_gym.discovery.sandbox.worker` -- the worker inside, which forks episode processes
+  from a warm, clean state (a batch of episodes each, with fresh controller globals per episode,
+  and a random sample re-run alone and compared; or one fresh process per episode), with Landlock
+  as an extra layer where the kernel has it, and an audit hook;
 * :mod:`~tts_gym.discovery.sandbox.namespace` / :mod:`~tts_gym.discovery.sandbox.interface` -- the
   Python-level restricted namespace (defence in depth) and the controller interface (import
   allow-list, controller convention, question object);

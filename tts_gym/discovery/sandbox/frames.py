@@ -9,13 +9,18 @@ A record is ``tag (1 byte) | payload length (u32) | payload``, little-endian. Th
 
     H  hello    "key=value" lines: the confinement layers it set up
     F  fatal    "kind" line, then the message (the controller never ran: syntax, rules, ...)
-    S  start    u32 episode
-    C  chunk    u32 episode, then bytes the episode's process wrote (forwarded untouched)
-    X  end      u32 episode, i32 wait status, u8 flags (1: killed at the time limit,
-                2: output limit), u32 wall milliseconds
-    D  done     u32 episodes run
+    S  start    u32 episode (a process for that one episode)
+    B  batch    u32 first episode, u32 n (one process plays episodes first .. first + n - 1)
+    A  audit    u32 episode (a batched episode re-run alone in a fresh process)
+    C  chunk    u32 episode, then bytes the process wrote for it (forwarded untouched)
+    X  end      u32 first episode, i32 wait status, u8 flags (1: killed at the time limit,
+                2: output limit), u32 wall milliseconds, u32 episodes that ended
+    D  done     u32 episodes run (audits not counted)
 
-and the bytes of an episode's chunks are themselves records, written by that episode's process::
+and the bytes of an episode's chunks are themselves records, written by its process. A process
+reports on a second pipe, as each episode ends, how many bytes it has written so far: the
+worker splits the output there (what a process claims only decides which of its own episodes its
+bytes belong to)::
 
     V  violation   the message of a refused operation (sent the moment it is refused)
     R  result      i32 committed answer id, i64 cost, u32 n, n x i16 actions, then printed text
@@ -37,7 +42,8 @@ MAX_ACTIONS_PER_EPISODE = 1 << 20
 
 _HEAD = struct.Struct("<cI")
 _U32 = struct.Struct("<I")
-_END = struct.Struct("<IiBI")
+_END = struct.Struct("<IiBII")
+_PAIR = struct.Struct("<II")
 _RESULT = struct.Struct("<iqI")
 _ERROR = struct.Struct("<BI")
 
@@ -119,6 +125,7 @@ class Episode:
     output_capped: bool = False
     wall_ms: int = 0
     finished: bool = False         # the worker's end record arrived
+    process_flags: int = 0         # how the episode's process ended (the end record's flags)
     malformed: str | None = None   # what was wrong with the episode's own records
 
 
@@ -127,6 +134,7 @@ class Stream:
     layers: dict = field(default_factory=dict)
     fatal: tuple | None = None     # (kind, message)
     episodes: list = field(default_factory=list)
+    audits: list = field(default_factory=list)   # re-runs alone of batched episodes
     done: bool = False
 
 
@@ -163,11 +171,49 @@ def _parse_episode(ep: Episode, raw: bytes) -> None:
             raise FrameError(f"{where}: unknown record {tag!r}")
 
 
+def _parse_into(ep: Episode, chunks) -> None:
+    """An episode's own records (written by its untrusted process): a problem is recorded on the
+    episode, not raised, so that the other records of the stream stay usable."""
+    try:
+        _parse_episode(ep, b"".join(chunks))
+    except FrameError as exc:
+        ep.malformed = str(exc)
+
+
+def _close_process(eps: list, chunks: dict, end: tuple | None) -> list:
+    """The episodes one process played, from its chunks (per episode) and its end record ``end``
+    (``(status, flags, wall ms, episodes ended)``; ``None``: the sandbox died first). Every episode
+    that ended is played, then the one running when the process stopped, which carries the
+    process's fate -- unless the last one to end failed (a process stops at its first failure)."""
+    n = len(eps)
+    if end is None:
+        ran = max(chunks) + 1 if chunks else 1
+    else:
+        ended = min(n, end[3])
+        ran = ended + 1 if ended < n else n
+    for i in range(ran):
+        _parse_into(eps[i], chunks.get(i, ()))
+    if end is not None and 0 < ended < n and not eps[ended - 1].ok and not chunks.get(ended):
+        ran = ended
+    played = eps[:ran]
+    for i, ep in enumerate(played):
+        ep.process_flags = end[1] if end is not None else 0
+        if i < ran - 1:
+            ep.status, ep.finished = 0, True
+        elif end is not None:
+            ep.status, ep.finished = end[0], True
+            ep.timed_out, ep.output_capped = bool(end[1] & 1), bool(end[1] & 2)
+        ep.wall_ms = (end[2] // ran) if end is not None else 0
+    return played
+
+
 def decode_stream(raw: bytes, max_episodes: int) -> Stream:
     """Parse the worker's whole output (see the module docstring); raises :class:`FrameError`."""
     st = Stream()
-    cur: Episode | None = None
-    chunks: list = []
+    cur: list | None = None        # the running process's episodes
+    audit = False
+    chunks: dict = {}              # position in the process -> its episode's chunks
+    last = 0
     for tag, p in _records(raw, "sandbox output"):
         if st.done:
             raise FrameError("sandbox output continues after its end record")
@@ -178,45 +224,40 @@ def decode_stream(raw: bytes, max_episodes: int) -> Stream:
         elif tag == b"F":
             kind, _, msg = clean_text(p).partition("\n")
             st.fatal = (kind if kind in ERROR_KINDS else "crash", msg or "(no message)")
-        elif tag == b"S":
-            if len(p) != 4 or cur is not None:
+        elif tag in (b"S", b"B"):
+            if len(p) != (4 if tag == b"S" else 8) or cur is not None or st.audits:
                 raise FrameError("malformed episode start")
-            (k,) = _U32.unpack(p)
-            if k != len(st.episodes) or k >= max_episodes:
+            k, n = (_U32.unpack(p)[0], 1) if tag == b"S" else _PAIR.unpack(p)
+            if k != len(st.episodes) or n < 1 or k + n > max_episodes:
                 raise FrameError(f"episode {k} started out of order")
-            cur, chunks = Episode(k), []
+            cur, audit, chunks, last = [Episode(k + i) for i in range(n)], False, {}, 0
+        elif tag == b"A":
+            if len(p) != 4 or cur is not None or len(st.audits) >= max_episodes:
+                raise FrameError("malformed audit start")
+            cur, audit, chunks, last = [Episode(_U32.unpack(p)[0])], True, {}, 0
         elif tag == b"C":
-            if len(p) < 4 or cur is None or _U32.unpack_from(p, 0)[0] != cur.index:
+            if len(p) < 4 or cur is None:
                 raise FrameError("output of an episode that is not running")
-            chunks.append(p[4:])
+            i = _U32.unpack_from(p, 0)[0] - cur[0].index
+            if not last <= i < len(cur):
+                raise FrameError("output of an episode that is not running")
+            chunks.setdefault(i, []).append(p[4:])
+            last = i
         elif tag == b"X":
             if len(p) != _END.size or cur is None:
                 raise FrameError("malformed episode end")
-            k, status, flags, wall = _END.unpack(p)
-            if k != cur.index:
-                raise FrameError(f"end of episode {k} while episode {cur.index} runs")
-            cur.status, cur.wall_ms = status, wall
-            cur.timed_out, cur.output_capped = bool(flags & 1), bool(flags & 2)
-            cur.finished = True
-            _parse_into(cur, chunks)
-            st.episodes.append(cur)
-            cur, chunks = None, []
+            k, status, flags, wall, ended = _END.unpack(p)
+            if k != cur[0].index:
+                raise FrameError(f"end of episode {k} while episode {cur[0].index} runs")
+            played = _close_process(cur, chunks, (status, flags, wall, ended))
+            (st.audits if audit else st.episodes).extend(played)
+            cur, chunks = None, {}
         elif tag == b"D":
             if len(p) != 4 or cur is not None:
                 raise FrameError("malformed end record")
             st.done = True
         else:
             raise FrameError(f"unknown record {tag!r}")
-    if cur is not None:          # the sandbox died during an episode: keep what it said
-        _parse_into(cur, chunks)
-        st.episodes.append(cur)
+    if cur is not None:          # the sandbox died during a process: keep what it said
+        (st.audits if audit else st.episodes).extend(_close_process(cur, chunks, None))
     return st
-
-
-def _parse_into(ep: Episode, chunks) -> None:
-    """An episode's own records (written by its untrusted process): a problem is recorded on the
-    episode, not raised, so that the other records of the stream stay usable."""
-    try:
-        _parse_episode(ep, b"".join(chunks))
-    except FrameError as exc:
-        ep.malformed = str(exc)

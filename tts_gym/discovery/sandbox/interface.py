@@ -178,6 +178,9 @@ def make_question(rq, on_violation=None):
         except (ValueError, TypeError) as exc:
             bad(f"probe_more({branch!r})", exc)
 
+    if getattr(rq, "_bad", None) is not None:
+        probe_more = rq.probe_more    # refuses through its own handler: one call less per probe
+
     sealed = {"__builtins__": {}}
     exec(_SEALED_CODE, sealed)  # noqa: S102 - our own constant source
     new, more, final, tokens, per_branch = sealed["seal"](

@@ -41,6 +41,17 @@ class SandboxLimits:
     ``episode_output_bytes`` / ``stderr_cap``: bytes read from the sandbox / forwarded per episode
     / read from its stderr; ``print_cap``: characters of an episode's ``print`` output kept.
 
+    ``episodes_per_process``: episodes played one after the other by one forked process (1: a
+    fresh process per episode). Each episode gets fresh controller globals, its own seed and its
+    own question object, but a process outlives its episodes, so module-level state of the
+    allowed modules could carry from one episode to the next: after a batched job, a random
+    ``audit_fraction`` of the episodes that did not open their process (at least
+    ``audit_min``) is re-run alone in fresh processes, and any difference in actions, answer or
+    cost fails the job (kind ``state``). Forking costs more than a typical episode (about 0.1 ms
+    per MB of the worker, 6--25 ms on the machines measured), so batching is what makes a
+    beta-sweep take minutes rather than half an hour; ``episodes_per_process=1`` is the strict
+    mode (``tts-gym discover --isolate-episodes``).
+
     ``landlock``: add Landlock where the kernel has it (an extra layer: the sandbox does not
     depend on it). ``seccomp``: the seccomp filters (switched off only by tests that show what
     another layer does alone). ``allow_unsandboxed``: run without bubblewrap where it is missing
@@ -55,6 +66,9 @@ class SandboxLimits:
     episode_output_bytes: int = 8 * 2**20
     stderr_cap: int = 64 * 1024
     print_cap: int = 8192
+    episodes_per_process: int = 64
+    audit_fraction: float = 0.02
+    audit_min: int = 4
     landlock: bool = True
     seccomp: bool = True
     allow_unsandboxed: bool = False
@@ -140,10 +154,13 @@ def _episode_failure(ep: F.Episode, limits: SandboxLimits) -> tuple[str, str] | 
         more = len(ep.violations) - 1
         return "violation", ep.violations[0] + (f" (and {more} more refused operation"
                                                 f"{'s' if more > 1 else ''})" if more else "")
-    if ep.timed_out:
+    # an episode whose records are broken, in a process killed at a limit, is that limit's
+    # (its own records may be what the limit cut, or garbage written on the way there)
+    broken = ep.malformed is not None or not ep.ok
+    if ep.timed_out or (broken and ep.process_flags & 1):
         return "timeout", (f"episode time limit of {limits.episode_timeout_s:g} s exceeded (the "
                            f"controller is too slow or never returns)")
-    if ep.output_capped:
+    if ep.output_capped or (broken and ep.process_flags & 2):
         return "output", (f"the episode's process wrote more than "
                           f"{limits.episode_output_bytes} bytes")
     if ep.malformed is not None:
@@ -170,6 +187,24 @@ def _episode_failure(ep: F.Episode, limits: SandboxLimits) -> tuple[str, str] | 
         return "crash", f"the episode's process exited with status {code} without a result"
     if os.WIFEXITED(st) and os.WEXITSTATUS(st) != 0:
         return "crash", f"the episode's process exited with status {os.WEXITSTATUS(st)}"
+    return None
+
+
+def _audit_difference(batched: F.Episode, alone: F.Episode, limits: SandboxLimits) -> str | None:
+    """How the re-run alone of an episode differs from its batched run (``None``: identical)."""
+    bad = _episode_failure(alone, limits)
+    if bad is not None:
+        return f"alone it failed: {bad[0]}: {bad[1]}"
+    if alone.actions != batched.actions:
+        a = bytes(alone.actions)
+        b = bytes(batched.actions)
+        at = next((i for i in range(0, min(len(a), len(b)), 2) if a[i:i + 2] != b[i:i + 2]),
+                  min(len(a), len(b))) // 2
+        return (f"its actions differ from action {at} on: {len(a) // 2} actions alone, "
+                f"{len(b) // 2} batched")
+    if alone.answer != batched.answer or alone.cost != batched.cost:
+        return (f"answer/cost {alone.answer}/{alone.cost} alone, {batched.answer}/{batched.cost} "
+                f"batched")
     return None
 
 
@@ -212,6 +247,19 @@ def _interpret(raw: bytes, rc, stderr: str, limits: SandboxLimits, expected: int
         res.error = (f"the sandbox stopped after {len(st.episodes)} of {expected} episodes; "
                      + _describe_exit(rc, stderr))
         return res
+    for au in st.audits:
+        if au.index >= expected:
+            raise F.FrameError(f"audit of episode {au.index}, which did not run")
+        diff = _audit_difference(st.episodes[au.index], au, limits)
+        if diff is not None:
+            res.error_kind, res.error = "state", (
+                f"episode {au.index} played differently when run alone in a fresh process than "
+                f"after the episodes before it in the same process ({diff}): the controller's "
+                f"decisions depend on state carried from one episode to the next (module- or "
+                f"class-level state of an imported module) or on object addresses (e.g. iterating "
+                f"over a set of objects). Keep per-episode state on the controller object.")
+            res.failed_episode = au.index
+            return res
     acts = [np.frombuffer(ep.actions, dtype="<i2") for ep in st.episodes]
     offsets = np.zeros(expected + 1, np.int64)
     offsets[1:] = np.cumsum([a.shape[0] for a in acts])
@@ -254,6 +302,8 @@ def run_job(search, code: str, betas: Sequence[float], limits: SandboxLimits, *,
     expected = len(betas) * search.num_episodes
     sandboxed = conf.sandboxed
     config = {"limits": limits.worker_limits(sandboxed), "print_cap": int(limits.print_cap),
+              "episodes_per_process": max(1, int(limits.episodes_per_process)),
+              "audit_fraction": float(limits.audit_fraction), "audit_min": int(limits.audit_min),
               "landlock": bool(limits.landlock), "seccomp": bool(limits.seccomp),
               "read_roots": C.read_roots()}
     t0 = time.monotonic()

@@ -13,15 +13,20 @@ The worker itself never runs controller code. It
 2. locks itself down: non-dumpable (the episode processes, same uid, cannot read or trace it),
    Landlock when available and enabled (read-only access to the runtime, nothing else),
    resource limits; without bubblewrap it also installs the whole-sandbox seccomp filter;
-3. for every episode, forks a fresh process from this warm, clean state. That process closes every
-   descriptor but its own result pipe and stderr, sets its limits (address space, CPU), adds the
-   per-episode seccomp filter (no processes, threads, exec, file-system changes, signals to
-   others...), arms the audit hook, seeds ``random`` / ``numpy.random``, executes the controller
-   module in fresh globals and plays the episode: ``Controller(beta).solve(question)``, then
-   commits the answer and writes its result record and exits. Nothing it does can reach the next
-   episode: the worker's memory never holds an episode's result (it forwards the bytes through a
-   fixed buffer, zeroed after each episode), and the next process is forked from the same state.
-   The worker kills the process at the episode's time limit or output limit.
+3. for every batch of ``episodes_per_process`` episodes (1: every episode), forks a fresh process
+   from this warm, clean state. That process closes every descriptor but its result pipe, its
+   heartbeat pipe and stderr, sets its limits (address space, CPU), adds the per-episode seccomp
+   filter (no processes, threads, exec, file-system changes, signals to others...) and arms the
+   audit hook; then, per episode, seeds ``random`` / ``numpy.random``, executes the controller
+   module in fresh globals and plays the episode: ``Controller(beta).solve(question)``, commits the
+   answer, writes its result record and a heartbeat byte. The worker's memory never holds an
+   episode's result (it forwards the bytes through a fixed buffer, zeroed after each process), and
+   every process is forked from the same state. The worker kills a process at an episode's time
+   limit (restarted by each heartbeat) or its output limit;
+4. after a batched job, re-runs a random sample of the episodes that did not open their process,
+   each alone in a fresh process (drawn from the OS only now, so no batch could know it): the
+   parent compares them with the batched runs, and a difference fails the job (state carried
+   across episodes).
 
 The first failed episode ends the job. Everything here is written to be safe against what the
 episode processes do; the parent still treats every byte as untrusted and re-plays every action
@@ -41,6 +46,19 @@ _BUF_BYTES = 1 << 16
 
 class SandboxViolation(PermissionError):
     """Raised by the audit hook for an operation outside the allow-list."""
+
+
+class CountedWriter:
+    """Writes records to the result pipe and counts the bytes (the episode boundaries reported on
+    the heartbeat pipe)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.written = 0
+
+    def __call__(self, data: bytes) -> None:
+        F.write_all(self.fd, data)
+        self.written += len(data)
 
 
 class EpisodeContext:
@@ -269,16 +287,56 @@ def _args0(exc) -> str:
     return str.__str__(args[0]) if args and isinstance(args[0], str) else ""
 
 
-def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C901
-    """Play one episode in this (freshly forked) process and write its records to ``fd``; returns
-    the exit status (0: a result was written)."""
+def run_episodes(ctx: EpisodeContext, code, episodes, fd: int, beat: int) -> int:
+    """Play ``episodes`` one after the other in this (freshly forked) process, writing each one's
+    records to ``fd`` and, as each ends, the bytes written so far (u64) to ``beat``; stops at the
+    first failed episode.
+    Returns the exit status (0: every episode wrote a result).
+
+    The limits, the seccomp filter and the audit hook are set once for the process; every episode
+    gets fresh controller globals, its own seed and its own question object."""
+    from tts_gym.discovery.sandbox import confinement as C
+    from tts_gym.discovery.sandbox import seccomp
+    from tts_gym.discovery.sandbox.namespace import CONTROLLER_FILENAME
+    import struct
+    cfg, limits = ctx.config, ctx.config["limits"]
+    write = CountedWriter(fd)
+    C.set_limits(as_bytes=ctx.vm_at_fork + int(limits["memory_mb"]) * 2**20,
+                 cpu_s=int(limits["episode_cpu_s"]) * len(episodes), nofile=32, fsize=0, core=0,
+                 nproc=limits.get("nproc"))
+    if cfg.get("seccomp", True):
+        try:
+            seccomp.install(ctx.episode_program)
+        except (OSError, seccomp.SeccompUnsupported) as exc:
+            write(F.error_record("sandbox", f"the per-episode seccomp filter could not be "
+                                            f"installed: {exc}"))
+            return 1
+    violations: list = []                     # the running episode's refusals
+
+    def report(msg: str) -> None:
+        if len(violations) < 20:
+            violations.append(msg)
+            write(F.record(b"V", msg.encode("utf-8", "replace")))
+
+    if cfg.get("python_layer", "full") in ("full", "hook"):
+        install_audit_hook(ctx.hook_paths, report, CONTROLLER_FILENAME)
+    for episode in episodes:
+        violations.clear()
+        status = run_episode(ctx, code, episode, write, violations)
+        os.write(beat, struct.pack("<Q", write.written))
+        if status != 0:
+            return status
+    return 0
+
+
+def run_episode(ctx: EpisodeContext, code, episode, write, violations: list) -> int:  # noqa: C901
+    """Play one episode and write its result or error record through ``write``; returns 0 when a
+    result was written. ``violations``: the refusals the audit hook has reported during it."""
     import array
     import builtins
     import gc
     import random
 
-    from tts_gym.discovery.sandbox import confinement as C
-    from tts_gym.discovery.sandbox import seccomp
     from tts_gym.discovery.sandbox.interface import (
         ControllerRejected, InadmissibleAction, construct, inadmissible_handler, make_question,
     )
@@ -286,28 +344,12 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
     cfg, limits = ctx.config, ctx.config["limits"]
     bi, beta, si, r, j, q = episode
     np = ctx.np
-    C.set_limits(as_bytes=ctx.vm_at_fork + int(limits["memory_mb"]) * 2**20,
-                 cpu_s=int(limits["episode_cpu_s"]), nofile=32, fsize=0, core=0,
-                 nproc=limits.get("nproc"))
-    if cfg.get("seccomp", True):
-        try:
-            seccomp.install(ctx.episode_program)
-        except (OSError, seccomp.SeccompUnsupported) as exc:
-            F.write_all(fd, F.error_record("sandbox", f"the per-episode seccomp filter could not "
-                                                      f"be installed: {exc}"))
-            return 1
     gc.enable()                               # the worker runs without; controller code with
     seed = (bi * 7919 + si) * 1_000_003 + r * 1009 + q
     random.seed(seed)
     np.random.seed(seed % 2**32)
     printed = PrintBuffer(int(cfg.get("print_cap", 8192)))
-    violations: list = []
     sticky: list = []
-
-    def report(msg: str) -> None:
-        if len(violations) < 20:
-            violations.append(msg)
-            F.write_all(fd, F.record(b"V", msg.encode("utf-8", "replace")))
 
     def note(msg: str) -> None:
         if len(sticky) < 5:
@@ -317,8 +359,6 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
                       inadmissible=inadmissible_handler(note))
     question = make_question(rq, note)
     python_layer = cfg.get("python_layer", "full")
-    if python_layer in ("full", "hook"):
-        install_audit_hook(ctx.hook_paths, report, CONTROLLER_FILENAME)
     kind = msg = answer = None
     try:
         if python_layer == "full":
@@ -355,12 +395,12 @@ def run_episode(ctx: EpisodeContext, code, episode, fd: int) -> int:  # noqa: C9
             kind, msg = "inadmissible", describe_answer_problem(answer)
     text = printed.text()
     if kind is not None:
-        F.write_all(fd, F.error_record(kind, msg or kind, text))
+        write(F.error_record(kind, msg or kind, text))
         return 1
     actions = array.array("h", rq.actions)
     if sys.byteorder != "little":
         actions.byteswap()
-    F.write_all(fd, F.result_record(int(answer_id), int(rq.cost), actions.tobytes(), text))
+    write(F.result_record(int(answer_id), int(rq.cost), actions.tobytes(), text))
     return 0
 
 
@@ -405,62 +445,111 @@ def _compile(source: str, python_layer: str):
         return None, None, ("rejected", f"the source cannot be parsed: {type(exc).__name__}: {exc}")
 
 
-def _run_child(ctx, code, episode, w: int) -> None:
+def _run_child(ctx, code, episodes, w: int, beat: int) -> None:
     status = 1
     try:
         os.dup2(2, 1)                         # stray writes to stdout go to stderr
-        os.closerange(3, w)
-        os.closerange(w + 1, 1 << 16)
-        status = run_episode(ctx, code, episode, w)
+        keep = sorted((w, beat))
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, 1 << 16)
+        status = run_episodes(ctx, code, episodes, w, beat)
     except BaseException:  # noqa: BLE001 - nothing may escape a forked child
         status = 1
     finally:
         os._exit(status)
 
 
-def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
-    """One episode in a fresh process: forward its output, enforce its limits; ``True`` when it
-    exited cleanly (the parent decides whether it succeeded). The episode ends when its process
-    does (not when its pipe closes: a descendant could hold that open)."""
+def _play(ctx, code, out: _Out, k: int, episodes, buf: bytearray, audit: bool = False):
+    """Episodes ``k, k + 1, ...`` (``episodes``) in one fresh process: forward its output, enforce
+    its limits; ``(exited cleanly, episodes it ended)`` (the parent decides whether they
+    succeeded). Each
+    episode has its own time limit: as each episode ends, the process writes to a second pipe how
+    many bytes it has written (where the output is split between episodes), which restarts the
+    clock. The process ends when it exits (not when its pipes close: a
+    descendant could hold them open). ``audit``: the re-run of episode ``k`` alone."""
     import select
     import struct
     import time
     limits = ctx.config["limits"]
+    n = len(episodes)
     timeout = float(limits["episode_timeout_s"])
-    cap = int(limits["episode_output_bytes"])
-    out(b"S", struct.pack("<I", k))
+    cap = int(limits["episode_output_bytes"]) * n
+    if audit:
+        out(b"A", struct.pack("<I", k))
+    elif n == 1:
+        out(b"S", struct.pack("<I", k))
+    else:
+        out(b"B", struct.pack("<II", k, n))
     r, w = os.pipe()
+    beat_r, beat_w = os.pipe()
     ctx.vm_at_fork = ctx.vm_now()             # the episode's memory budget is on top of this
     t0 = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _run_child(ctx, code, episode, w)
+        os.close(beat_r)
+        _run_child(ctx, code, episodes, w, beat_w)
     os.close(w)
+    os.close(beat_w)
     os.set_blocking(r, False)
+    os.set_blocking(beat_r, False)
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None
+    last = t0 + timeout * n                   # no heartbeat extends the process beyond this
     deadline = t0 + timeout
     flags, forwarded, status, eof = 0, 0, None, False
+    ends: list = []                           # byte offsets where episodes ended (claimed)
+    partial, beat_eof = b"", False
     view = memoryview(buf)
     head = struct.Struct("<cII")
 
+    def heartbeats() -> None:
+        """Episode ends reported so far: increasing offsets, at most ``n``."""
+        nonlocal deadline, partial, beat_eof
+        while not beat_eof:
+            try:
+                got = os.read(beat_r, 4096)
+            except BlockingIOError:
+                return
+            if not got:
+                beat_eof = True
+                return
+            partial += got
+            while len(partial) >= 8 and len(ends) < n:
+                (at,) = struct.unpack_from("<Q", partial, 0)
+                partial = partial[8:]
+                ends.append(max(at, ends[-1] if ends else 0, forwarded))
+                deadline = min(time.monotonic() + timeout, last)
+            if len(ends) >= n:
+                partial = b""
+
     def forward() -> bool:
-        """Forward what the pipe holds now; ``False`` at the output limit."""
+        """Forward what the pipe holds now, each byte tagged with the episode it belongs to;
+        ``False`` at the output limit. The heartbeats are read after the bytes: an episode's end
+        is reported before anything of the next one is written."""
         nonlocal forwarded, eof
         while not eof:
             try:
-                n = os.readv(r, [view])
+                got = os.readv(r, [view])
             except BlockingIOError:
                 return True
-            if n == 0:
+            if got == 0:
                 eof = True
                 return True
-            F.write_all(out.fd, head.pack(b"C", n + 4, k))
-            F.write_all(out.fd, view[:n])     # straight from the buffer: no copy stays behind
-            forwarded += n
+            heartbeats()
+            pos = 0
+            while pos < got:
+                i = sum(1 for e in ends if e <= forwarded)
+                stop = got if i >= len(ends) else min(got, pos + ends[i] - forwarded)
+                if i >= n:
+                    i = n - 1
+                F.write_all(out.fd, head.pack(b"C", stop - pos + 4, k + i))
+                F.write_all(out.fd, view[pos:stop])   # straight from the buffer: no copy stays
+                forwarded += stop - pos
+                pos = stop
             if forwarded > cap:
                 return False
         return True
@@ -470,8 +559,10 @@ def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
         if left <= 0:
             flags |= 1
             break
-        waits = ([] if eof else [r]) + ([] if pidfd is None else [pidfd])
+        waits = (([] if eof else [r]) + ([] if beat_eof else [beat_r])
+                 + ([] if pidfd is None else [pidfd]))
         select.select(waits, [], [], min(left, 1.0 if pidfd is not None else 0.01))
+        heartbeats()
         if not forward():
             flags |= 2
             break
@@ -487,13 +578,27 @@ def _play(ctx, code, out: _Out, k: int, episode, buf: bytearray) -> bool:
         except ProcessLookupError:
             pass
         _, status = os.waitpid(pid, 0)
+    heartbeats()
     os.close(r)
+    os.close(beat_r)
     if pidfd is not None:
         os.close(pidfd)
     view[:] = bytes(len(buf))                 # nothing of this episode stays in the worker
     wall = int((time.monotonic() - t0) * 1000)
-    out(b"X", struct.pack("<IiBI", k, status, flags, min(wall, 2**32 - 1)))
-    return status == 0 and flags == 0
+    out(b"X", struct.pack("<IiBII", k, status, flags, min(wall, 2**32 - 1), len(ends)))
+    return status == 0 and flags == 0, len(ends)
+
+
+def audit_sample(count: int, starts, fraction: float, minimum: int) -> list[int]:
+    """Episodes to re-run alone after a batched job: a random sample (drawn from the OS, after
+    every batch has ended, so no batch could know it) of the episodes that did not open their
+    process (``starts``: those already ran fresh)."""
+    import math
+    import random
+    starts = set(starts)
+    later = [i for i in range(count) if i not in starts]
+    want = min(len(later), max(int(minimum), math.ceil(float(fraction) * count)))
+    return sorted(random.SystemRandom().sample(later, want)) if want > 0 else []
 
 
 def main(argv=None) -> int:
@@ -560,17 +665,30 @@ def main(argv=None) -> int:
     layers["episode_filter"] = "on" if config.get("seccomp", True) else "off"
     layers["python_layer"] = {"full": "restricted namespace + audit hook",
                               "hook": "audit hook only", "none": "off (raw Python)"}[python_layer]
-    layers["episodes"] = "one process per episode"
+    per = max(1, int(config.get("episodes_per_process", 1)))
+    layers["episodes"] = ("one process per episode" if per == 1 else
+                          f"{per} episodes per process, fresh globals and seed per episode; a "
+                          f"random sample re-run alone and compared")
     out(b"H", "\n".join(f"{k}={v}" for k, v in layers.items()).encode())
     buf = bytearray(_BUF_BYTES)
     gc.collect()
     gc.freeze()      # the episode processes' collections then leave the shared pages alone
     gc.disable()
-    count = 0
-    for episode in ctx.episodes():
-        count += 1
-        if not _play(ctx, code, out, count - 1, episode, buf):
+    episodes = list(ctx.episodes())
+    count, clean, starts = 0, True, []
+    while count < len(episodes):
+        batch = episodes[count:count + per]
+        starts.append(count)
+        clean, ended = _play(ctx, code, out, count, batch, buf)
+        # a process that exited cleanly before ending its batch: the episode it was playing is
+        # its last (the parent counts it so), the next process goes on after it
+        count += min(len(batch), ended + 1)
+        if not clean:
             break
+    if clean and per > 1:
+        for k in audit_sample(count, starts, config.get("audit_fraction", 0.02),
+                              config.get("audit_min", 4)):
+            _play(ctx, code, out, k, [episodes[k]], buf, audit=True)
     out(b"D", struct.pack("<I", count))
     return 0
 
