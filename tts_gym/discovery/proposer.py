@@ -71,7 +71,9 @@ methods raise the reference's exceptions instead of returning `None` (`ValueErro
 Answers are exact strings (e.g. "204", "\\\\frac{1}{576}", or "ERR" for an unparseable answer); two
 answers are equal iff the strings are equal. `solve` must return the *latest* revealed answer of
 some opened branch (or None); any other string is an inadmissible action. Each question is solved
-by a fresh module and a fresh `Controller(beta)`: nothing can be kept between questions.
+by a fresh module and a fresh `Controller(beta)`: nothing can be kept between questions (state
+left on an imported module or class is detected, by re-running a sample of questions alone, and
+fails the candidate).
 
 Cost = all tokens charged in the episode. Accuracy = share of questions whose returned answer equals
 the gold answer. Intermediate answers are the model's current guess after every 500 tokens of
