@@ -14,7 +14,7 @@ each define an ``OptimalController(config={"beta": b})``. On one store (default 
   :class:`~tts_gym.policies.autotts_adapter.ReferenceQuestion`, scores from the compiled kernels'
   re-play of the action logs (the re-play is included in the CPU time);
 * in the **sandbox** (:func:`tts_gym.discovery.sandbox.evaluate_controller`, what the discovery
-  loop runs): wall seconds of one job (one worker; 64 episodes per forked process and a 2 %
+  loop runs): wall seconds of one job (one worker; 256 episodes per forked process and a 2 %
   sample re-run alone, or with ``--isolate-episodes`` one fresh process per episode; its processes
   are in their own pid namespace, out of ``getrusage``'s reach, and the wall time bounds their CPU).
 
@@ -101,7 +101,7 @@ def run_in_process(path: Path, store, beta: float, seeds) -> dict:
             "accuracy": p.accuracy, "tokens": p.avg_tokens, "replay_s": res.replay_s}
 
 
-def run_sandbox(path: Path, store, beta: float, seeds, per_process: int = 64) -> dict:
+def run_sandbox(path: Path, store, beta: float, seeds, per_process: int = 256) -> dict:
     """One sandbox job. Its processes live in their own pid namespace and are not reaped through
     this process, so their CPU time is invisible to ``getrusage``; the job runs one worker that
     plays one episode at a time, so its wall time bounds its CPU time, and that is what is
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         infos = json.load(fh)
     store = ReplayStore.from_records(args.model, "aime24", infos)
     seeds = list(range(args.seeds))
-    per_process = 1 if args.isolate_episodes else 64
+    per_process = 1 if args.isolate_episodes else 256
     print(f"# controller_speed: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; {args.model}/aime24, "
           f"beta={args.beta:g}, {len(seeds) * len(infos)} episodes per run, fastest of {args.reps}")

@@ -6,7 +6,7 @@ Three ways to run the same controller file over the same episodes:
 * ``in-process``   -- ``tts-gym eval --controller FILE --trusted``: the file in this process through
                      the Python env loop (no processes, no operating-system boundary);
 * ``worker``       -- the sandbox's worker without bubblewrap (``SandboxLimits(os_sandbox=False)``):
-                     64 episodes per forked process and a 2 % sample re-run alone, seccomp
+                     256 episodes per forked process and a 2 % sample re-run alone, seccomp
                      filters, limits, audit hook, re-play in the parent; no namespaces;
 * ``bubblewrap``   -- the full sandbox (``tts-gym eval --controller FILE``, ``tts-gym discover``);
 * ``isolated``     -- the full sandbox with one fresh process per episode (``--isolate-episodes``).

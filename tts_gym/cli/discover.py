@@ -131,7 +131,7 @@ def register(sub) -> None:
                    help="memory budget per sandbox in MB (default 2048)")
     p.add_argument("--isolate-episodes", action="store_true",
                    help="a fresh sandbox process for every episode (strict; 5-10x slower). By "
-                        "default a process plays 64 episodes, each with fresh controller globals, "
+                        "default a process plays 256 episodes, each with fresh controller globals, "
                         "and a random sample is re-run alone and compared: a controller whose "
                         "decisions depend on an earlier episode fails as 'state'")
     p.add_argument("--trace-episodes", type=int_in(0, 10_000), default=3, metavar="N",
@@ -168,7 +168,7 @@ def _config(args):
         max_tokens=args.max_tokens, temperature=args.temperature, base_url=args.base_url,
         max_retries=args.max_retries, jobs=args.jobs, job_timeout_s=args.job_timeout,
         episode_timeout_s=args.episode_timeout, memory_mb=args.memory_mb,
-        episodes_per_process=1 if args.isolate_episodes else 64,
+        episodes_per_process=1 if args.isolate_episodes else 256,
         trace_episodes=args.trace_episodes, max_prompt_chars=args.max_prompt_chars,
         max_usd=args.max_usd, seed_controllers=tuple(args.seed_controllers),
         baselines=not args.no_baselines, heldout=not args.no_heldout,

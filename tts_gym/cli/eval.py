@@ -157,7 +157,7 @@ def _eval_controller_sandboxed(store, policy: str, params: dict, seeds, args: ar
     beta = float(params["beta"])
     limits = SandboxLimits(timeout_s=args.job_timeout or 60.0 + 0.5 * search.num_episodes,
                            episode_timeout_s=args.episode_timeout, memory_mb=args.memory_mb,
-                           episodes_per_process=1 if args.isolate_episodes else 64)
+                           episodes_per_process=1 if args.isolate_episodes else 256)
     from tts_gym.evaluation.progress import progress_bar
     try:
         with progress_bar(search.num_episodes, "evaluating (sandbox)", progress_flag(args)) as bar:
@@ -361,7 +361,7 @@ def register(sub) -> None:
                    help="sandboxed --controller: memory per episode process (MB, default 2048)")
     g.add_argument("--isolate-episodes", action="store_true",
                    help="sandboxed --controller: a fresh process for every episode (strict, 5-10x "
-                        "slower; by default 64 episodes share a process and a sample is re-run "
+                        "slower; by default 256 episodes share a process and a sample is re-run "
                         "alone and compared)")
     from tts_gym.cli.evaluate_cmds import add_backend_args
     add_backend_args(p, group=g)

@@ -82,7 +82,7 @@ class DiscoveryConfig:
     job_timeout_s: float | None = None  # None: 60 s + 0.5 s per episode of the job
     episode_timeout_s: float = 20.0
     memory_mb: int = 2048
-    episodes_per_process: int = 64     # 1: a fresh process per episode (see SandboxLimits)
+    episodes_per_process: int = 256    # 1: a fresh process per episode (see SandboxLimits)
     trace_episodes: int = 3
     max_prompt_chars: int = 120_000
     max_usd: float | None = None

@@ -66,7 +66,7 @@ class SandboxLimits:
     episode_output_bytes: int = 8 * 2**20
     stderr_cap: int = 64 * 1024
     print_cap: int = 8192
-    episodes_per_process: int = 64
+    episodes_per_process: int = 256
     audit_fraction: float = 0.02
     audit_min: int = 4
     landlock: bool = True
