@@ -3,8 +3,8 @@ confined vs unconfined, side by side in one run.
 
 Three ways to run the same controller file over the same episodes:
 
-* ``in-process``   -- ``tts-gym eval --controller FILE --trusted``: the file in this process through
-                     the Python env loop (no processes, no operating-system boundary);
+* ``in-process``   -- ``tts-gym eval --controller FILE --trusted``: the file in this process (no
+                     processes, no operating-system boundary), scores from the kernels' re-play;
 * ``worker``       -- the sandbox's worker without bubblewrap (``SandboxLimits(os_sandbox=False)``):
                      256 episodes per forked process and a 2 % sample re-run alone, seccomp
                      filters, limits, audit hook, re-play in the parent; no namespaces;
@@ -53,11 +53,11 @@ def job_sandbox(code: str, store, seeds, limits):
 
 
 def job_in_process(path: Path, store, seeds):
-    from tts_gym.discovery.sandbox.inprocess import load_controller_policy
-    from tts_gym.evaluation.rollout import evaluate_reference_python
+    """What ``tts-gym eval --controller FILE --trusted`` runs."""
+    from tts_gym.discovery.controller_eval import ControllerCode, evaluate_in_process
     t = time.perf_counter()
-    res = evaluate_reference_python(store, load_controller_policy(path, 0.5), seeds=list(seeds))
-    return time.perf_counter() - t, int(res.sumTT)
+    res = evaluate_in_process(ControllerCode.from_file(path), [store], [0.5], list(seeds))
+    return time.perf_counter() - t, int(res.results[0.5][0].sumTT)
 
 
 def main() -> None:
